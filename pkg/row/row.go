@@ -1,0 +1,199 @@
+// Package row reads and writes services in the GPS row schema: JSON lines of
+// {"ip","p","asn","data","fingerprint","w","tls_cert","tls_oids"}, optionally
+// gzipped. A malformed line is an error naming FILE:LINE.
+package row
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+)
+
+// Row is one service as GPS sees it.
+type Row struct {
+	IP          string   `json:"ip"`
+	Port        int      `json:"p"`
+	ASN         *int64   `json:"asn"`
+	Data        string   `json:"data"`
+	Fingerprint string   `json:"fingerprint"`
+	Window      *int64   `json:"w"`
+	TLSCert     *string  `json:"tls_cert,omitempty"`
+	TLSOIDs     []string `json:"tls_oids,omitempty"`
+}
+
+// Service is a validated Row with the address parsed to a uint32.
+type Service struct {
+	Row
+	Addr uint32
+}
+
+// ErrBadRow is wrapped by every validation error.
+var ErrBadRow = errors.New("bad row")
+
+// Validate parses the row's address and checks its fields.
+func (r *Row) Validate() (uint32, error) {
+	a, err := netip.ParseAddr(r.IP)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("%w: ip %q is not an IPv4 address", ErrBadRow, r.IP)
+	}
+	if r.Port < 1 || r.Port > 65535 {
+		return 0, fmt.Errorf("%w: port %d out of range 1..65535", ErrBadRow, r.Port)
+	}
+	if r.ASN != nil && (*r.ASN < 0 || *r.ASN > 4294967295) {
+		return 0, fmt.Errorf("%w: asn %d out of range", ErrBadRow, *r.ASN)
+	}
+	if r.Window != nil && (*r.Window < 0 || *r.Window > 4294967295) {
+		return 0, fmt.Errorf("%w: window %d out of range", ErrBadRow, *r.Window)
+	}
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), nil
+}
+
+// FormatAddr renders a uint32 address in dotted quad.
+func FormatAddr(a uint32) string {
+	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}).String()
+}
+
+// ParseAddr parses a dotted quad into a uint32.
+func ParseAddr(s string) (uint32, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("%q is not an IPv4 address", s)
+	}
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), nil
+}
+
+// LineError names the place of a bad line.
+type LineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// Open opens a file for reading, transparently un-gzipping names ending in .gz.
+func Open(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open rows: %w", err)
+	}
+	if !strings.HasSuffix(path, ".gz") {
+		return f, nil
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open rows: %s: %w", path, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{zr, closers{zr, f}}, nil
+}
+
+type closers []io.Closer
+
+func (c closers) Close() error {
+	var errs []error
+	for _, x := range c {
+		errs = append(errs, x.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Scan reads rows from r, calling fn for each valid one. name is used in errors.
+// Blank lines are skipped. The first bad line stops the scan with a *LineError.
+func Scan(r io.Reader, name string, fn func(Service) error) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	line := 0
+	for {
+		b, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A very long line: collect it whole.
+			buf := append([]byte(nil), b...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				b, err = br.ReadSlice('\n')
+				buf = append(buf, b...)
+			}
+			b = buf
+		}
+		if len(b) == 0 && err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return &LineError{name, line + 1, err}
+		}
+		line++
+		if t := bytes.TrimSpace(b); len(t) > 0 {
+			s, perr := Parse(t)
+			if perr != nil {
+				return &LineError{name, line, perr}
+			}
+			if ferr := fn(s); ferr != nil {
+				return &LineError{name, line, ferr}
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return &LineError{name, line, err}
+		}
+	}
+}
+
+// Parse decodes and validates one JSON line. Unknown fields are allowed (other
+// tools add their own); wrong types and missing required fields are not.
+func Parse(b []byte) (Service, error) {
+	var raw struct {
+		Row
+		IPSet   *string `json:"ip"`
+		PortSet *int    `json:"p"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return Service{}, fmt.Errorf("%w: %v", ErrBadRow, err)
+	}
+	if raw.IPSet == nil {
+		return Service{}, fmt.Errorf("%w: missing \"ip\"", ErrBadRow)
+	}
+	if raw.PortSet == nil {
+		return Service{}, fmt.Errorf("%w: missing \"p\"", ErrBadRow)
+	}
+	r := raw.Row
+	r.IP, r.Port = *raw.IPSet, *raw.PortSet
+	a, err := r.Validate()
+	if err != nil {
+		return Service{}, err
+	}
+	return Service{Row: r, Addr: a}, nil
+}
+
+// ReadFile scans a whole file (gzipped if it ends in .gz).
+func ReadFile(path string, fn func(Service) error) error {
+	rc, err := Open(path)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return Scan(rc, path, fn)
+}
+
+// ReadAll returns every row of a file.
+func ReadAll(path string) ([]Service, error) {
+	var out []Service
+	err := ReadFile(path, func(s Service) error {
+		out = append(out, s)
+		return nil
+	})
+	return out, err
+}
