@@ -1,0 +1,132 @@
+// Package batch is GPS as the original runs it, in files: Phase 1 (the model
+// table and the priors plan, `gps first`) and Phase 2 (the remaining
+// predictions, `gps remaining`), on top of pkg/model.
+package batch
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/gpsscan/gps/pkg/features"
+	"github.com/gpsscan/gps/pkg/model"
+	"github.com/gpsscan/gps/pkg/row"
+)
+
+// Defaults of the GPS parameters.
+const (
+	DefaultHitrate = 1e-5
+	DefaultStep    = 16
+)
+
+// PlanRow is one group of the priors plan: scan Port across Prefix/Step.
+type PlanRow struct {
+	Port   uint16
+	Prefix uint32
+	Step   int
+	Count  int
+}
+
+// Cost is the number of probes the group takes.
+func (p PlanRow) Cost() uint64 { return 1 << (32 - p.Step) }
+
+// Mask returns addr masked to /step.
+func Mask(addr uint32, step int) uint32 {
+	if step == 0 {
+		return 0
+	}
+	return addr &^ (1<<(32-step) - 1)
+}
+
+// Plan groups the model rows by (p_b, the ip's /step prefix) and keeps the
+// groups with count / 2^(32-step) > hitrate, count descending (then port,
+// then prefix, so the order is deterministic).
+func Plan(rows []model.ModelRow, step int, hitrate float64) []PlanRow {
+	type gk struct {
+		port   uint16
+		prefix uint32
+	}
+	counts := make(map[gk]int)
+	for _, r := range rows {
+		counts[gk{r.NeededP, Mask(r.Addr, step)}]++
+	}
+	size := float64(uint64(1) << (32 - step))
+	var plan []PlanRow
+	for g, c := range counts {
+		if float64(c)/size > hitrate {
+			plan = append(plan, PlanRow{Port: g.port, Prefix: g.prefix, Step: step, Count: c})
+		}
+	}
+	slices.SortFunc(plan, func(a, b PlanRow) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Prefix, b.Prefix))
+	})
+	return plan
+}
+
+// Target is one probe: an address and a port.
+type Target struct {
+	Addr uint32
+	Port uint16
+}
+
+// Rules is the Phase 2 rule set: the distinct (p_b, f) -> p_a of a model table.
+type Rules map[model.Key][]uint16
+
+// RulesOf collects the rules of the model rows.
+func RulesOf(rows []model.ModelRow) Rules {
+	r := make(Rules)
+	for _, x := range rows {
+		if x.Single {
+			continue
+		}
+		k := model.Key{Port: x.NeededP, Feat: x.Feat}
+		if !slices.Contains(r[k], x.P) {
+			r[k] = append(r[k], x.P)
+		}
+	}
+	return r
+}
+
+// Remaining is GPS Phase 2: every (ip, p_a) a rule predicts from a priors
+// service, except those whose (ip/step, p_a) is a plan group and those that
+// are seed services. dict must be the one the rules' features come from.
+// The result is distinct and sorted.
+func Remaining(dict *features.Dict, rules Rules, plan []PlanRow, priors []row.Service, seed map[Target]bool, step int) []Target {
+	planned := PlannedSet(plan)
+	out := make(map[Target]bool)
+	var feats []features.ID
+	for i := range priors {
+		s := &priors[i]
+		feats = dict.Of(feats[:0], s, false)
+		for _, f := range feats {
+			for _, pa := range rules[model.Key{Port: uint16(s.Port), Feat: f}] {
+				t := Target{s.Addr, pa}
+				if planned[Target{Mask(s.Addr, step), pa}] || seed[t] {
+					continue
+				}
+				out[t] = true
+			}
+		}
+	}
+	return SortedTargets(out)
+}
+
+// PlannedSet indexes a plan by (prefix, port).
+func PlannedSet(plan []PlanRow) map[Target]bool {
+	s := make(map[Target]bool, len(plan))
+	for _, p := range plan {
+		s[Target{p.Prefix, p.Port}] = true
+	}
+	return s
+}
+
+// SortedTargets returns the keys of a set of targets, sorted by address, port.
+func SortedTargets(set map[Target]bool) []Target {
+	out := make([]Target, 0, len(set))
+	for t := range set {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b Target) int {
+		return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(a.Port, b.Port))
+	})
+	return out
+}

@@ -1,0 +1,185 @@
+package model
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/gpsscan/gps/pkg/features"
+)
+
+// Evidence is a rule (p_b, f) -> p_a with its numbers.
+type Evidence struct {
+	Port    uint16 // p_b
+	Feat    features.ID
+	Count   uint32
+	Support uint32
+	Hitrate float64 // float64(Count) / float64(Support), as GPS computes it
+}
+
+// better reports whether e beats cur under GPS's choice: the higher hitrate,
+// then the lower p_b, then the feature string first in byte order.
+func (m *Model) better(e, cur Evidence) bool {
+	if e.Hitrate != cur.Hitrate {
+		return e.Hitrate > cur.Hitrate
+	}
+	if e.Port != cur.Port {
+		return e.Port < cur.Port
+	}
+	return m.dict.Compare(e.Feat, cur.Feat) < 0
+}
+
+func (m *Model) evidence(k uint32, n uint32) Evidence {
+	s := m.support(k)
+	return Evidence{Port: m.keys[k].key.Port, Feat: m.keys[k].key.Feat, Count: n, Support: s, Hitrate: float64(n) / float64(s)}
+}
+
+// ModelRow is one row of the GPS model table: the chosen antecedent of a seed
+// service, or (Single) the one port of a single-port host.
+type ModelRow struct {
+	Addr    uint32
+	Single  bool   // a single-port host: no P, no evidence
+	P       uint16 // p_a, the seed service's port
+	NeededP uint16 // p_b, the port to scan to find it (the single port when Single)
+	Evidence
+}
+
+// Rows computes the GPS model table (Phase 1 steps 4 and 5): for every
+// service of a counted host, the antecedent with the highest hitrate among
+// the host's other services, kept when its hitrate exceeds minHitrate; and a
+// row for every single-port host. Rows come sorted by address, then P.
+func (m *Model) Rows(minHitrate float64) []ModelRow {
+	order := make([]uint32, 0, len(m.hosts))
+	for i := range m.hosts {
+		if st := m.hosts[i].state; st == stateCounted || (st == stateWaiting && len(m.hosts[i].svcs) == 1) {
+			order = append(order, uint32(i))
+		}
+	}
+	slices.SortFunc(order, func(a, b uint32) int { return cmpU32(m.hosts[a].addr, m.hosts[b].addr) })
+
+	// Choices are independent per host: split the hosts over the cores.
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	chunk := (len(order) + workers - 1) / max(workers, 1)
+	parts := make([][]ModelRow, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := min(w*chunk, len(order)), min((w+1)*chunk, len(order))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out []ModelRow
+			for _, hid := range order[lo:hi] {
+				out = m.hostRows(out, hid, minHitrate)
+			}
+			parts[w] = out
+		}()
+	}
+	wg.Wait()
+	return slices.Concat(parts...)
+}
+
+func (m *Model) hostRows(out []ModelRow, hid uint32, minHitrate float64) []ModelRow {
+	h := &m.hosts[hid]
+	if h.state == stateWaiting {
+		return append(out, ModelRow{Addr: h.addr, Single: true, NeededP: h.svcs[0].port})
+	}
+	svcs := slices.Clone(h.svcs)
+	slices.SortFunc(svcs, func(a, b service) int { return int(a.port) - int(b.port) })
+	for i := range svcs {
+		pa := svcs[i].port
+		var best Evidence
+		found := false
+		for j := range svcs {
+			if j == i {
+				continue
+			}
+			for _, k := range svcs[j].keys {
+				n := m.countOf(k, pa)
+				if n < MinCount {
+					continue
+				}
+				e := m.evidence(k, n)
+				if !found || m.better(e, best) {
+					best, found = e, true
+				}
+			}
+		}
+		if found && best.Hitrate > minHitrate {
+			out = append(out, ModelRow{Addr: h.addr, P: pa, NeededP: best.Port, Evidence: best})
+		}
+	}
+	return out
+}
+
+// Prediction is a port predicted for a host, with its best evidence.
+type Prediction struct {
+	Port uint16 // p_a
+	Evidence
+}
+
+// Found is a service already found on a host, with its features (computed
+// with this model's Dict).
+type Found struct {
+	Port  uint16
+	Feats []features.ID
+}
+
+// Predict answers "given this host's services so far, what else": every
+// port p_a not among found that some rule (p_b, f) -> p_a with count >=
+// MinCount and hitrate > minHitrate predicts from a found service, with the
+// best evidence for it (GPS's choice order). Results are sorted by hitrate,
+// highest first, then port.
+func (m *Model) Predict(found []Found, minHitrate float64) []Prediction {
+	best := make(map[uint16]Evidence)
+	for _, fs := range found {
+		for _, f := range fs.Feats {
+			k, ok := m.keyIdx[Key{fs.Port, f}]
+			if !ok {
+				continue
+			}
+			var s uint32
+			for _, c := range m.keys[k].co {
+				if c.N < MinCount {
+					continue
+				}
+				if s == 0 {
+					s = m.support(k)
+				}
+				e := Evidence{Port: fs.Port, Feat: f, Count: c.N, Support: s, Hitrate: float64(c.N) / float64(s)}
+				if e.Hitrate <= minHitrate {
+					continue
+				}
+				if cur, ok := best[c.Port]; !ok || m.better(e, cur) {
+					best[c.Port] = e
+				}
+			}
+		}
+	}
+	out := make([]Prediction, 0, len(best))
+	for p, e := range best {
+		if slices.ContainsFunc(found, func(f Found) bool { return f.Port == p }) {
+			continue
+		}
+		out = append(out, Prediction{Port: p, Evidence: e})
+	}
+	slices.SortFunc(out, func(a, b Prediction) int {
+		if a.Hitrate != b.Hitrate {
+			if a.Hitrate > b.Hitrate {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Port) - int(b.Port)
+	})
+	return out
+}
+
+func cmpU32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
