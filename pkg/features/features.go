@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -158,7 +159,7 @@ func (d *Dict) Of(dst []ID, s *row.Service, intern bool) []ID {
 			add("tls cert: ", *s.TLSCert)
 		}
 		for _, o := range s.TLSOIDs {
-			if len(o) > 7 {
+			if utf8.RuneCountInString(o) > 7 {
 				add("tls oid: ", o)
 			}
 		}
