@@ -170,7 +170,9 @@ func TestIncrementalEqualsBatch(t *testing.T) {
 			}(),
 			"host by host": func() []row.Service {
 				x := slices.Clone(rows)
-				slices.SortStableFunc(x, func(a, b row.Service) int { return cmpU32(a.Addr^uint32(seed*2654435761), b.Addr^uint32(seed*2654435761)) })
+				slices.SortStableFunc(x, func(a, b row.Service) int {
+					return cmpU32(a.Addr^uint32(seed*2654435761), b.Addr^uint32(seed*2654435761))
+				})
 				return x
 			}(),
 		}

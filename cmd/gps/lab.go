@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"flag"
+
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/lab"
+)
+
+func labGenCmd() command {
+	return command{
+		name:  "lab gen",
+		usage: "generate a synthetic Internet in 127.0.0.0/8 (truth, seed, pfx2as, meta)",
+		flags: func(fs *flag.FlagSet) func(context.Context, *zap.Logger) error {
+			c := lab.Config{}.WithDefaults()
+			out := fs.String("out", "", "directory to write truth.jsonl, seed.jsonl, pfx2as.tsv and meta.json into")
+			fs.Int64Var(&c.Seed, "seed", c.Seed, "random seed; the same seed and sizes give the same world")
+			fs.IntVar(&c.Hosts, "hosts", c.Hosts, "responsive hosts in the world")
+			fs.IntVar(&c.Slash16s, "slash16s", c.Slash16s, "number of /16s of 127.0.0.0/8 the world spans (1..254)")
+			fs.Float64Var(&c.SeedFrac, "seed-frac", c.SeedFrac, "fraction of the addresses sampled into the seed")
+			fs.IntVar(&c.ASes, "ases", c.ASes, "number of autonomous systems")
+			fs.Float64Var(&c.PseudoFrac, "pseudo-frac", c.PseudoFrac, "fraction of hosts that answer on hundreds of ports (middleboxes)")
+			fs.Float64Var(&c.NoiseFrac, "noise-frac", c.NoiseFrac, "fraction of hosts with random extra services")
+			return func(ctx context.Context, log *zap.Logger) error {
+				if *out == "" {
+					return usageErr("need --out DIR")
+				}
+				if err := c.Validate(); err != nil {
+					return usageErr("%v", err)
+				}
+				w, err := lab.Generate(c)
+				if err != nil {
+					return err
+				}
+				if err := w.Write(*out); err != nil {
+					return err
+				}
+				log.Info("world written", zap.String("dir", *out), zap.Int("hosts", w.Meta.Hosts), zap.Int("services", w.Meta.Services),
+					zap.Int("seed_hosts", w.Meta.SeedHosts), zap.Int("seed_services", w.Meta.SeedServices))
+				return nil
+			}
+		},
+	}
+}

@@ -1,0 +1,113 @@
+package eval
+
+import (
+	"math"
+	"sort"
+)
+
+// Point is one point of a coverage curve: probes sent after the seed and
+// services found, the seed's included.
+type Point struct {
+	Probes uint64
+	Found  int
+}
+
+// Curve is a policy's coverage as probes are spent. Between two points the
+// policy is assumed to find services at a constant rate (a whole-prefix sweep
+// in random order), which is how budgets cut a segment.
+type Curve struct {
+	Name   string
+	Points []Point
+	budget uint64 // 0: none
+	cut    bool   // the budget ended the policy
+}
+
+func newCurve(name string, seedFound int, budget uint64) *Curve {
+	return &Curve{Name: name, Points: []Point{{0, seedFound}}, budget: budget}
+}
+
+// End is the last point.
+func (c *Curve) End() Point { return c.Points[len(c.Points)-1] }
+
+// Spend records cost probes finding found more services. It reports false
+// when the budget is exhausted (the segment is cut proportionally).
+func (c *Curve) Spend(cost uint64, found int) bool {
+	if c.cut {
+		return false
+	}
+	e := c.End()
+	if c.budget > 0 && e.Probes+cost >= c.budget {
+		left := c.budget - e.Probes
+		part := found
+		if cost > 0 {
+			part = int(float64(found) * float64(left) / float64(cost))
+		}
+		c.add(Point{c.budget, e.Found + part})
+		c.cut = true
+		return false
+	}
+	c.add(Point{e.Probes + cost, e.Found + found})
+	return true
+}
+
+// add appends p, merging runs of points on one straight segment of zero
+// finds so that a million fruitless probes are one segment.
+func (c *Curve) add(p Point) {
+	n := len(c.Points)
+	if n >= 2 && c.Points[n-1].Found == p.Found && c.Points[n-2].Found == p.Found {
+		c.Points[n-1] = p
+		return
+	}
+	c.Points = append(c.Points, p)
+}
+
+// FoundAt is the services found after x probes (the end value past the end).
+func (c *Curve) FoundAt(x uint64) float64 {
+	pts := c.Points
+	i := sort.Search(len(pts), func(i int) bool { return pts[i].Probes >= x })
+	if i == len(pts) {
+		return float64(c.End().Found)
+	}
+	if pts[i].Probes == x || i == 0 {
+		return float64(pts[i].Found)
+	}
+	a, b := pts[i-1], pts[i]
+	return float64(a.Found) + float64(b.Found-a.Found)*float64(x-a.Probes)/float64(b.Probes-a.Probes)
+}
+
+// ProbesTo is the probes needed to find target services, or -1 if never.
+func (c *Curve) ProbesTo(target float64) int64 {
+	pts := c.Points
+	i := sort.Search(len(pts), func(i int) bool { return float64(pts[i].Found) >= target })
+	if i == len(pts) {
+		return -1
+	}
+	if i == 0 {
+		return 0
+	}
+	a, b := pts[i-1], pts[i]
+	frac := (target - float64(a.Found)) / float64(b.Found-a.Found)
+	return int64(a.Probes) + int64(math.Ceil(frac*float64(b.Probes-a.Probes)))
+}
+
+// Sample returns at most n points, spaced evenly in log(probes), always with
+// the first and last, for files and plots.
+func (c *Curve) Sample(n int) []Point {
+	pts := c.Points
+	if len(pts) <= n {
+		return pts
+	}
+	out := []Point{pts[0]}
+	last := float64(pts[len(pts)-1].Probes)
+	next := 1.0
+	ratio := math.Pow(math.Max(last, 2), 1/float64(n-2))
+	for _, p := range pts[1 : len(pts)-1] {
+		if float64(p.Probes) >= next {
+			out = append(out, p)
+			for next <= float64(p.Probes) {
+				next *= ratio
+			}
+		}
+	}
+	return append(out, pts[len(pts)-1])
+}

@@ -1,0 +1,206 @@
+// Package eval replays a world offline and measures what a user of
+// predictive scanning reads: services found against probes sent, for GPS in
+// batch, this project's streaming GPS, and the baselines.
+package eval
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/atomicfile"
+)
+
+// Config configures `gps eval`.
+type Config struct {
+	World string
+	Out   string
+	Params
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.World == "" || c.Out == "" {
+		return errors.New("need --world DIR and --out DIR")
+	}
+	if c.Step < 1 || c.Step > 32 {
+		return fmt.Errorf("--step %d: want 1..32", c.Step)
+	}
+	if c.Hitrate < 0 || c.Hitrate >= 1 {
+		return fmt.Errorf("--hitrate %g: want 0 <= hitrate < 1", c.Hitrate)
+	}
+	return nil
+}
+
+// PolicyResult is one policy's line of summary.json.
+type PolicyResult struct {
+	Probes                uint64            `json:"probes"`
+	Found                 int               `json:"found"`
+	Coverage              float64           `json:"coverage"`
+	Precision             float64           `json:"precision"`
+	CoverageAtBatchProbes float64           `json:"coverage_at_batch_probes"`
+	ProbesTo              map[string]*int64 `json:"probes_to"`
+}
+
+// Summary is summary.json.
+type Summary struct {
+	World    string                  `json:"world"`
+	Services int                     `json:"services"`
+	Seed     int                     `json:"seed_services"`
+	SeedCost uint64                  `json:"seed_probes"`
+	Hitrate  float64                 `json:"hitrate"`
+	Step     int                     `json:"step"`
+	Budget   uint64                  `json:"budget,omitempty"`
+	Order    []string                `json:"order"`
+	Policies map[string]PolicyResult `json:"policies"`
+	Curves   []*Curve                `json:"-"`
+}
+
+// Run replays the world under every policy and writes OUT/summary.json,
+// OUT/curves.csv and OUT/coverage.png. The table goes to stdout.
+func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	w, err := LoadWorld(c.World)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("world loaded", zap.Int("services", w.Services()), zap.Int("seed_services", len(w.seedSet)),
+		zap.Int("slash16s", w.NSlash16), zap.Float64("seed_frac", w.SeedFrac), zap.Duration("elapsed", time.Since(start)))
+	timed := func(name string, f func() *Curve) *Curve {
+		t := time.Now()
+		cv := f()
+		e := cv.End()
+		log.Info("policy replayed", zap.String("policy", name), zap.Uint64("probes", e.Probes), zap.Int("found", e.Found),
+			zap.Duration("elapsed", time.Since(t)))
+		return cv
+	}
+	var br *BatchResult
+	curves := []*Curve{
+		timed("exhaustive", func() *Curve { return Exhaustive(w, c.Params) }),
+		timed("popularity", func() *Curve { return Popularity(w, c.Params) }),
+		timed("gps-batch", func() *Curve { br = Batch(w, c.Params); return br.Curve }),
+		timed("gps-stream", func() *Curve {
+			cv, st := Stream(w, c.Params, func(p uint64) {
+				log.Info("gps-stream progress", zap.Uint64("probes", p))
+			})
+			log.Info("gps-stream done", zap.Int("groups", st.Groups), zap.Int("predictions", st.Predictions),
+				zap.Int("hits", st.Hits), zap.Int("model_services", st.ModelServices))
+			return cv
+		}),
+		timed("oracle", func() *Curve { return Oracle(w, c.Params) }),
+	}
+	s := summarize(w, c, curves, br.Curve.End().Probes)
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("make output dir: %w", err)
+	}
+	sumPath, csvPath, pngPath := filepath.Join(c.Out, "summary.json"), filepath.Join(c.Out, "curves.csv"), filepath.Join(c.Out, "coverage.png")
+	err = atomicfile.Set(map[string]func(io.Writer) error{
+		sumPath: func(wr io.Writer) error {
+			enc := json.NewEncoder(wr)
+			enc.SetIndent("", "  ")
+			return enc.Encode(s)
+		},
+		csvPath: func(wr io.Writer) error { return writeCSV(wr, w, curves) },
+		pngPath: func(wr io.Writer) error { return plotCurves(wr, w, curves, c.World) },
+	}, []string{sumPath, csvPath, pngPath})
+	if err != nil {
+		return nil, err
+	}
+	if err := WriteTable(stdout, s); err != nil {
+		return nil, err
+	}
+	log.Info("eval done", zap.String("out", c.Out), zap.Duration("elapsed", time.Since(start)))
+	return s, nil
+}
+
+var thresholds = []struct {
+	key string
+	v   float64
+}{{"0.90", 0.90}, {"0.95", 0.95}, {"0.99", 0.99}}
+
+func summarize(w *World, c Config, curves []*Curve, batchProbes uint64) *Summary {
+	s := &Summary{World: c.World, Services: w.Services(), Seed: len(w.seedSet), SeedCost: w.SeedCost(),
+		Hitrate: c.Hitrate, Step: c.Step, Budget: c.Budget, Policies: map[string]PolicyResult{}, Curves: curves}
+	total := float64(w.Services())
+	for _, cv := range curves {
+		e := cv.End()
+		r := PolicyResult{Probes: e.Probes, Found: e.Found, Coverage: float64(e.Found) / total,
+			CoverageAtBatchProbes: cv.FoundAt(batchProbes) / total, ProbesTo: map[string]*int64{}}
+		if e.Probes > 0 {
+			r.Precision = float64(e.Found-len(w.seedSet)) / float64(e.Probes)
+		}
+		for _, th := range thresholds {
+			if n := cv.ProbesTo(th.v * total); n >= 0 {
+				r.ProbesTo[th.key] = &n
+			} else {
+				r.ProbesTo[th.key] = nil
+			}
+		}
+		s.Order = append(s.Order, cv.Name)
+		s.Policies[cv.Name] = r
+	}
+	return s
+}
+
+// WriteTable prints the summary as an aligned table.
+func WriteTable(wr io.Writer, s *Summary) error {
+	tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "policy\tprobes\tfound\tcoverage\tprecision\tcov@batch\tto 90%%\tto 95%%\tto 99%%\t\n")
+	for _, name := range s.Order {
+		r := s.Policies[name]
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.4f\t%.3g\t%.4f\t%s\t%s\t%s\t\n", name, human(float64(r.Probes)), r.Found, r.Coverage,
+			r.Precision, r.CoverageAtBatchProbes, humanP(r.ProbesTo["0.90"]), humanP(r.ProbesTo["0.95"]), humanP(r.ProbesTo["0.99"]))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(wr, "(%d services in truth, %d in the seed; the seed cost %s probes, not counted above)\n",
+		s.Services, s.Seed, human(float64(s.SeedCost)))
+	return err
+}
+
+func humanP(p *int64) string {
+	if p == nil {
+		return "-"
+	}
+	return human(float64(*p))
+}
+
+func human(v float64) string {
+	switch {
+	case v >= 1e12:
+		return strconv.FormatFloat(v/1e12, 'f', 2, 64) + "T"
+	case v >= 1e9:
+		return strconv.FormatFloat(v/1e9, 'f', 2, 64) + "G"
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "M"
+	case v >= 1e4:
+		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "K"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+func writeCSV(wr io.Writer, w *World, curves []*Curve) error {
+	if _, err := fmt.Fprintln(wr, "policy,probes,found,coverage"); err != nil {
+		return err
+	}
+	for _, cv := range curves {
+		for _, p := range cv.Sample(2000) {
+			if _, err := fmt.Fprintf(wr, "%s,%d,%d,%.6f\n", cv.Name, p.Probes, p.Found, float64(p.Found)/float64(w.Services())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

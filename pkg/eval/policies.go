@@ -1,0 +1,293 @@
+package eval
+
+import (
+	"cmp"
+	"container/heap"
+	"slices"
+
+	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/features"
+	"github.com/gpsscan/gps/pkg/model"
+	"github.com/gpsscan/gps/pkg/row"
+)
+
+// Params are the GPS parameters and the probe budget of a replay.
+type Params struct {
+	Hitrate float64
+	Step    int
+	Budget  uint64 // probes after the seed; 0: unlimited
+}
+
+// finder tracks what a policy has found.
+type finder struct {
+	w     *World
+	found map[batch.Target]bool
+}
+
+func newFinder(w *World) *finder {
+	f := &finder{w: w, found: make(map[batch.Target]bool, len(w.byTarget))}
+	for t := range w.seedSet {
+		f.found[t] = true
+	}
+	return f
+}
+
+// probe reports whether t is a service not found before, and marks it found.
+func (f *finder) probe(t batch.Target) bool {
+	if f.found[t] {
+		return false
+	}
+	if _, ok := f.w.byTarget[t]; !ok {
+		return false
+	}
+	f.found[t] = true
+	return true
+}
+
+// Oracle sends one probe per real service: the limit of any policy.
+func Oracle(w *World, p Params) *Curve {
+	c := newCurve("oracle", len(w.seedSet), p.Budget)
+	c.Spend(uint64(w.Services()-len(w.seedSet)), w.Services()-len(w.seedSet))
+	return c
+}
+
+// Exhaustive scans every port of every address of the world's /16s but the
+// seed's, in random order: a straight line to every service.
+func Exhaustive(w *World, p Params) *Curve {
+	c := newCurve("exhaustive", len(w.seedSet), p.Budget)
+	c.Spend((w.Addresses()-w.SeedAddresses())*65535, w.Services()-len(w.seedSet))
+	return c
+}
+
+// Popularity scans whole ports over the whole space (skipping seed
+// addresses), the port with the most seed services first, then the ports
+// the seed never saw, in port order.
+func Popularity(w *World, p Params) *Curve {
+	c := newCurve("popularity", len(w.seedSet), p.Budget)
+	seedCount := map[uint16]int{}
+	for t := range w.seedSet {
+		seedCount[t.Port]++
+	}
+	perPort := map[uint16]int{}
+	for t := range w.byTarget {
+		if !w.seedSet[t] {
+			perPort[t.Port]++
+		}
+	}
+	order := make([]uint16, 0, 65535)
+	for port := 1; port <= 65535; port++ {
+		order = append(order, uint16(port))
+	}
+	slices.SortStableFunc(order, func(a, b uint16) int { return cmp.Compare(seedCount[b], seedCount[a]) })
+	cost := w.Addresses() - w.SeedAddresses()
+	left := w.Services() - len(w.seedSet)
+	for _, port := range order {
+		if left == 0 {
+			break
+		}
+		n := perPort[port]
+		left -= n
+		if !c.Spend(cost, n) {
+			break
+		}
+	}
+	return c
+}
+
+// groupIndex maps (prefix/step, port) to the truth services in it.
+func groupIndex(w *World, step int) map[batch.Target][]batch.Target {
+	g := map[batch.Target][]batch.Target{}
+	for t := range w.byTarget {
+		k := batch.Target{Addr: batch.Mask(t.Addr, step), Port: t.Port}
+		g[k] = append(g[k], t)
+	}
+	return g
+}
+
+func seedModel(w *World) *model.Model {
+	m := model.New()
+	for i := range w.Seed {
+		m.Add(&w.Seed[i])
+	}
+	return m
+}
+
+// BatchResult is what gps-batch did, for checks against `gps first`/`remaining`.
+type BatchResult struct {
+	Curve       *Curve
+	Plan        []batch.PlanRow
+	Priors      []row.Service
+	Predictions []batch.Target
+	Found       map[batch.Target]bool
+}
+
+// Batch is GPS exactly: scan the priors plan, group by group (2^(32-step)
+// probes each), then probe the Phase 2 predictions.
+func Batch(w *World, p Params) *BatchResult {
+	m := seedModel(w)
+	rows := m.Rows(p.Hitrate)
+	plan := batch.Plan(rows, p.Step, p.Hitrate)
+	groups := groupIndex(w, p.Step)
+	f := newFinder(w)
+	c := newCurve("gps-batch", len(w.seedSet), p.Budget)
+	var priors []row.Service
+	live := true
+	for _, g := range plan {
+		n := 0
+		for _, t := range groups[batch.Target{Addr: g.Prefix, Port: g.Port}] {
+			for _, i := range w.byTarget[t] {
+				priors = append(priors, w.Truth[i])
+			}
+			if f.probe(t) {
+				n++
+			}
+		}
+		if live = c.Spend(g.Cost(), n); !live {
+			break
+		}
+	}
+	preds := batch.Remaining(m.Dict(), batch.RulesOf(rows), plan, priors, w.seedSet, p.Step)
+	for _, t := range preds {
+		if !live {
+			break
+		}
+		n := 0
+		if f.probe(t) {
+			n = 1
+		}
+		live = c.Spend(1, n)
+	}
+	return &BatchResult{Curve: c, Plan: plan, Priors: priors, Predictions: preds, Found: f.found}
+}
+
+// work is one queued action of gps-stream: a plan group or a single probe,
+// with its expected services per probe.
+type work struct {
+	yield  float64
+	group  int // index into the plan, or -1 for a probe
+	target batch.Target
+	seq    int // FIFO among equal yields, for determinism
+}
+
+type workHeap []work
+
+func (h workHeap) Len() int { return len(h) }
+func (h workHeap) Less(i, j int) bool {
+	if h[i].yield != h[j].yield {
+		return h[i].yield > h[j].yield
+	}
+	return h[i].seq < h[j].seq
+}
+func (h workHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *workHeap) Push(x any)   { *h = append(*h, x.(work)) }
+func (h *workHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// StreamStats says what gps-stream did.
+type StreamStats struct {
+	Groups, Predictions, Hits int
+	ModelServices             int
+}
+
+// Stream is this project's policy. The model starts from the seed and takes
+// in every service found. All work sits in one queue ordered by expected
+// services per probe: the plan groups (expected hosts over the group's
+// size) and every prediction (its hitrate). When a service is found, the
+// model is updated and that host's predictions are queued at once (and again
+// after each new service: iterative). Seed addresses are skipped inside
+// groups (they were scanned on every port already), and a probe already
+// covered by a swept group or sent before is not sent again.
+func Stream(w *World, p Params, progress func(probes uint64)) (*Curve, StreamStats) {
+	m := seedModel(w)
+	dict := m.Dict()
+	rows := m.Rows(p.Hitrate)
+	plan := batch.Plan(rows, p.Step, p.Hitrate)
+	groups := groupIndex(w, p.Step)
+	seedIn := map[uint32]uint64{}
+	for a := range w.seedAddr {
+		seedIn[batch.Mask(a, p.Step)]++
+	}
+	f := newFinder(w)
+	c := newCurve("gps-stream", len(w.seedSet), p.Budget)
+	var st StreamStats
+	q := &workHeap{}
+	seq := 0
+	push := func(x work) {
+		x.seq = seq
+		seq++
+		heap.Push(q, x)
+	}
+	for i, g := range plan {
+		push(work{yield: float64(g.Count) / w.SeedFrac / float64(g.Cost()), group: i})
+	}
+	swept := map[batch.Target]bool{}
+	sent := map[batch.Target]bool{}
+	var feats []features.ID
+	onFound := func(t batch.Target) {
+		for _, i := range w.byTarget[t] {
+			m.Add(&w.Truth[i])
+		}
+		feats = feats[:0]
+		for _, i := range w.byTarget[t] {
+			feats = dict.Of(feats, &w.Truth[i], false)
+		}
+		for _, pr := range m.Predict([]model.Found{{Port: t.Port, Feats: feats}}, p.Hitrate) {
+			u := batch.Target{Addr: t.Addr, Port: pr.Port}
+			if f.found[u] || sent[u] || swept[batch.Target{Addr: batch.Mask(u.Addr, p.Step), Port: u.Port}] {
+				continue
+			}
+			push(work{yield: pr.Hitrate, group: -1, target: u})
+		}
+	}
+	var lastReport uint64
+	for q.Len() > 0 {
+		x := heap.Pop(q).(work)
+		if x.group >= 0 {
+			g := plan[x.group]
+			key := batch.Target{Addr: g.Prefix, Port: g.Port}
+			swept[key] = true
+			st.Groups++
+			var hits []batch.Target
+			for _, t := range groups[key] {
+				if !sent[t] && f.probe(t) {
+					hits = append(hits, t)
+				}
+			}
+			if !c.Spend(g.Cost()-seedIn[g.Prefix], len(hits)) {
+				break
+			}
+			for _, t := range hits {
+				onFound(t)
+			}
+		} else {
+			t := x.target
+			if sent[t] || f.found[t] || swept[batch.Target{Addr: batch.Mask(t.Addr, p.Step), Port: t.Port}] {
+				continue
+			}
+			sent[t] = true
+			st.Predictions++
+			hit := f.probe(t)
+			n := 0
+			if hit {
+				n = 1
+				st.Hits++
+			}
+			if !c.Spend(1, n) {
+				break
+			}
+			if hit {
+				onFound(t)
+			}
+		}
+		if progress != nil && c.End().Probes-lastReport >= 1<<24 {
+			lastReport = c.End().Probes
+			progress(lastReport)
+		}
+	}
+	st.ModelServices = m.Stats().Services
+	return c, st
+}

@@ -1,0 +1,73 @@
+package model
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/row"
+)
+
+// labSeed makes a lab seed of the given number of hosts (every host sampled).
+func labSeed(b *testing.B, hosts int) []row.Service {
+	b.Helper()
+	var out []row.Service
+	err := lab.GenerateSeed(lab.Config{Seed: 1, Hosts: hosts}.WithDefaults(), func(r row.Row) {
+		a, err := r.Validate()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, row.Service{Row: r, Addr: a})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// BenchmarkAdd measures incremental updates: services/s into a model that
+// already holds the first half of a seed (so hosts grow and counts move).
+func BenchmarkAdd(b *testing.B) {
+	for _, hosts := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("hosts=%d", hosts), func(b *testing.B) {
+			if testing.Short() && hosts > 100_000 {
+				b.Skip("paper scale skipped in -short")
+			}
+			seed := labSeed(b, hosts)
+			b.ReportAllocs()
+			b.ResetTimer()
+			var n int
+			for b.Loop() {
+				m := New()
+				for i := range seed {
+					m.Add(&seed[i])
+				}
+				n += len(seed)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
+		})
+	}
+}
+
+// BenchmarkPredict measures one host query: the predictions from a host's
+// first found service, against a model of a 100K-host seed.
+func BenchmarkPredict(b *testing.B) {
+	seed := labSeed(b, 100_000)
+	m := New()
+	for i := range seed {
+		m.Add(&seed[i])
+	}
+	queries := make([][]Found, 0, 1000)
+	for i := 0; i < len(seed) && len(queries) < cap(queries); i += len(seed) / cap(queries) {
+		s := &seed[i]
+		queries = append(queries, []Found{{Port: uint16(s.Port), Feats: m.Dict().Of(nil, s, false)}})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i, preds := 0, 0
+	for b.Loop() {
+		preds += len(m.Predict(queries[i%len(queries)], 1e-5))
+		i++
+	}
+	b.ReportMetric(float64(preds)/float64(i), "predictions/query")
+}
