@@ -34,7 +34,7 @@ func usageErr(format string, a ...any) error {
 }
 
 func commands() []command {
-	return []command{firstCmd(), remainingCmd(), labGenCmd(), evalCmd()}
+	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), evalCmd()}
 }
 
 func main() {

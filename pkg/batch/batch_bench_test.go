@@ -33,7 +33,7 @@ func BenchmarkFirstPaperScale(b *testing.B) {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	enc := json.NewEncoder(bw)
 	n := 0
-	if err := lab.GenerateSeed(lab.Config{Seed: 1, Hosts: 1_000_000}.WithDefaults(), func(r row.Row) {
+	if err := lab.GenerateSeed(lab.Config{Seed: 1, Hosts: 1_000_000, PseudoFrac: lab.PaperPseudoFrac}.WithDefaults(), func(r row.Row) {
 		if err := enc.Encode(r); err != nil {
 			b.Fatal(err)
 		}

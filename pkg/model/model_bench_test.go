@@ -12,7 +12,7 @@ import (
 func labSeed(b *testing.B, hosts int) []row.Service {
 	b.Helper()
 	var out []row.Service
-	err := lab.GenerateSeed(lab.Config{Seed: 1, Hosts: hosts}.WithDefaults(), func(r row.Row) {
+	err := lab.GenerateSeed(lab.Config{Seed: 1, Hosts: hosts, PseudoFrac: lab.PaperPseudoFrac}.WithDefaults(), func(r row.Row) {
 		a, err := r.Validate()
 		if err != nil {
 			b.Fatal(err)

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	world := filepath.Join(dir, "world")
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte(`{"ip":"127.1.0.1","p":22}`+"\n"+`{"ip":"127.1.0.1","p":99999}`+"\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{"no command", nil, 2, "usage"},
+		{"unknown command", []string{"nope"}, 2, "unknown command"},
+		{"bad flag", []string{"first", "--bogus"}, 2, "bogus"},
+		{"missing flags", []string{"first"}, 2, "need --seed"},
+		{"bad step", []string{"first", "--seed", bad, "--out", dir, "--step", "40"}, 2, "--step 40"},
+		{"lab gen", []string{"lab", "gen", "--out", world, "--hosts", "3000", "--slash16s", "4", "--seed-frac", "0.2"}, 0, ""},
+		{"bad line", []string{"first", "--seed", bad, "--out", filepath.Join(dir, "x")}, 1, bad + ":2:"},
+		{"first", []string{"first", "--seed", filepath.Join(world, "seed.jsonl"), "--out", filepath.Join(dir, "gps")}, 0, ""},
+		{"remaining", []string{"remaining", "--seed", filepath.Join(world, "seed.jsonl"), "--priors", filepath.Join(world, "seed.jsonl"), "--dir", filepath.Join(dir, "gps")}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := run(tt.args, &stderr); code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("stderr lacks %q:\n%s", tt.want, stderr.String())
+			}
+		})
+	}
+	for _, f := range []string{"gps/model.jsonl", "gps/plan.csv", "gps/predictions.txt", "world/truth.jsonl", "world/meta.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x", "model.jsonl")); err == nil {
+		t.Errorf("model.jsonl written despite a bad line")
+	}
+}
