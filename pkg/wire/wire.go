@@ -1,0 +1,207 @@
+// Package wire defines the messages on the bus: results, targets and
+// predictions, as versioned JSON that downstream tools read.
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/gpsscan/gps/pkg/row"
+)
+
+// Version is the version of every message this package writes.
+const Version = 1
+
+// Phases of the pipeline: the seed scan, the priors plan, the predictions.
+const (
+	PhaseSeed      = "seed"
+	PhasePriors    = "priors"
+	PhasePredicted = "predicted"
+)
+
+// ErrBad marks a message that cannot be used (dead-lettered, not retried).
+var ErrBad = errors.New("bad message")
+
+// ValidPhase reports whether p is a phase.
+func ValidPhase(p string) bool {
+	return p == PhaseSeed || p == PhasePriors || p == PhasePredicted
+}
+
+// Result is one service found (or imported): subject gps.results.<phase>.
+type Result struct {
+	V           int       `json:"v"`
+	IP          string    `json:"ip"`
+	Port        int       `json:"port"`
+	Phase       string    `json:"phase"`
+	Protocol    string    `json:"protocol"`           // the fingerprint: http, tls, ssh, ...
+	Data        string    `json:"data"`               // application-layer bytes as text (banner, HTTP head)
+	TLSCert     *string   `json:"tls_cert,omitempty"` // certificate identity (subject or fingerprint)
+	TLSOIDs     []string  `json:"tls_oids,omitempty"`
+	Window      *int64    `json:"window"` // TCP window of the SYN-ACK
+	ASN         *int64    `json:"asn"`
+	Time        time.Time `json:"time"`
+	Source      string    `json:"source,omitempty"` // "probe", "import"
+}
+
+// ResultFromRow turns a GPS row into a result.
+func ResultFromRow(r row.Row, phase string, t time.Time, source string) Result {
+	return Result{V: Version, IP: r.IP, Port: r.Port, Phase: phase, Protocol: r.Fingerprint, Data: r.Data,
+		TLSCert: r.TLSCert, TLSOIDs: r.TLSOIDs, Window: r.Window, ASN: r.ASN, Time: t, Source: source}
+}
+
+// Row is the GPS row of a result.
+func (r *Result) Row() row.Row {
+	return row.Row{IP: r.IP, Port: r.Port, ASN: r.ASN, Data: r.Data, Fingerprint: r.Protocol, Window: r.Window,
+		TLSCert: r.TLSCert, TLSOIDs: r.TLSOIDs}
+}
+
+// Service is the validated service of a result.
+func (r *Result) Service() (row.Service, error) {
+	rw := r.Row()
+	a, err := rw.Validate()
+	if err != nil {
+		return row.Service{}, err
+	}
+	return row.Service{Row: rw, Addr: a}, nil
+}
+
+// DecodeResult parses and checks a result message.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%w: result: %v", ErrBad, err)
+	}
+	if r.V != Version {
+		return r, fmt.Errorf("%w: result version %d, want %d", ErrBad, r.V, Version)
+	}
+	if !ValidPhase(r.Phase) {
+		return r, fmt.Errorf("%w: result phase %q", ErrBad, r.Phase)
+	}
+	if _, err := r.Service(); err != nil {
+		return r, fmt.Errorf("%w: result: %v", ErrBad, err)
+	}
+	return r, nil
+}
+
+// Target is one probe to send, or a sweep of a port across a prefix.
+type Target struct {
+	IP     string `json:"ip,omitempty"`     // a single address, or
+	Prefix string `json:"prefix,omitempty"` // a whole prefix "a.b.c.d/n" (a plan group)
+	Port   int    `json:"port"`
+}
+
+// Targets is a batch of targets: subject gps.targets.<phase>.
+type Targets struct {
+	V       int       `json:"v"`
+	Phase   string    `json:"phase"`
+	Targets []Target  `json:"targets"`
+	Time    time.Time `json:"time"`
+}
+
+// DecodeTargets parses and checks a targets message.
+func DecodeTargets(b []byte) (Targets, error) {
+	var t Targets
+	if err := json.Unmarshal(b, &t); err != nil {
+		return t, fmt.Errorf("%w: targets: %v", ErrBad, err)
+	}
+	if t.V != Version {
+		return t, fmt.Errorf("%w: targets version %d, want %d", ErrBad, t.V, Version)
+	}
+	if !ValidPhase(t.Phase) {
+		return t, fmt.Errorf("%w: targets phase %q", ErrBad, t.Phase)
+	}
+	for i, x := range t.Targets {
+		if x.Port < 1 || x.Port > 65535 {
+			return t, fmt.Errorf("%w: target %d: port %d", ErrBad, i, x.Port)
+		}
+		switch {
+		case x.IP != "" && x.Prefix == "":
+			if a, err := netip.ParseAddr(x.IP); err != nil || !a.Is4() {
+				return t, fmt.Errorf("%w: target %d: ip %q", ErrBad, i, x.IP)
+			}
+		case x.Prefix != "" && x.IP == "":
+			if p, err := netip.ParsePrefix(x.Prefix); err != nil || !p.Addr().Is4() || p.Masked() != p {
+				return t, fmt.Errorf("%w: target %d: prefix %q", ErrBad, i, x.Prefix)
+			}
+		default:
+			return t, fmt.Errorf("%w: target %d: want exactly one of ip and prefix", ErrBad, i)
+		}
+	}
+	return t, nil
+}
+
+// Evidence is the rule behind a prediction: (p_b, feature) -> port.
+type Evidence struct {
+	Port    int    `json:"port"`    // p_b, the port of the service that predicts
+	Feature string `json:"feature"` // the GPS feature string of that service
+	Count   uint32 `json:"count"`   // hosts of the model with the feature on p_b and a service on the predicted port
+	Support uint32 `json:"support"` // hosts of the model with the feature on p_b
+}
+
+// Prediction is one predicted service: subject gps.predictions.<phase>,
+// the phase of the result that triggered it.
+type Prediction struct {
+	V            int       `json:"v"`
+	IP           string    `json:"ip"`
+	Port         int       `json:"port"`
+	Probability  float64   `json:"probability"` // count / support of the evidence
+	Evidence     Evidence  `json:"evidence"`
+	ModelVersion uint64    `json:"model_version"` // the RESULTS stream sequence the model had reached
+	Time         time.Time `json:"time"`
+}
+
+// DecodePrediction parses and checks a prediction message.
+func DecodePrediction(b []byte) (Prediction, error) {
+	var p Prediction
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("%w: prediction: %v", ErrBad, err)
+	}
+	if p.V != Version {
+		return p, fmt.Errorf("%w: prediction version %d, want %d", ErrBad, p.V, Version)
+	}
+	if a, err := netip.ParseAddr(p.IP); err != nil || !a.Is4() {
+		return p, fmt.Errorf("%w: prediction ip %q", ErrBad, p.IP)
+	}
+	if p.Port < 1 || p.Port > 65535 || p.Probability < 0 || p.Probability > 1 {
+		return p, fmt.Errorf("%w: prediction port %d probability %g", ErrBad, p.Port, p.Probability)
+	}
+	return p, nil
+}
+
+// Subjects.
+const (
+	ResultsPrefix     = "gps.results."
+	TargetsPrefix     = "gps.targets."
+	PredictionsPrefix = "gps.predictions."
+	DeadLetterPrefix  = "gps.dlq."
+)
+
+// ResultsSubject is where results of a phase go.
+func ResultsSubject(phase string) string { return ResultsPrefix + phase }
+
+// TargetsSubject is where targets of a phase go.
+func TargetsSubject(phase string) string { return TargetsPrefix + phase }
+
+// PredictionsSubject is where predictions triggered by a result of a phase go.
+func PredictionsSubject(phase string) string { return PredictionsPrefix + phase }
+
+// SeedDone is the control record the seeder writes when the seed is
+// published: key "seed" of the gps-control bucket.
+type SeedDone struct {
+	V       int       `json:"v"`
+	Results int       `json:"results"`  // seed results published
+	LastSeq uint64    `json:"last_seq"` // RESULTS stream sequence of the last one
+	Time    time.Time `json:"time"`
+}
+
+// PlanDone is the control record the modeler writes when the priors plan is
+// published: key "plan" of the gps-control bucket.
+type PlanDone struct {
+	V        int       `json:"v"`
+	Groups   int       `json:"groups"`    // plan groups (prefix sweeps of one port)
+	ModelSeq uint64    `json:"model_seq"` // RESULTS sequence the model had when it made the plan
+	Time     time.Time `json:"time"`
+}
