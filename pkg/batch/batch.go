@@ -130,3 +130,39 @@ func SortedTargets(set map[Target]bool) []Target {
 	})
 	return out
 }
+
+// Unexplained is the extra priors stage of streaming GPS: sweeps for the seed
+// services the model cannot predict. Every seed service with no model row
+// (no rule from its host's other ports reached it, or its host has more than
+// model.MaxPorts ports) counts towards the group of its (prefix/step, port);
+// groups already in the plan are left out, the rest are kept as the plan's
+// are (count / 2^(32-step) > hitrate), count descending.
+func Unexplained(rows []model.ModelRow, plan []PlanRow, seed []Target, step int, hitrate float64) []PlanRow {
+	explained := make(map[Target]bool, len(rows))
+	for _, r := range rows {
+		port := r.P
+		if r.Single {
+			port = r.NeededP
+		}
+		explained[Target{r.Addr, port}] = true
+	}
+	planned := PlannedSet(plan)
+	counts := map[Target]int{}
+	for _, t := range seed {
+		g := Target{Mask(t.Addr, step), t.Port}
+		if !explained[t] && !planned[g] {
+			counts[g]++
+		}
+	}
+	size := float64(uint64(1) << (32 - step))
+	var extra []PlanRow
+	for g, c := range counts {
+		if float64(c)/size > hitrate {
+			extra = append(extra, PlanRow{Port: g.Port, Prefix: g.Addr, Step: step, Count: c})
+		}
+	}
+	slices.SortFunc(extra, func(a, b PlanRow) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Prefix, b.Prefix))
+	})
+	return extra
+}

@@ -295,6 +295,17 @@ func TestRules(t *testing.T) {
 			t.Fatalf("row kept at hitrate threshold 1: %+v", r)
 		}
 	}
+	// Streaming GPS's extra sweeps: the services no row explains, in groups
+	// the plan does not already sweep: 8080 (two hosts) and ports 1..11 of
+	// the 11-port host; the unexplained 22s of .5 and .6 are in a planned group.
+	var seedTargets []Target
+	for _, s := range ss {
+		seedTargets = append(seedTargets, Target{s.Addr, uint16(s.Port)})
+	}
+	extra := Unexplained(rows, Plan(rows, 16, 1e-5), seedTargets, 16, 1e-5)
+	if len(extra) != 12 || extra[0].Port != 8080 || extra[0].Count != 2 {
+		t.Fatalf("unexplained groups = %+v, want 8080 x2 first and 12 in all", extra)
+	}
 	// And the whole thing agrees with the reference.
 	compare(t, ss, ss, 1e-5, 16)
 }

@@ -221,7 +221,11 @@ func Stream(w *World, p Params, progress func(probes uint64)) (*Curve, StreamSta
 		seq++
 		heap.Push(q, x)
 	}
-	plan = append(plan, extraGroups(w, rows, plan, p)...)
+	seedTargets := make([]batch.Target, 0, len(w.seedSet))
+	for t := range w.seedSet {
+		seedTargets = append(seedTargets, t)
+	}
+	plan = append(plan, batch.Unexplained(rows, plan, seedTargets, p.Step, p.Hitrate)...)
 	for i, g := range plan {
 		push(work{yield: float64(g.Count) / w.SeedFrac / float64(g.Cost()), group: i})
 	}
@@ -291,39 +295,4 @@ func Stream(w *World, p Params, progress func(probes uint64)) (*Curve, StreamSta
 	}
 	st.ModelServices = m.Stats().Services
 	return c, st
-}
-
-// extraGroups are sweeps for what the model cannot predict: every seed
-// service with no model row (its port has no rule from the host's other
-// services, or its host has more than MaxPorts) counts towards a group of
-// its (prefix, port). They join the queue with their expected yield, so
-// they are swept only when nothing predicted promises more per probe.
-func extraGroups(w *World, rows []model.ModelRow, plan []batch.PlanRow, p Params) []batch.PlanRow {
-	explained := map[batch.Target]bool{}
-	for _, r := range rows {
-		port := r.P
-		if r.Single {
-			port = r.NeededP
-		}
-		explained[batch.Target{Addr: r.Addr, Port: port}] = true
-	}
-	planned := batch.PlannedSet(plan)
-	counts := map[batch.Target]int{}
-	for t := range w.seedSet {
-		g := batch.Target{Addr: batch.Mask(t.Addr, p.Step), Port: t.Port}
-		if !explained[t] && !planned[g] {
-			counts[g]++
-		}
-	}
-	size := float64(uint64(1) << (32 - p.Step))
-	var extra []batch.PlanRow
-	for g, c := range counts {
-		if float64(c)/size > p.Hitrate {
-			extra = append(extra, batch.PlanRow{Port: g.Port, Prefix: g.Addr, Step: p.Step, Count: c})
-		}
-	}
-	slices.SortFunc(extra, func(a, b batch.PlanRow) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Prefix, b.Prefix))
-	})
-	return extra
 }
