@@ -207,11 +207,13 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) e
 	return nil
 }
 
-// Async publishes many messages without waiting for each ack; Flush waits.
+// Async publishes many messages without waiting for each ack; Flush waits
+// for them all and reports the first failure.
 type Async struct {
-	b   *Bus
-	n   int
-	max int
+	b       *Bus
+	max     int
+	futures []jetstream.PubAckFuture
+	lastSeq uint64
 }
 
 // Async starts a batch of asynchronous publishes, flushed every max messages.
@@ -219,28 +221,47 @@ func (b *Bus) Async(max int) *Async { return &Async{b: b, max: max} }
 
 // Publish queues one message.
 func (a *Async) Publish(ctx context.Context, subject, msgID string, data []byte) error {
-	if _, err := a.b.JS.PublishAsync(subject, data, jetstream.WithMsgID(msgID)); err != nil {
+	f, err := a.b.JS.PublishAsync(subject, data, jetstream.WithMsgID(msgID))
+	if err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
-	a.n++
-	if a.n >= a.max {
+	a.futures = append(a.futures, f)
+	if len(a.futures) >= a.max {
 		return a.Flush(ctx)
 	}
 	return nil
 }
 
-// Flush waits until every queued message is acknowledged by the server.
+// Flush waits until every queued message is acknowledged by the server and
+// returns the first publish error, if any.
 func (a *Async) Flush(ctx context.Context) error {
-	a.n = 0
-	select {
-	case <-a.b.JS.PublishAsyncComplete():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(time.Minute):
-		return errors.New("publish: no acks from the server for a minute")
+	fs := a.futures
+	a.futures = a.futures[:0]
+	timeout := time.NewTimer(time.Minute)
+	defer timeout.Stop()
+	var first error
+	for _, f := range fs {
+		select {
+		case ack := <-f.Ok():
+			if ack != nil && ack.Sequence > a.lastSeq && !ack.Duplicate {
+				a.lastSeq = ack.Sequence
+			}
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return errors.New("publish: no acks from the server for a minute")
+		}
 	}
+	return first
 }
+
+// LastSeq is the highest stream sequence of the messages acknowledged so far
+// (duplicates excluded).
+func (a *Async) LastSeq() uint64 { return a.lastSeq }
 
 // DeadLetter moves an unusable message to gps.dlq.<service> with its reason,
 // and terminates it so it is never redelivered.

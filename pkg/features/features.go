@@ -119,50 +119,57 @@ func (d *Dict) DataFeature(s string, intern bool) (ID, bool) {
 // Of appends the features of one service to dst, sorted and distinct. With
 // intern false, data strings not yet in the dictionary are skipped: such a
 // feature cannot match anything the dictionary's users have seen.
+//
+// The kinds order the IDs (data < prefix < L4 < AS < crossed /16 < crossed
+// AS), and within a kind the IDs of one service order as their data ids, so
+// only the data ids need sorting: the rest is emitted in order.
 func (d *Dict) Of(dst []ID, s *row.Service, intern bool) []ID {
-	start := len(dst)
 	var asn uint32
 	hasASN := s.ASN != nil
 	if hasASN {
 		asn = uint32(*s.ASN)
 	}
-	add := func(prefix, v string) {
-		d.buf = append(append(d.buf[:0], prefix...), v...)
-		id, ok := d.lookup(d.buf, intern)
-		if !ok {
-			return
-		}
-		dst = append(dst, data(id), cross16(id, s.Addr))
-		if hasASN {
-			dst = append(dst, crossASN(id, asn))
-		}
-	}
+	var local [32]uint32
+	ids := local[:0]
 	rest := s.Data
 	for {
 		i := strings.IndexByte(rest, '\n')
 		if i < 0 {
-			add("http line: ", rest)
+			ids = d.add(ids, "http line: ", rest, intern)
 			break
 		}
-		add("http line: ", rest[:i])
+		ids = d.add(ids, "http line: ", rest[:i], intern)
 		rest = rest[i+1:]
 	}
-	add("fingerprint: ", s.Fingerprint)
+	ids = d.add(ids, "fingerprint: ", s.Fingerprint, intern)
 	if s.Window != nil {
-		add("window: ", strconv.FormatInt(*s.Window, 10))
+		d.buf = strconv.AppendInt(append(d.buf[:0], "window: "...), *s.Window, 10)
+		ids = d.addBuf(ids, intern)
 	}
 	switch s.Fingerprint {
 	case "ssh":
-		add("ssh banner: ", s.Data)
+		ids = d.add(ids, "ssh banner: ", s.Data, intern)
 	case "tls":
 		if s.TLSCert != nil {
-			add("tls cert: ", *s.TLSCert)
+			ids = d.add(ids, "tls cert: ", *s.TLSCert, intern)
 		}
 		for _, o := range s.TLSOIDs {
 			if utf8.RuneCountInString(o) > 7 {
-				add("tls oid: ", o)
+				ids = d.add(ids, "tls oid: ", o, intern)
 			}
 		}
+	}
+	if len(ids) > 1 {
+		// Insertion sort: a service has a handful of data strings.
+		for i := 1; i < len(ids); i++ {
+			for j := i; j > 0 && ids[j] < ids[j-1]; j-- {
+				ids[j], ids[j-1] = ids[j-1], ids[j]
+			}
+		}
+		ids = slices.Compact(ids)
+	}
+	for _, id := range ids {
+		dst = append(dst, data(id))
 	}
 	for n := 16; n <= 22; n++ {
 		dst = append(dst, Prefix(n, s.Addr))
@@ -171,9 +178,27 @@ func (d *Dict) Of(dst []ID, s *row.Service, intern bool) []ID {
 	if hasASN {
 		dst = append(dst, ASN(asn))
 	}
-	tail := dst[start:]
-	slices.Sort(tail)
-	return dst[:start+len(slices.Compact(tail))]
+	for _, id := range ids {
+		dst = append(dst, cross16(id, s.Addr))
+	}
+	if hasASN {
+		for _, id := range ids {
+			dst = append(dst, crossASN(id, asn))
+		}
+	}
+	return dst
+}
+
+func (d *Dict) add(ids []uint32, prefix, v string, intern bool) []uint32 {
+	d.buf = append(append(d.buf[:0], prefix...), v...)
+	return d.addBuf(ids, intern)
+}
+
+func (d *Dict) addBuf(ids []uint32, intern bool) []uint32 {
+	if id, ok := d.lookup(d.buf, intern); ok {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // AppendString appends the exact GPS string of f to b.

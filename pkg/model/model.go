@@ -2,26 +2,47 @@
 // rule queries on them, incrementally.
 //
 // For every key (p_b, f), a port and a feature of the service on it, the model
-// holds a roaring bitmap of the hosts whose service on p_b has f: its
-// cardinality is support(p_b, f). For every port p_a it holds the bitmap of
-// hosts with a service on p_a, so count(p_b, f, p_a) is the cardinality of
-// their intersection. Because a rule query must be cheap, those intersection
-// counts are also kept materialised per key (a short list of (p_a, count)
-// sorted by port) and updated with every service: Verify checks that the two
-// agree.
+// holds the set of the hosts whose service on p_b has f: its cardinality is
+// support(p_b, f). For every port p_a it holds the roaring bitmap of hosts
+// with a service on p_a, so count(p_b, f, p_a) is the cardinality of the
+// intersection of the two. Because a rule query must be cheap, those
+// intersection counts are also kept materialised per key (a short list of
+// (p_a, count) sorted by port) and updated with every service, and so is the
+// support: Verify checks that they agree with the sets.
+//
+// A key's host set is a roaring bitmap once it holds more than inlineHosts
+// hosts; below that the few host ids sit inline in the key (most keys, the
+// crossed features of rare banners, have one or two hosts, and a bitmap costs
+// some 200 bytes and six allocations).
 //
 // Only hosts with MinPorts..MaxPorts distinct ports are counted (GPS step 1).
 // A host's first service waits until a second arrives; a host that grows past
 // MaxPorts is retracted from every count. The counts after any order of
 // arrival therefore equal those of one batch build.
 //
-// A Model is not safe for concurrent use by writers; reads (queries) may run
-// concurrently with each other while nothing writes.
+// Layout, for speed and memory: keys are found through an open-addressing
+// table of their indexes; keys, count lists, the services of hosts and their
+// key lists live in pointer-free arenas (arena.go), so an Add allocates
+// nothing in the common case and the garbage collector has little to scan.
+//
+// Counting is write-behind for the host of the last Add: its new services
+// are counted when another host arrives or before any read, all at once. No
+// read can tell (every read sees the counts of every Add before it), but a
+// seed read host by host never counts the hosts that grow past MaxPorts.
+//
+// A Model is not safe for concurrent use by writers; reads (queries,
+// WriteTo) may run concurrently with each other while nothing writes.
+//
+// WriteTo and ReadFrom save and restore the whole state (snapshot.go).
 package model
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -37,6 +58,16 @@ const (
 	MinCount = 3
 )
 
+// noHost is no host id.
+const noHost = ^uint32(0)
+
+// A key holds up to inlineHosts hosts inline, up to listHosts in a sorted
+// list in Model.hl, and more in a roaring bitmap.
+const (
+	inlineHosts = 3
+	listHosts   = 64
+)
+
 // Key is an antecedent: a port and a feature of the service on it.
 type Key struct {
 	Port uint16
@@ -50,9 +81,15 @@ type PortCount struct {
 }
 
 type keyStat struct {
-	key   Key
-	hosts *roaring.Bitmap // counted hosts whose service on key.Port has key.Feat
-	co    []PortCount     // sorted by Port, every N > 0
+	feat    features.ID
+	port    uint16
+	coLen   uint16 // entries of the count list: at most 65535 other ports
+	support uint32 // counted hosts whose service on port has feat
+	co      uint32 // offset of the count list in Model.co (sorted by port, every N > 0)
+	// support <= inlineHosts: the hosts, sorted; <= listHosts: hosts[0] is
+	// the offset of the sorted list in Model.hl; more: hosts[0] indexes
+	// Model.bitmaps.
+	hosts [inlineHosts]uint32
 }
 
 type hostState uint8
@@ -63,39 +100,65 @@ const (
 	statePseudo                   // more than MaxPorts: retracted for good
 )
 
+// service is a port of a host. While the host waits, off and n locate its
+// features (sorted, distinct) in Model.feats; once counted, its key indexes
+// in Model.ids; a pseudo host's services hold nothing.
 type service struct {
-	port  uint16
-	feats []features.ID // while the host is waiting: sorted, distinct
-	keys  []uint32      // once counted: indexes into Model.keys
+	port uint16
+	n    uint32
+	off  uint32
 }
 
 type host struct {
 	addr  uint32
 	state hostState
-	svcs  []service
+	n     uint32 // services
+	svcs  uint32 // offset in Model.svcs
 }
 
 // Model is the incremental GPS co-occurrence model.
 type Model struct {
-	dict      *features.Dict
-	keyIdx    map[Key]uint32
-	keys      []keyStat
+	dict *features.Dict
+
+	// slots is the open-addressing table of keys: a slot holds a hash tag
+	// in its high half and key index + 1 in its low half; 0 is empty.
+	slots     []uint64
+	slotShift uint8
+	nkeys     uint32
+	keys      arena[keyStat] // one element per key, in order of creation
+
+	co    arena[PortCount]
+	ids   arena[uint32]
+	feats arena[features.ID]
+	svcs  arena[service]
+
+	hl          arena[uint32]     // host sets of keys with support in (inlineHosts, listHosts]
+	bitmaps     []*roaring.Bitmap // host sets of keys with support > listHosts
+	freeBitmaps []uint32
+
 	hostIdx   map[uint32]uint32
 	hosts     []host
-	portHosts map[uint16]*roaring.Bitmap
+	pend      uint32 // the host of the last Add
+	pendFrom  uint32 // its first service not counted yet
+	dirtyW    bool   // the writer's view of dirty
+	dirty     atomic.Bool
+	mu        sync.Mutex
+	portHosts []*roaring.Bitmap // by port; nil until a host is counted
 	services  int
 	version   uint64
 	scratch   []features.ID
+	sink      uint64 // keeps the loads of keysOf
 }
 
 // New returns an empty model.
 func New() *Model {
-	return &Model{
-		dict:      features.NewDict(),
-		keyIdx:    make(map[Key]uint32),
-		hostIdx:   make(map[uint32]uint32),
-		portHosts: make(map[uint16]*roaring.Bitmap),
+	m := &Model{
+		dict:    features.NewDict(),
+		hostIdx: make(map[uint32]uint32),
+		pend:    noHost,
 	}
+	m.initSlots(1 << 10)
+	return m
 }
 
 // Dict is the model's feature dictionary (for rendering and parsing features).
@@ -115,6 +178,9 @@ func (m *Model) Add(s *row.Service) bool {
 // AddFeatures is Add with the features already computed (sorted, distinct,
 // from this model's Dict).
 func (m *Model) AddFeatures(addr uint32, port uint16, feats []features.ID) bool {
+	if !sortedDistinct(feats) {
+		feats = slices.Compact(slices.Sorted(slices.Values(feats)))
+	}
 	m.version++
 	hid, ok := m.hostIdx[addr]
 	if !ok {
@@ -122,121 +188,369 @@ func (m *Model) AddFeatures(addr uint32, port uint16, feats []features.ID) bool 
 		m.hostIdx[addr] = hid
 		m.hosts = append(m.hosts, host{addr: addr})
 	}
+	if hid != m.pend {
+		m.flush()
+		m.pend, m.pendFrom = hid, 0
+		if m.hosts[hid].state == stateCounted {
+			m.pendFrom = m.hosts[hid].n
+		}
+	}
 	h := &m.hosts[hid]
-	for i := range h.svcs {
-		if h.svcs[i].port == port {
+	for i, sv := range m.svcs.block(h.svcs, int(h.n)) {
+		if sv.port == port {
 			m.merge(hid, i, feats)
 			return false
 		}
 	}
 	m.services++
-	h.svcs = append(h.svcs, service{port: port})
-	n := len(h.svcs)
-	if h.state == statePseudo {
-		return true
-	}
-	h.svcs[n-1].feats = slices.Clone(feats)
-	switch {
-	case n == MinPorts:
-		h.state = stateCounted
-		for i := range h.svcs {
-			m.count(hid, i)
+	h.svcs = m.svcs.resize(h.svcs, int(h.n), int(h.n)+1)
+	*m.svcs.at(h.svcs + h.n) = service{port: port}
+	h.n++
+	switch n := int(h.n); {
+	case h.state == statePseudo:
+	case n <= MaxPorts:
+		m.storeFeats(hid, n-1, feats)
+		if n >= MinPorts {
+			h.state = stateCounted
+			m.markDirty()
 		}
-	case n > MinPorts && n <= MaxPorts:
-		m.count(hid, n-1)
-	case n > MaxPorts:
-		m.retract(hid)
+	default:
+		// Past MaxPorts: out of every count for good. Only the part
+		// counted before this host became pending needs retracting.
+		m.retract(hid, int(m.pendFrom))
+		for i := m.pendFrom; i < h.n-1; i++ {
+			m.releaseFeats(m.svcs.at(h.svcs + i))
+		}
+		h.state = statePseudo
+		m.pendFrom = 0
+		m.clean()
 	}
 	return true
+}
+
+// Counting is write-behind for the host of the last Add (m.pend): its
+// services from m.pendFrom on hold their features, and flush counts them
+// when another host arrives or before any read. A host that grows past
+// MaxPorts while pending (a seed read host by host) is thus never counted
+// and never retracted. Reads call sync, which flushes under a lock, so that
+// concurrent readers stay safe.
+func (m *Model) markDirty() {
+	if !m.dirtyW {
+		m.dirtyW = true
+		m.dirty.Store(true)
+	}
+}
+
+func (m *Model) clean() {
+	if m.dirtyW {
+		m.dirtyW = false
+		m.dirty.Store(false)
+	}
+}
+
+// sync brings every count up to date before a read.
+func (m *Model) sync() {
+	if m.dirty.Load() {
+		m.mu.Lock()
+		if m.dirty.Load() {
+			m.flush()
+		}
+		m.mu.Unlock()
+	}
+}
+
+// flush counts the pending host's uncounted services.
+func (m *Model) flush() {
+	if !m.dirtyW {
+		return
+	}
+	hid := m.pend
+	h := &m.hosts[hid]
+	from := int(m.pendFrom)
+	n := int(h.n)
+	// Every port of the host, and the new ones, sorted.
+	var all, fresh [MaxPorts]uint16
+	for i, sv := range m.svcs.block(h.svcs, n) {
+		all[i] = sv.port
+	}
+	copy(fresh[:], all[from:n])
+	sortPorts(all[:n])
+	sortPorts(fresh[:n-from])
+	// Old services' keys gain the new ports.
+	for _, sv := range m.svcs.block(h.svcs, from) {
+		for _, k := range m.ids.block(sv.off, int(sv.n)) {
+			m.bumpMany(m.keys.at(k), fresh[:n-from], 1)
+		}
+	}
+	// New services' keys gain every other port.
+	var others [MaxPorts]uint16
+	for i := from; i < n; i++ {
+		sv := *m.svcs.at(h.svcs + uint32(i))
+		o := others[:0]
+		for _, p := range all[:n] {
+			if p != sv.port {
+				o = append(o, p)
+			}
+		}
+		feats := m.feats.block(sv.off, int(sv.n))
+		var off uint32
+		if len(feats) > 0 {
+			off = m.ids.alloc(classOf(len(feats)))
+			ids := m.ids.block(off, len(feats))
+			m.keysOf(sv.port, feats, ids)
+			for _, k := range ids {
+				ks := m.keys.at(k)
+				m.addHost(ks, hid)
+				m.bumpMany(ks, o, 1)
+			}
+			m.feats.release(sv.off, classOf(len(feats)))
+		}
+		p := m.svcs.at(h.svcs + uint32(i))
+		p.off, p.n = off, uint32(len(feats))
+		m.portBitmap(sv.port).Add(hid)
+	}
+	m.pendFrom = h.n
+	m.clean()
+}
+
+func sortPorts(p []uint16) {
+	for i := 1; i < len(p); i++ {
+		for j := i; j > 0 && p[j] < p[j-1]; j-- {
+			p[j], p[j-1] = p[j-1], p[j]
+		}
+	}
+}
+
+func sortedDistinct(f []features.ID) bool {
+	for i := 1; i < len(f); i++ {
+		if f[i] <= f[i-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// storeFeats keeps the features of an uncounted service i.
+func (m *Model) storeFeats(hid uint32, i int, feats []features.ID) {
+	sv := m.svcs.at(m.hosts[hid].svcs + uint32(i))
+	if len(feats) == 0 {
+		sv.n, sv.off = 0, 0
+		return
+	}
+	off := m.feats.alloc(classOf(len(feats)))
+	copy(m.feats.block(off, len(feats)), feats)
+	sv.n, sv.off = uint32(len(feats)), off
+}
+
+func (m *Model) releaseFeats(sv *service) {
+	if sv.n > 0 {
+		m.feats.release(sv.off, classOf(int(sv.n)))
+	}
+	sv.n, sv.off = 0, 0
+}
+
+// counted reports whether service i of host hid is in the counts.
+func (m *Model) counted(hid uint32, i int) bool {
+	return m.hosts[hid].state == stateCounted && (hid != m.pend || i < int(m.pendFrom))
 }
 
 // merge unions a duplicate row's features into service i of host hid.
 func (m *Model) merge(hid uint32, i int, feats []features.ID) {
 	h := &m.hosts[hid]
-	sv := &h.svcs[i]
-	switch h.state {
-	case statePseudo:
-	case stateWaiting:
-		sv.feats = union(sv.feats, feats)
-	case stateCounted:
+	switch {
+	case h.state == statePseudo:
+	case !m.counted(hid, i):
+		sv := m.svcs.at(h.svcs + uint32(i))
+		old := m.feats.block(sv.off, int(sv.n))
+		u := union(old, feats)
+		if len(u) == len(old) {
+			return
+		}
+		m.releaseFeats(sv)
+		m.storeFeats(hid, i, u)
+	default:
+		// The host's counted services; the pending ones get this one's
+		// port when they are counted.
+		var ports [MaxPorts]uint16
+		np := 0
+		last := int(h.n)
+		if hid == m.pend {
+			last = int(m.pendFrom)
+		}
+		for j, o := range m.svcs.block(h.svcs, last) {
+			if j != i {
+				ports[np] = o.port
+				np++
+			}
+		}
+		sortPorts(ports[:np])
+		port := m.svcs.at(h.svcs + uint32(i)).port
 		for _, f := range feats {
-			if slices.ContainsFunc(sv.keys, func(k uint32) bool { return m.keys[k].key.Feat == f }) {
+			k := m.key(port, f)
+			sv := m.svcs.at(h.svcs + uint32(i))
+			if slices.Contains(m.ids.block(sv.off, int(sv.n)), k) {
 				continue
 			}
-			k := m.key(Key{sv.port, f})
-			m.keys[k].hosts.Add(hid)
-			for j := range h.svcs {
-				if j != i {
-					m.bump(k, h.svcs[j].port, 1)
-				}
-			}
-			sv.keys = append(sv.keys, k)
+			ks := m.keys.at(k)
+			m.addHost(ks, hid)
+			m.bumpMany(ks, ports[:np], 1)
+			sv.off = m.ids.resize(sv.off, int(sv.n), int(sv.n)+1)
+			sv.n++
+			m.ids.block(sv.off, int(sv.n))[sv.n-1] = k
 		}
 	}
 }
 
-// count brings service i of a counted host into every count: its keys, and
-// the pairs it forms with the host's services already counted.
-func (m *Model) count(hid uint32, i int) {
-	h := &m.hosts[hid]
-	sv := &h.svcs[i]
-	sv.keys = make([]uint32, len(sv.feats))
-	for j, f := range sv.feats {
-		k := m.key(Key{sv.port, f})
-		sv.keys[j] = k
-		m.keys[k].hosts.Add(hid)
+// retract takes the first c services of host hid, the counted ones, out of
+// every count.
+func (m *Model) retract(hid uint32, c int) {
+	if c == 0 {
+		return
 	}
-	sv.feats = nil
-	m.portBitmap(sv.port).Add(hid)
-	for j := range h.svcs {
-		o := &h.svcs[j]
-		if j == i || o.keys == nil {
-			continue
-		}
-		for _, k := range sv.keys {
-			m.bump(k, o.port, 1)
-		}
-		for _, k := range o.keys {
-			m.bump(k, sv.port, 1)
-		}
-	}
-}
-
-// retract takes a host that grew past MaxPorts out of every count, for good.
-func (m *Model) retract(hid uint32) {
 	h := &m.hosts[hid]
-	for i := range h.svcs {
-		sv := &h.svcs[i]
-		if sv.keys == nil {
-			continue
-		}
-		for _, k := range sv.keys {
-			m.keys[k].hosts.Remove(hid)
-			for j := range h.svcs {
-				if j != i && h.svcs[j].keys != nil {
-					m.bump(k, h.svcs[j].port, -1)
-				}
+	svcs := m.svcs.block(h.svcs, c)
+	var all [MaxPorts]uint16
+	for i := range svcs {
+		all[i] = svcs[i].port
+	}
+	sortPorts(all[:c])
+	var others [MaxPorts]uint16
+	for i := range svcs {
+		sv := &svcs[i]
+		o := others[:0]
+		for _, p := range all[:c] {
+			if p != sv.port {
+				o = append(o, p)
 			}
+		}
+		for _, k := range m.ids.block(sv.off, int(sv.n)) {
+			ks := m.keys.at(k)
+			m.removeHost(ks, hid)
+			m.bumpMany(ks, o, -1)
 		}
 		m.portHosts[sv.port].Remove(hid)
+		if sv.n > 0 {
+			m.ids.release(sv.off, classOf(int(sv.n)))
+		}
+		sv.n, sv.off = 0, 0
 	}
-	for i := range h.svcs {
-		h.svcs[i].keys, h.svcs[i].feats = nil, nil
-	}
-	h.state = statePseudo
 }
 
-func (m *Model) key(k Key) uint32 {
-	if i, ok := m.keyIdx[k]; ok {
-		return i
+// keyHash mixes a key into 64 bits: the top bits pick the slot, the low 32
+// are the tag.
+func keyHash(f features.ID, p uint16) uint64 {
+	x := uint64(f) ^ uint64(p)*0x9e3779b97f4a7c15
+	x ^= x >> 32
+	x *= 0xd6e8feb86659fd93
+	x ^= x >> 32
+	x *= 0xd6e8feb86659fd93
+	x ^= x >> 32
+	return x
+}
+
+func (m *Model) initSlots(n int) {
+	m.slots = make([]uint64, n)
+	m.slotShift = uint8(64 - (bits.Len(uint(n)) - 1))
+}
+
+// lookup finds the index of key (p, f).
+func (m *Model) lookup(p uint16, f features.ID) (uint32, bool) {
+	x := keyHash(f, p)
+	tag := x & 0xffffffff00000000
+	mask := uint64(len(m.slots) - 1)
+	for i := x >> m.slotShift; ; i = (i + 1) & mask {
+		s := m.slots[i]
+		if s == 0 {
+			return 0, false
+		}
+		if s&0xffffffff00000000 == tag {
+			k := uint32(s) - 1
+			if ks := m.keys.at(k); ks.feat == f && ks.port == p {
+				return k, true
+			}
+		}
 	}
-	i := uint32(len(m.keys))
-	m.keyIdx[k] = i
-	m.keys = append(m.keys, keyStat{key: k, hosts: roaring.New()})
-	return i
+}
+
+// keysOf finds or makes the keys (p, f) of feats into ids. It first loads
+// the slots of a batch of keys, so that their cache misses overlap, then
+// their keys, then resolves them.
+func (m *Model) keysOf(p uint16, feats []features.ID, ids []uint32) {
+	const batch = 32
+	var hs [batch]uint64
+	for len(feats) > 0 {
+		fb := feats[:min(len(feats), batch)]
+		var sink uint64
+		for j, f := range fb {
+			x := keyHash(f, p)
+			hs[j] = x
+			sink += m.slots[x>>m.slotShift]
+		}
+		for j := range fb {
+			x := hs[j]
+			if s := m.slots[x>>m.slotShift]; s&0xffffffff00000000 == x&0xffffffff00000000 {
+				sink += uint64(m.keys.at(uint32(s) - 1).feat)
+			}
+		}
+		m.sink = sink
+		for j, f := range fb {
+			ids[j] = m.keyHashed(p, f, hs[j])
+		}
+		feats, ids = feats[len(fb):], ids[len(fb):]
+	}
+}
+
+// key finds or makes the index of key (p, f).
+func (m *Model) key(p uint16, f features.ID) uint32 { return m.keyHashed(p, f, keyHash(f, p)) }
+
+// keyHashed is key with x = keyHash(f, p).
+func (m *Model) keyHashed(p uint16, f features.ID, x uint64) uint32 {
+	tag := x & 0xffffffff00000000
+	mask := uint64(len(m.slots) - 1)
+	i := x >> m.slotShift
+	for ; ; i = (i + 1) & mask {
+		s := m.slots[i]
+		if s == 0 {
+			break
+		}
+		if s&0xffffffff00000000 == tag {
+			k := uint32(s) - 1
+			if ks := m.keys.at(k); ks.feat == f && ks.port == p {
+				return k
+			}
+		}
+	}
+	k := m.nkeys
+	if k == 1<<32-2 {
+		panic("model: too many keys")
+	}
+	m.nkeys++
+	*m.keys.at(m.keys.alloc(0)) = keyStat{feat: f, port: p}
+	m.slots[i] = tag | uint64(k+1)
+	if uint64(m.nkeys)*4 > uint64(len(m.slots))*3 {
+		m.rehash(2 * len(m.slots))
+	}
+	return k
+}
+
+func (m *Model) rehash(n int) {
+	m.initSlots(n)
+	mask := uint64(n - 1)
+	for k := uint32(0); k < m.nkeys; k++ {
+		ks := m.keys.at(k)
+		x := keyHash(ks.feat, ks.port)
+		i := x >> m.slotShift
+		for m.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		m.slots[i] = x&0xffffffff00000000 | uint64(k+1)
+	}
 }
 
 func (m *Model) portBitmap(p uint16) *roaring.Bitmap {
+	if m.portHosts == nil {
+		m.portHosts = make([]*roaring.Bitmap, 1<<16)
+	}
 	b := m.portHosts[p]
 	if b == nil {
 		b = roaring.New()
@@ -245,23 +559,199 @@ func (m *Model) portBitmap(p uint16) *roaring.Bitmap {
 	return b
 }
 
-// bump adds delta to count(key k, p_a), keeping co sorted and free of zeros.
-func (m *Model) bump(k uint32, pa uint16, delta int32) {
-	co := m.keys[k].co
-	i, found := slices.BinarySearchFunc(co, pa, func(c PortCount, p uint16) int { return int(c.Port) - int(p) })
-	switch {
-	case found:
-		n := int64(co[i].N) + int64(delta)
-		if n == 0 {
-			m.keys[k].co = slices.Delete(co, i, i+1)
-		} else {
-			co[i].N = uint32(n)
-		}
-	case delta > 0:
-		m.keys[k].co = slices.Insert(co, i, PortCount{pa, uint32(delta)})
-	default:
-		panic(fmt.Sprintf("model: count of key %d port %d would go negative", k, pa))
+// hostList is the sorted host set of key ks with support <= listHosts (do
+// not keep it past a change).
+func (m *Model) hostList(ks *keyStat) []uint32 {
+	if ks.support <= inlineHosts {
+		return ks.hosts[:ks.support]
 	}
+	return m.hl.block(ks.hosts[0], int(ks.support))
+}
+
+// insertSorted puts hid into l, sorted but for its free last element.
+func insertSorted(l []uint32, hid uint32) bool {
+	i := len(l) - 1
+	for i > 0 && l[i-1] > hid {
+		l[i] = l[i-1]
+		i--
+	}
+	l[i] = hid
+	return i == 0 || l[i-1] != hid
+}
+
+// addHost adds host hid (not in it) to the host set of key ks.
+func (m *Model) addHost(ks *keyStat, hid uint32) {
+	ok := true
+	switch n := int(ks.support); {
+	case n < inlineHosts:
+		ok = insertSorted(ks.hosts[:n+1], hid)
+	case n < listHosts:
+		var off uint32
+		if n == inlineHosts {
+			off = m.hl.alloc(classOf(n + 1))
+			copy(m.hl.block(off, n), ks.hosts[:])
+			ks.hosts = [inlineHosts]uint32{}
+		} else {
+			off = m.hl.resize(ks.hosts[0], n, n+1)
+		}
+		ks.hosts[0] = off
+		ok = insertSorted(m.hl.block(off, n+1), hid)
+	case n == listHosts:
+		off := ks.hosts[0]
+		b := roaring.BitmapOf(m.hl.block(off, n)...)
+		m.hl.release(off, classOf(n))
+		ok = b.CheckedAdd(hid)
+		ks.hosts[0] = m.newBitmap(b)
+	default:
+		ok = m.bitmaps[ks.hosts[0]].CheckedAdd(hid)
+	}
+	if !ok {
+		panic(fmt.Sprintf("model: host %d counted twice in key %v", hid, ks.key()))
+	}
+	ks.support++
+}
+
+// removeHost removes host hid (in it) from the host set of key ks.
+func (m *Model) removeHost(ks *keyStat, hid uint32) {
+	switch n := int(ks.support); {
+	case n <= listHosts:
+		l := m.hostList(ks)
+		i, found := slices.BinarySearch(l, hid)
+		if !found {
+			panic(fmt.Sprintf("model: host %d not in key %v", hid, ks.key()))
+		}
+		copy(l[i:], l[i+1:])
+		switch off := ks.hosts[0]; {
+		case n <= inlineHosts:
+			ks.hosts[n-1] = 0
+		case n-1 == inlineHosts:
+			var h [inlineHosts]uint32
+			copy(h[:], l)
+			m.hl.release(off, classOf(n))
+			ks.hosts = h
+		case classOf(n-1) < classOf(n):
+			m.hl.release(off+1<<classOf(n-1), classOf(n-1)) // the upper half
+		}
+	default:
+		bi := ks.hosts[0]
+		b := m.bitmaps[bi]
+		if !b.CheckedRemove(hid) {
+			panic(fmt.Sprintf("model: host %d not in key %v", hid, ks.key()))
+		}
+		if n-1 == listHosts {
+			off := m.hl.alloc(classOf(n - 1))
+			copy(m.hl.block(off, n-1), b.ToArray())
+			m.bitmaps[bi] = nil
+			m.freeBitmaps = append(m.freeBitmaps, bi)
+			ks.hosts[0] = off
+		}
+	}
+	ks.support--
+}
+
+func (m *Model) newBitmap(b *roaring.Bitmap) uint32 {
+	if n := len(m.freeBitmaps); n > 0 {
+		i := m.freeBitmaps[n-1]
+		m.freeBitmaps = m.freeBitmaps[:n-1]
+		m.bitmaps[i] = b
+		return i
+	}
+	m.bitmaps = append(m.bitmaps, b)
+	return uint32(len(m.bitmaps) - 1)
+}
+
+func (ks *keyStat) key() Key { return Key{ks.port, ks.feat} }
+
+// coList is the count list of a key (do not keep it past a change).
+func (m *Model) coList(ks *keyStat) []PortCount {
+	if ks.coLen == 0 {
+		return nil
+	}
+	return m.co.block(ks.co, int(ks.coLen))
+}
+
+// search is where port p is or would go in a count list.
+func search(co []PortCount, p uint16) int {
+	if len(co) <= 16 {
+		for i := range co {
+			if co[i].Port >= p {
+				return i
+			}
+		}
+		return len(co)
+	}
+	lo, hi := 0, len(co)
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if co[h].Port < p {
+			lo = h + 1
+		} else {
+			hi = h
+		}
+	}
+	return lo
+}
+
+// bumpMany adds delta to count(key ks, p_a) for every p_a of ports (sorted),
+// keeping the list sorted and free of zeros.
+func (m *Model) bumpMany(ks *keyStat, ports []uint16, delta int32) {
+	from := 0
+	for _, p := range ports {
+		from = m.bump(ks, p, delta, from)
+	}
+}
+
+// bump adds delta to count(key ks, p_a), searching from index from on, and
+// returns where the next larger port is to be searched from.
+func (m *Model) bump(ks *keyStat, pa uint16, delta int32, from int) int {
+	n := int(ks.coLen)
+	co := m.coList(ks)
+	i := from + search(co[from:], pa)
+	if i < n && co[i].Port == pa {
+		c := int64(co[i].N) + int64(delta)
+		switch {
+		case c > 0:
+			co[i].N = uint32(c)
+			return i + 1
+		case c == 0:
+			copy(co[i:], co[i+1:])
+			ks.coLen--
+			switch oc, nc := classOf(n), classOf(n-1); {
+			case n == 1:
+				m.co.release(ks.co, 0)
+				ks.co = 0
+			case nc < oc:
+				m.co.release(ks.co+1<<nc, nc) // the upper half
+			}
+			return i
+		}
+	}
+	if delta < 0 {
+		panic(fmt.Sprintf("model: count of key %v port %d would go negative", ks.key(), pa))
+	}
+	if n == 1<<16-1 {
+		panic(fmt.Sprintf("model: key %v counts every port", ks.key()))
+	}
+	pc := PortCount{pa, uint32(delta)}
+	switch {
+	case n == 0:
+		ks.co = m.co.alloc(0)
+		*m.co.at(ks.co) = pc
+	case n == 1<<classOf(n): // full: move to a block twice the size
+		off := m.co.alloc(classOf(n + 1))
+		dst, src := m.co.block(off, n+1), m.co.block(ks.co, n)
+		copy(dst, src[:i])
+		dst[i] = pc
+		copy(dst[i+1:], src[i:])
+		m.co.release(ks.co, classOf(n))
+		ks.co = off
+	default:
+		b := m.co.block(ks.co, n+1)
+		copy(b[i+1:], b[i:n])
+		b[i] = pc
+	}
+	ks.coLen++
+	return i + 1
 }
 
 func union(a, b []features.ID) []features.ID {
@@ -270,17 +760,14 @@ func union(a, b []features.ID) []features.ID {
 	return slices.Compact(out)
 }
 
-// countOf is count(key k, p_a) from the materialised list.
-func (m *Model) countOf(k uint32, pa uint16) uint32 {
-	co := m.keys[k].co
-	i, found := slices.BinarySearchFunc(co, pa, func(c PortCount, p uint16) int { return int(c.Port) - int(p) })
-	if !found {
-		return 0
+// countOf is count(key ks, p_a) from the materialised list.
+func (m *Model) countOf(ks *keyStat, pa uint16) uint32 {
+	co := m.coList(ks)
+	if i := search(co, pa); i < len(co) && co[i].Port == pa {
+		return co[i].N
 	}
-	return co[i].N
+	return 0
 }
-
-func (m *Model) support(k uint32) uint32 { return uint32(m.keys[k].hosts.GetCardinality()) }
 
 // Stats describes the model's size.
 type Stats struct {
@@ -290,7 +777,7 @@ type Stats struct {
 
 // Stats counts what the model holds.
 func (m *Model) Stats() Stats {
-	s := Stats{Hosts: len(m.hosts), Services: m.services, Keys: len(m.keys), Features: m.dict.Len(), Version: m.version}
+	s := Stats{Hosts: len(m.hosts), Services: m.services, Keys: int(m.nkeys), Features: m.dict.Len(), Version: m.version}
 	for i := range m.hosts {
 		switch m.hosts[i].state {
 		case stateCounted:
@@ -302,14 +789,21 @@ func (m *Model) Stats() Stats {
 	return s
 }
 
-// SizeInBytes estimates the memory of the bitmaps and count lists.
+// SizeInBytes estimates the memory of the model's structures (not counting
+// the dictionary and the host address map).
 func (m *Model) SizeInBytes() uint64 {
-	var n uint64
-	for i := range m.keys {
-		n += m.keys[i].hosts.GetSizeInBytes() + uint64(cap(m.keys[i].co))*8 + 48
+	n := uint64(len(m.slots))*8 + uint64(cap(m.hosts))*uint64(unsafe.Sizeof(host{}))
+	n += m.keys.bytes(unsafe.Sizeof(keyStat{})) + m.co.bytes(unsafe.Sizeof(PortCount{}))
+	n += m.ids.bytes(4) + m.hl.bytes(4) + m.feats.bytes(8) + m.svcs.bytes(unsafe.Sizeof(service{}))
+	for _, b := range m.bitmaps {
+		if b != nil {
+			n += b.GetSizeInBytes() + 48
+		}
 	}
 	for _, b := range m.portHosts {
-		n += b.GetSizeInBytes()
+		if b != nil {
+			n += b.GetSizeInBytes()
+		}
 	}
 	return n
 }
@@ -317,29 +811,74 @@ func (m *Model) SizeInBytes() uint64 {
 // Each calls fn for every key with a non-zero support, in no fixed order, with
 // its support and its co-occurrence counts (sorted by port; do not modify).
 func (m *Model) Each(fn func(k Key, support uint32, co []PortCount)) {
-	for i := range m.keys {
-		if s := m.support(uint32(i)); s > 0 {
-			fn(m.keys[i].key, s, m.keys[i].co)
+	m.sync()
+	for k := uint32(0); k < m.nkeys; k++ {
+		if ks := m.keys.at(k); ks.support > 0 {
+			fn(ks.key(), ks.support, m.coList(ks))
 		}
 	}
 }
 
 // Verify checks that every materialised count equals the cardinality of the
-// intersection of its bitmaps, and that no count is left for an empty key.
+// intersection of its bitmaps, that every support equals the cardinality of
+// its host set, and that no count is left for an empty key.
 func (m *Model) Verify() error {
-	for i := range m.keys {
-		ks := &m.keys[i]
-		if ks.hosts.IsEmpty() && len(ks.co) > 0 {
-			return fmt.Errorf("verify model: key %v has counts but no hosts", ks.key)
+	m.sync()
+	for k := uint32(0); k < m.nkeys; k++ {
+		ks := m.keys.at(k)
+		if err := m.verifyKey(ks); err != nil {
+			return fmt.Errorf("verify model: %w", err)
 		}
-		for _, c := range ks.co {
-			pb := m.portHosts[c.Port]
-			if pb == nil {
-				return fmt.Errorf("verify model: key %v counts port %d with no hosts", ks.key, c.Port)
+	}
+	return nil
+}
+
+func (m *Model) verifyKey(ks *keyStat) error {
+	co := m.coList(ks)
+	if ks.support == 0 && len(co) > 0 {
+		return fmt.Errorf("key %v has counts but no hosts", ks.key())
+	}
+	var bm *roaring.Bitmap
+	var l []uint32
+	if ks.support > listHosts {
+		bm = m.bitmaps[ks.hosts[0]]
+		if c := bm.GetCardinality(); c != uint64(ks.support) {
+			return fmt.Errorf("key %v: support %d, bitmap holds %d", ks.key(), ks.support, c)
+		}
+	} else {
+		l = m.hostList(ks)
+		for i := 1; i < len(l); i++ {
+			if l[i] <= l[i-1] {
+				return fmt.Errorf("key %v: host list not sorted", ks.key())
 			}
-			if want := ks.hosts.AndCardinality(pb); uint64(c.N) != want {
-				return fmt.Errorf("verify model: key %v port %d: count %d, bitmaps say %d", ks.key, c.Port, c.N, want)
+		}
+	}
+	for i, c := range co {
+		if i > 0 && c.Port <= co[i-1].Port {
+			return fmt.Errorf("key %v: counts not sorted by port", ks.key())
+		}
+		if c.Port == ks.port {
+			return fmt.Errorf("key %v counts its own port", ks.key())
+		}
+		var pb *roaring.Bitmap
+		if m.portHosts != nil {
+			pb = m.portHosts[c.Port]
+		}
+		if pb == nil {
+			return fmt.Errorf("key %v counts port %d with no hosts", ks.key(), c.Port)
+		}
+		var want uint64
+		if bm != nil {
+			want = bm.AndCardinality(pb)
+		} else {
+			for _, h := range l {
+				if pb.Contains(h) {
+					want++
+				}
 			}
+		}
+		if uint64(c.N) != want {
+			return fmt.Errorf("key %v port %d: count %d, bitmaps say %d", ks.key(), c.Port, c.N, want)
 		}
 	}
 	return nil

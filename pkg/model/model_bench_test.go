@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/gpsscan/gps/pkg/lab"
@@ -70,4 +71,23 @@ func BenchmarkPredict(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(preds)/float64(i), "predictions/query")
+}
+
+// BenchmarkAddShuffled is BenchmarkAdd with the rows in random order, as a
+// stream of scan responses interleaves hosts (no host arrives whole).
+func BenchmarkAddShuffled(b *testing.B) {
+	seed := labSeed(b, 100_000)
+	r := rand.New(rand.NewPCG(1, 2))
+	r.Shuffle(len(seed), func(i, j int) { seed[i], seed[j] = seed[j], seed[i] })
+	b.ReportAllocs()
+	b.ResetTimer()
+	var n int
+	for b.Loop() {
+		m := New()
+		for i := range seed {
+			m.Add(&seed[i])
+		}
+		n += len(seed)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
 }

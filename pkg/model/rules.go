@@ -29,9 +29,8 @@ func (m *Model) better(e, cur Evidence) bool {
 	return m.dict.Compare(e.Feat, cur.Feat) < 0
 }
 
-func (m *Model) evidence(k uint32, n uint32) Evidence {
-	s := m.support(k)
-	return Evidence{Port: m.keys[k].key.Port, Feat: m.keys[k].key.Feat, Count: n, Support: s, Hitrate: float64(n) / float64(s)}
+func evidence(ks *keyStat, n uint32) Evidence {
+	return Evidence{Port: ks.port, Feat: ks.feat, Count: n, Support: ks.support, Hitrate: float64(n) / float64(ks.support)}
 }
 
 // ModelRow is one row of the GPS model table: the chosen antecedent of a seed
@@ -49,9 +48,10 @@ type ModelRow struct {
 // the host's other services, kept when its hitrate exceeds minHitrate; and a
 // row for every single-port host. Rows come sorted by address, then P.
 func (m *Model) Rows(minHitrate float64) []ModelRow {
+	m.sync()
 	order := make([]uint32, 0, len(m.hosts))
 	for i := range m.hosts {
-		if st := m.hosts[i].state; st == stateCounted || (st == stateWaiting && len(m.hosts[i].svcs) == 1) {
+		if st := m.hosts[i].state; st == stateCounted || (st == stateWaiting && m.hosts[i].n == 1) {
 			order = append(order, uint32(i))
 		}
 	}
@@ -81,9 +81,10 @@ func (m *Model) Rows(minHitrate float64) []ModelRow {
 func (m *Model) hostRows(out []ModelRow, hid uint32, minHitrate float64) []ModelRow {
 	h := &m.hosts[hid]
 	if h.state == stateWaiting {
-		return append(out, ModelRow{Addr: h.addr, Single: true, NeededP: h.svcs[0].port})
+		return append(out, ModelRow{Addr: h.addr, Single: true, NeededP: m.svcs.at(h.svcs).port})
 	}
-	svcs := slices.Clone(h.svcs)
+	var local [MaxPorts]service
+	svcs := local[:copy(local[:], m.svcs.block(h.svcs, int(h.n)))]
 	slices.SortFunc(svcs, func(a, b service) int { return int(a.port) - int(b.port) })
 	for i := range svcs {
 		pa := svcs[i].port
@@ -93,12 +94,13 @@ func (m *Model) hostRows(out []ModelRow, hid uint32, minHitrate float64) []Model
 			if j == i {
 				continue
 			}
-			for _, k := range svcs[j].keys {
-				n := m.countOf(k, pa)
+			for _, k := range m.ids.block(svcs[j].off, int(svcs[j].n)) {
+				ks := m.keys.at(k)
+				n := m.countOf(ks, pa)
 				if n < MinCount {
 					continue
 				}
-				e := m.evidence(k, n)
+				e := evidence(ks, n)
 				if !found || m.better(e, best) {
 					best, found = e, true
 				}
@@ -130,20 +132,19 @@ type Found struct {
 // best evidence for it (GPS's choice order). Results are sorted by hitrate,
 // highest first, then port.
 func (m *Model) Predict(found []Found, minHitrate float64) []Prediction {
+	m.sync()
 	best := make(map[uint16]Evidence)
 	for _, fs := range found {
 		for _, f := range fs.Feats {
-			k, ok := m.keyIdx[Key{fs.Port, f}]
+			k, ok := m.lookup(fs.Port, f)
 			if !ok {
 				continue
 			}
-			var s uint32
-			for _, c := range m.keys[k].co {
+			ks := m.keys.at(k)
+			s := ks.support
+			for _, c := range m.coList(ks) {
 				if c.N < MinCount {
 					continue
-				}
-				if s == 0 {
-					s = m.support(k)
 				}
 				e := Evidence{Port: fs.Port, Feat: f, Count: c.N, Support: s, Hitrate: float64(c.N) / float64(s)}
 				if e.Hitrate <= minHitrate {

@@ -32,18 +32,18 @@ func ValidPhase(p string) bool {
 
 // Result is one service found (or imported): subject gps.results.<phase>.
 type Result struct {
-	V           int       `json:"v"`
-	IP          string    `json:"ip"`
-	Port        int       `json:"port"`
-	Phase       string    `json:"phase"`
-	Protocol    string    `json:"protocol"`           // the fingerprint: http, tls, ssh, ...
-	Data        string    `json:"data"`               // application-layer bytes as text (banner, HTTP head)
-	TLSCert     *string   `json:"tls_cert,omitempty"` // certificate identity (subject or fingerprint)
-	TLSOIDs     []string  `json:"tls_oids,omitempty"`
-	Window      *int64    `json:"window"` // TCP window of the SYN-ACK
-	ASN         *int64    `json:"asn"`
-	Time        time.Time `json:"time"`
-	Source      string    `json:"source,omitempty"` // "probe", "import"
+	V        int       `json:"v"`
+	IP       string    `json:"ip"`
+	Port     int       `json:"port"`
+	Phase    string    `json:"phase"`
+	Protocol string    `json:"protocol"`           // the fingerprint: http, tls, ssh, ...
+	Data     string    `json:"data"`               // application-layer bytes as text (banner, HTTP head)
+	TLSCert  *string   `json:"tls_cert,omitempty"` // certificate identity (subject or fingerprint)
+	TLSOIDs  []string  `json:"tls_oids,omitempty"`
+	Window   *int64    `json:"window"` // TCP window of the SYN-ACK
+	ASN      *int64    `json:"asn"`
+	Time     time.Time `json:"time"`
+	Source   string    `json:"source,omitempty"` // "probe", "import"
 }
 
 // ResultFromRow turns a GPS row into a result.

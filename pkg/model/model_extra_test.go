@@ -1,0 +1,135 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gpsscan/gps/pkg/row"
+)
+
+// TestReadsBetweenAdds: reads between any two Adds see the counts of every
+// row so far (counting is write-behind for the last host).
+func TestReadsBetweenAdds(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		r := rand.New(rand.NewPCG(seed, 7))
+		rows := randomRows(r, 60)
+		if seed%2 == 0 {
+			r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+		}
+		m := New()
+		for i := range rows {
+			m.Add(&rows[i])
+			if i%5 != 0 && i != len(rows)-1 {
+				continue
+			}
+			if err := m.Verify(); err != nil {
+				t.Fatalf("seed %d row %d: %v", seed, i, err)
+			}
+			equalCounts(t, snapshot(m), batchCounts(rows[:i+1]))
+			if got, want := m.Rows(1e-5), build(rows[:i+1]).Rows(1e-5); !slices.Equal(got, want) {
+				t.Fatalf("seed %d row %d: rows differ", seed, i)
+			}
+		}
+	}
+}
+
+// TestHostSetForms: a key's host set moves from inline to list to bitmap
+// and back as hosts come and are retracted.
+func TestHostSetForms(t *testing.T) {
+	m := New()
+	var rows []row.Service
+	add := func(s row.Service) {
+		rows = append(rows, s)
+		m.Add(&rows[len(rows)-1])
+	}
+	check := func(what string) {
+		t.Helper()
+		if err := m.Verify(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		equalCounts(t, snapshot(m), batchCounts(rows))
+	}
+	const n = listHosts + 10
+	for h := 0; h < n; h++ {
+		a := fmt.Sprintf("127.1.%d.%d", h/200, h%200)
+		add(svc(a, 80, "HTTP/1.1 200 OK", "http"))
+		add(svc(a, 22, "SSH-2.0-X", "ssh"))
+		if h == inlineHosts || h == listHosts || h == n-1 {
+			check(fmt.Sprintf("%d hosts", h+1))
+		}
+	}
+	// Interleaved: every host grows past MaxPorts, one port at a time.
+	for p := 1; p <= MaxPorts; p++ {
+		for h := 0; h < n; h++ {
+			add(svc(fmt.Sprintf("127.1.%d.%d", h/200, h%200), 1000+p, "x", "http"))
+			if h%7 == 0 {
+				check(fmt.Sprintf("port %d host %d", p, h))
+			}
+		}
+	}
+	check("all pseudo")
+	if s := m.Stats(); s.PseudoHosts != n || s.CountedHosts != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestHugeService: a banner of many lines makes a key list longer than an
+// arena block; it works as any other, through merge and snapshot.
+func TestHugeService(t *testing.T) {
+	var b strings.Builder
+	for i := range 25_000 {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	rows := []row.Service{
+		svc("127.1.0.1", 80, b.String(), "http"),
+		svc("127.1.0.1", 22, "SSH-2.0-X", "ssh"),
+		svc("127.1.0.1", 80, b.String()+"more", "http"), // a duplicate: merge
+		svc("127.1.0.2", 80, b.String(), "http"),        // waiting, huge
+	}
+	m := build(rows)
+	if err := m.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	equalCounts(t, snapshot(m), batchCounts(rows))
+	r := restore(t, snapshotBytes(t, m))
+	more := svc("127.1.0.2", 443, "x", "tls")
+	m.Add(&more)
+	r.Add(&more)
+	rows = append(rows, more)
+	equalCounts(t, snapshot(r), batchCounts(rows))
+	if err := r.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentReads: reads racing each other right after Adds (the last
+// host's counting still pending) are safe and agree (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	rows := randomRows(r, 200)
+	want := build(rows)
+	wantRows := want.Rows(1e-5)
+	m := build(rows) // the last host pending
+	q := []Found{{Port: uint16(rows[0].Port), Feats: m.Dict().Of(nil, &rows[0], false)}}
+	wantPred := want.Predict(q, 1e-5)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			switch i % 2 {
+			case 0:
+				if !slices.Equal(m.Rows(1e-5), wantRows) {
+					t.Error("Rows differ")
+				}
+			default:
+				if !slices.Equal(m.Predict(q, 1e-5), wantPred) {
+					t.Error("Predict differs")
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
