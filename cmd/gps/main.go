@@ -34,7 +34,8 @@ func usageErr(format string, a ...any) error {
 }
 
 func commands() []command {
-	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), evalCmd()}
+	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), evalCmd(),
+		seederCmd(), modelerCmd(), predictorCmd(), proberCmd(), allCmd(), watchCmd("predictions"), watchCmd("results")}
 }
 
 func main() {

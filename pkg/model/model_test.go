@@ -256,3 +256,22 @@ func TestPredict(t *testing.T) {
 		}
 	}
 }
+
+func TestServices(t *testing.T) {
+	rows := randomRows(rand.New(rand.NewPCG(3, 3)), 200)
+	m := build(rows)
+	want := map[[2]uint32]bool{}
+	for _, s := range rows {
+		want[[2]uint32{s.Addr, uint32(s.Port)}] = true
+	}
+	got := map[[2]uint32]bool{}
+	m.Services(func(a uint32, p uint16) { got[[2]uint32{a, uint32(p)}] = true })
+	if len(got) != len(want) || m.Stats().Services != len(want) {
+		t.Fatalf("Services gave %d, want %d distinct", len(got), len(want))
+	}
+	for k := range want {
+		if !got[k] {
+			t.Fatalf("missing %v", k)
+		}
+	}
+}

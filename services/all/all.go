@@ -1,0 +1,289 @@
+// Package all runs the four services in one process, as `gps all`: the
+// seeder, modeler, predictor and prober, on one bus. With a world it runs
+// the pipeline to the end (the seed imported, the plan swept, every
+// prediction probed) and sums up what it found.
+package all
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+	"github.com/gpsscan/gps/services/modeler"
+	"github.com/gpsscan/gps/services/predictor"
+	"github.com/gpsscan/gps/services/prober"
+	"github.com/gpsscan/gps/services/seeder"
+)
+
+// Config configures the whole pipeline.
+type Config struct {
+	World   string        // a world directory: import its seed, answer probes from its truth
+	Hitrate float64       // GPS hitrate threshold (rules, plan groups, predictions)
+	Step    int           // plan prefix length
+	Latency time.Duration // world responder: latency per probe
+	Loss    float64       // world responder: probability a service does not answer
+	Quiet   time.Duration // how long every queue must stay empty before the run counts as done
+}
+
+// RegisterFlags registers the flags of Config.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.World, "world", "", "world directory: import DIR/seed.jsonl as the seed and answer probes from DIR/truth.jsonl; the run ends when the pipeline is idle")
+	fs.Float64Var(&c.Hitrate, "hitrate", batch.DefaultHitrate, "minimum hitrate of a rule, a plan group and a prediction")
+	fs.IntVar(&c.Step, "step", batch.DefaultStep, "prefix length of the priors plan groups")
+	fs.DurationVar(&c.Latency, "latency", 0, "world responder: latency of each probe")
+	fs.Float64Var(&c.Loss, "loss", 0, "world responder: probability that a service does not answer")
+	fs.DurationVar(&c.Quiet, "quiet", time.Second, "how long the queues must stay empty before a world run is done")
+}
+
+// Deps are what Run needs.
+type Deps struct {
+	Config Config
+	Bus    *bus.Bus
+	Log    *zap.Logger
+}
+
+// Summary is the last line of a world run.
+type Summary struct {
+	ServicesFound int     `json:"services_found"`
+	Probes        uint64  `json:"probes"`
+	Coverage      float64 `json:"coverage"`
+	Predictions   int     `json:"predictions"`
+}
+
+// Stats holds the services' counters.
+type Stats struct {
+	Seeder    seeder.Stats
+	Modeler   modeler.Stats
+	Predictor predictor.Stats
+	Prober    prober.Stats
+}
+
+// Run runs every service until ctx ends or, with a world, until the pipeline
+// is done; then it returns the summary (nil without a world).
+func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
+	c := d.Config
+	if err := d.Bus.Setup(ctx); err != nil {
+		return nil, nil, err
+	}
+	st := &Stats{}
+	svcCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, gctx := errgroup.WithContext(svcCtx)
+	mc := modeler.Config{Hitrate: c.Hitrate, Step: c.Step}.WithDefaults()
+	pc := predictor.Config{Hitrate: c.Hitrate}.WithDefaults()
+	rc := prober.Config{World: c.World, Latency: c.Latency, Loss: c.Loss, Hitrate: c.Hitrate}.WithDefaults()
+	g.Go(func() error {
+		return modeler.Run(gctx, modeler.Deps{Config: mc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "modeler")), Stats: &st.Modeler})
+	})
+	g.Go(func() error {
+		return predictor.Run(gctx, predictor.Deps{Config: pc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "predictor")), Stats: &st.Predictor})
+	})
+	g.Go(func() error {
+		return prober.Run(gctx, prober.Deps{Config: rc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober})
+	})
+	if c.World != "" {
+		sc := seeder.Config{Import: filepath.Join(c.World, "seed.jsonl")}.WithDefaults()
+		g.Go(func() error {
+			return seeder.Run(gctx, seeder.Deps{Config: sc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder})
+		})
+	}
+	if c.World == "" {
+		return nil, st, ignoreCanceled(g.Wait())
+	}
+	// A world run: wait until the pipeline is idle, then stop the services.
+	doneErr := make(chan error, 1)
+	go func() { doneErr <- waitIdle(gctx, d.Bus, c.Quiet, d.Log) }()
+	var idleErr error
+	select {
+	case idleErr = <-doneErr:
+	case <-gctx.Done():
+	}
+	stop()
+	if err := ignoreCanceled(g.Wait()); err != nil {
+		return nil, st, err
+	}
+	if idleErr != nil && !errors.Is(idleErr, context.Canceled) {
+		return nil, st, idleErr
+	}
+	if ctx.Err() != nil {
+		return nil, st, ctx.Err()
+	}
+	sum, err := summarize(ctx, d.Bus, c.World, st)
+	return sum, st, err
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// waitIdle returns once the seed is in, the plan is published, and every
+// consumer has nothing pending or unacknowledged, with no stream growing,
+// for the quiet period.
+func waitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Logger) error {
+	kv, err := b.Control(ctx)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	var since time.Time
+	lastLog := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if _, err := kv.Get(ctx, bus.KeyPlan); err != nil {
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue
+			}
+			return fmt.Errorf("wait for the plan: %w", err)
+		}
+		state, idle, err := pipelineState(ctx, b)
+		if err != nil {
+			return err
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			log.Info("pipeline progress", zap.String("state", state))
+			lastLog = time.Now()
+		}
+		switch {
+		case !idle || state != last:
+			last, since = state, time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= quiet:
+			log.Info("pipeline idle", zap.String("state", state))
+			return nil
+		}
+	}
+}
+
+// pipelineState describes the streams and consumers; idle is true when no
+// consumer has anything pending or unacknowledged.
+func pipelineState(ctx context.Context, b *bus.Bus) (string, bool, error) {
+	idle := true
+	state := ""
+	for _, s := range []string{bus.StreamResults, bus.StreamTargets, bus.StreamPredictions} {
+		str, err := b.JS.Stream(ctx, s)
+		if err != nil {
+			return "", false, fmt.Errorf("stream %s: %w", s, err)
+		}
+		info, err := str.Info(ctx)
+		if err != nil {
+			return "", false, fmt.Errorf("stream %s info: %w", s, err)
+		}
+		state += fmt.Sprintf("%s:%d ", s, info.State.LastSeq)
+		lister := str.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			if ci.NumPending > 0 || ci.NumAckPending > 0 || ci.NumRedelivered > 0 && ci.NumAckPending > 0 {
+				idle = false
+			}
+			state += fmt.Sprintf("%s/%s:%d/%d ", s, ci.Name, ci.NumPending, ci.NumAckPending)
+		}
+		if err := lister.Err(); err != nil {
+			return "", false, fmt.Errorf("list consumers of %s: %w", s, err)
+		}
+	}
+	return state, idle, nil
+}
+
+// summarize counts the distinct services in RESULTS and predictions in
+// PREDICTIONS, and the world's services.
+func summarize(ctx context.Context, b *bus.Bus, world string, st *Stats) (*Summary, error) {
+	found := map[batch.Target]bool{}
+	if err := eachMessage(ctx, b, bus.StreamResults, func(data []byte) {
+		if r, err := wire.DecodeResult(data); err == nil {
+			if a, err := row.ParseAddr(r.IP); err == nil {
+				found[batch.Target{Addr: a, Port: uint16(r.Port)}] = true
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	preds := map[batch.Target]bool{}
+	if err := eachMessage(ctx, b, bus.StreamPredictions, func(data []byte) {
+		if p, err := wire.DecodePrediction(data); err == nil {
+			if a, err := row.ParseAddr(p.IP); err == nil {
+				preds[batch.Target{Addr: a, Port: uint16(p.Port)}] = true
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	truth := map[batch.Target]bool{}
+	if err := row.ReadFile(filepath.Join(world, "truth.jsonl"), func(s row.Service) error {
+		truth[batch.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("count truth: %w", err)
+	}
+	s := &Summary{ServicesFound: len(found), Probes: st.Prober.Probes.Load(), Predictions: len(preds)}
+	if len(truth) > 0 {
+		s.Coverage = float64(len(found)) / float64(len(truth))
+	}
+	return s, nil
+}
+
+// eachMessage reads a whole stream with an ordered consumer.
+func eachMessage(ctx context.Context, b *bus.Bus, stream string, fn func([]byte)) error {
+	str, err := b.JS.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	info, err := str.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := b.JS.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", stream, err)
+	}
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			fn(msg.Data())
+			md, err := msg.Metadata()
+			if err == nil && md.Sequence.Stream >= info.State.LastSeq {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		if got == 0 {
+			return nil // nothing more to read
+		}
+	}
+}
+
+// JSON renders the summary as one line.
+func (s *Summary) JSON() string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,54 @@
+package modeler
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+// BenchmarkModelerIngest measures the modeler consuming results already in
+// RESULTS (about 215k seed results of a lab world), from a fresh start to
+// the last result applied.
+func BenchmarkModelerIngest(b *testing.B) {
+	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 100000, Slash16s: 8, SeedFrac: 1}.WithDefaults())
+	if err != nil {
+		b.Fatal(err)
+	}
+	bs := bustest.New(b)
+	last := publish(b, bs, w.Seed, wire.PhaseSeed)
+	store, err := bs.Snapshots(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{SnapshotEvery: 1 << 30, SnapshotInterval: time.Hour}
+	b.ResetTimer()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if err := store.Delete(context.Background(), SnapshotObject); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		st := &Stats{}
+		done := make(chan error, 1)
+		began := time.Now()
+		b.StartTimer()
+		go func() { done <- Run(ctx, Deps{Config: cfg, Bus: bs, Log: zap.NewNop(), Stats: st}) }()
+		for st.Seq.Load() != last {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		total += time.Since(began)
+		cancel()
+		<-done
+	}
+	b.ReportMetric(float64(len(w.Seed))*float64(b.N)/total.Seconds(), "results/s")
+}

@@ -1,0 +1,527 @@
+package modeler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/model"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+var testWorld = lab.Config{Seed: 1, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2}
+
+func world(t testing.TB) *lab.World {
+	t.Helper()
+	w, err := lab.Generate(testWorld.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// later returns rows of the truth whose hosts are not in the seed.
+func later(w *lab.World, n int) []row.Row {
+	seed := make(map[string]bool)
+	for _, r := range w.Seed {
+		seed[r.IP] = true
+	}
+	var out []row.Row
+	for _, r := range w.Truth {
+		if !seed[r.IP] && len(out) < n {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// publish publishes rows as results of a phase, returning the stream
+// sequence of the last one.
+func publish(t testing.TB, b *bus.Bus, rows []row.Row, phase string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	var futs []jetstream.PubAckFuture
+	now := time.Now().UTC()
+	var last uint64
+	wait := func() {
+		for _, f := range futs {
+			select {
+			case a := <-f.Ok():
+				last = max(last, a.Sequence)
+			case err := <-f.Err():
+				t.Fatal(err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("no publish ack")
+			}
+		}
+		futs = futs[:0]
+	}
+	for i, r := range rows {
+		data, err := json.Marshal(wire.ResultFromRow(r, phase, now, "test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := b.JS.PublishAsync(wire.ResultsSubject(phase), data, jetstream.WithMsgID(fmt.Sprintf("test:%s:%s:%d:%d", phase, r.IP, r.Port, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, f)
+		if len(futs) == 1000 {
+			wait()
+		}
+	}
+	wait()
+	_ = ctx
+	return last
+}
+
+func publishRaw(t testing.TB, b *bus.Bus, subject string, data []byte, id string) uint64 {
+	t.Helper()
+	a, err := b.JS.Publish(context.Background(), subject, data, jetstream.WithMsgID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Sequence
+}
+
+func seedDone(t testing.TB, b *bus.Bus, results int, last uint64) {
+	t.Helper()
+	kv, err := b.Control(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(wire.SeedDone{V: wire.Version, Results: results, LastSeq: last, Time: time.Now().UTC()})
+	if _, err := kv.Put(context.Background(), bus.KeySeed, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// running is a modeler started in the background.
+type running struct {
+	st     *Stats
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t testing.TB, b *bus.Bus, cfg Config) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{st: &Stats{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: r.st}) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t testing.TB) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// direct builds a model from rows, as a batch run would.
+func direct(t testing.TB, rows []row.Row) *model.Model {
+	t.Helper()
+	m := model.New()
+	for _, r := range rows {
+		a, err := r.Validate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Add(&row.Service{Row: r, Addr: a})
+	}
+	return m
+}
+
+type planKey struct {
+	prefix string
+	port   int
+}
+
+func planSet(plan []batch.PlanRow) map[planKey]bool {
+	out := make(map[planKey]bool)
+	for _, g := range plan {
+		out[planKey{PlanPrefix(g), int(g.Port)}] = true
+	}
+	return out
+}
+
+// targets reads every priors targets message of the TARGETS stream.
+func targets(t testing.TB, b *bus.Bus) (map[planKey]bool, int) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := b.JS.Stream(ctx, bus.StreamTargets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[planKey]bool)
+	n := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != wire.TargetsSubject(wire.PhasePriors) {
+			continue
+		}
+		n++
+		ts, err := wire.DecodeTargets(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ts.Targets {
+			k := planKey{x.Prefix, x.Port}
+			if out[k] {
+				t.Errorf("plan group %v published twice", k)
+			}
+			out[k] = true
+		}
+	}
+	return out, n
+}
+
+func planHistory(t testing.TB, b *bus.Bus) []wire.PlanDone {
+	t.Helper()
+	kv, err := b.Control(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := kv.History(context.Background(), bus.KeyPlan)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []wire.PlanDone
+	for _, e := range h {
+		var p wire.PlanDone
+		if err := json.Unmarshal(e.Value(), &p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	w := world(t)
+	extra := later(w, 400)
+	cases := []struct {
+		name string
+		run  func(t *testing.T, b *bus.Bus, cfg Config) (last uint64, r *running)
+	}{
+		{"seed done before start", func(t *testing.T, b *bus.Bus, cfg Config) (uint64, *running) {
+			last := publish(t, b, w.Seed, wire.PhaseSeed)
+			seedDone(t, b, len(w.Seed), last)
+			return last, start(t, b, cfg)
+		}},
+		{"seed done while running", func(t *testing.T, b *bus.Bus, cfg Config) (uint64, *running) {
+			r := start(t, b, cfg)
+			last := publish(t, b, w.Seed, wire.PhaseSeed)
+			seedDone(t, b, len(w.Seed), last)
+			return last, r
+		}},
+		{"later results already in the stream", func(t *testing.T, b *bus.Bus, cfg Config) (uint64, *running) {
+			last := publish(t, b, w.Seed, wire.PhaseSeed)
+			seedDone(t, b, len(w.Seed), last)
+			publish(t, b, extra, wire.PhasePriors)
+			return last, start(t, b, cfg)
+		}},
+		{"seed record after the model passed the seed", func(t *testing.T, b *bus.Bus, cfg Config) (uint64, *running) {
+			last := publish(t, b, w.Seed, wire.PhaseSeed)
+			end := publish(t, b, extra, wire.PhasePriors)
+			r := start(t, b, cfg)
+			waitFor(t, "the model to pass the seed", func() bool { return r.st.Seq.Load() == end })
+			seedDone(t, b, len(w.Seed), last)
+			return last, r
+		}},
+	}
+	// The plan of the seed: GPS's groups, then the extra sweeps for the seed
+	// services no model row explains.
+	rows := direct(t, w.Seed).Rows(DefaultHitrate)
+	gpsPlan := batch.Plan(rows, DefaultStep, DefaultHitrate)
+	var seed []batch.Target
+	for _, r := range w.Seed {
+		a, _ := r.Validate()
+		seed = append(seed, batch.Target{Addr: a, Port: uint16(r.Port)})
+	}
+	sweeps := batch.Unexplained(rows, gpsPlan, seed, DefaultStep, DefaultHitrate)
+	if len(gpsPlan) < 10 || len(sweeps) < 10 {
+		t.Fatalf("test world's plan has %d groups and %d extra sweeps, want a real plan", len(gpsPlan), len(sweeps))
+	}
+	cases = append(cases, struct {
+		name string
+		run  func(t *testing.T, b *bus.Bus, cfg Config) (last uint64, r *running)
+	}{"gps plan only", cases[0].run})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{PlanBatch: 7}
+			want := append(slices.Clone(gpsPlan), sweeps...)
+			if tc.name == "gps plan only" {
+				cfg.NoExtraSweeps = true
+				want = gpsPlan
+			}
+			b := bustest.New(t)
+			last, r := tc.run(t, b, cfg)
+			waitFor(t, "the plan", func() bool { return r.st.Planned.Load() })
+			got, msgs := targets(t, b)
+			if !maps.Equal(got, planSet(want)) {
+				t.Errorf("plan: %d groups, want %d (batch.Plan of the seed)", len(got), len(want))
+			}
+			if wantMsgs := (len(want) + cfg.PlanBatch - 1) / cfg.PlanBatch; msgs != wantMsgs {
+				t.Errorf("plan messages = %d, want %d", msgs, wantMsgs)
+			}
+			h := planHistory(t, b)
+			if len(h) != 1 || h[0].Groups != len(want) || h[0].ModelSeq != last {
+				t.Errorf("plan records = %+v, want one with %d groups at seq %d", h, len(want), last)
+			}
+			// A restart does not publish the plan again.
+			r.stop(t)
+			r = start(t, b, cfg)
+			waitFor(t, "the restart", func() bool { return r.st.Planned.Load() && r.st.Seq.Load() > 0 })
+			r.stop(t)
+			if _, n := targets(t, b); n != msgs {
+				t.Errorf("after a restart: %d plan messages, want %d", n, msgs)
+			}
+			if h := planHistory(t, b); len(h) != 1 {
+				t.Errorf("after a restart: %d plan records, want 1", len(h))
+			}
+		})
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	w := world(t)
+	good := w.Seed[:50]
+	okResult := func(mod func(*wire.Result)) []byte {
+		r := wire.ResultFromRow(good[0], wire.PhaseSeed, time.Now().UTC(), "test")
+		mod(&r)
+		data, _ := json.Marshal(r)
+		return data
+	}
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"bad json", []byte(`{"v":1,"ip":`)},
+		{"wrong version", okResult(func(r *wire.Result) { r.V = 99 })},
+		{"bad ip", okResult(func(r *wire.Result) { r.IP = "300.1.2.3" })},
+		{"ipv6", okResult(func(r *wire.Result) { r.IP = "::1" })},
+		{"bad port", okResult(func(r *wire.Result) { r.Port = 70000 })},
+		{"bad phase", okResult(func(r *wire.Result) { r.Phase = "later" })},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bustest.New(t)
+			publish(t, b, good[:25], wire.PhaseSeed)
+			badSeq := publishRaw(t, b, wire.ResultsSubject(wire.PhaseSeed), tc.data, "bad")
+			last := publish(t, b, good[25:], wire.PhaseSeed)
+			r := start(t, b, Config{})
+			waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
+			if got := r.st.Bad.Load(); got != 1 {
+				t.Errorf("bad = %d, want 1", got)
+			}
+			if got := r.st.Results.Load(); got != int64(len(good)) {
+				t.Errorf("results = %d, want %d", got, len(good))
+			}
+			s, err := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
+			if err != nil {
+				t.Fatalf("dead letter: %v", err)
+			}
+			if !bytes.Equal(m.Data, tc.data) {
+				t.Errorf("dead letter data = %q, want %q", m.Data, tc.data)
+			}
+			if m.Header.Get(bus.HeaderReason) == "" {
+				t.Errorf("dead letter has no %s header", bus.HeaderReason)
+			}
+			if got, want := m.Header.Get(jetstream.MsgIDHeader), "modeler:RESULTS:"+strconv.FormatUint(badSeq, 10); got != want {
+				t.Errorf("dead letter id = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// modelCounts renders what a model counts, for comparing models whose
+// dictionaries may number features differently.
+func modelCounts(m *model.Model) map[string]string {
+	out := make(map[string]string)
+	m.Each(func(k model.Key, support uint32, co []model.PortCount) {
+		out[strconv.Itoa(int(k.Port))+" "+m.Dict().String(k.Feat)] = fmt.Sprint(support, co)
+	})
+	for _, r := range m.Rows(DefaultHitrate) {
+		feat := ""
+		if !r.Single {
+			feat = m.Dict().String(r.Feat)
+		}
+		out[fmt.Sprintf("row %d %d", r.Addr, r.P)] = fmt.Sprint(r.Single, r.NeededP, feat, r.Count, r.Support)
+	}
+	return out
+}
+
+func storedModel(t testing.TB, b *bus.Bus) (*model.Model, uint64) {
+	t.Helper()
+	store, err := b.Snapshots(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, seq, found, err := loadSnapshot(context.Background(), store, SnapshotObject)
+	if err != nil || !found {
+		t.Fatalf("snapshot: found %v, %v", found, err)
+	}
+	return m, seq
+}
+
+func TestRestart(t *testing.T) {
+	w := world(t)
+	rows := append(slices.Clone(w.Seed), later(w, 1000)...)
+	half := len(rows) / 2
+	cases := []struct {
+		name  string
+		crash bool // replace the last snapshot by an older one, as a crash would leave
+	}{
+		{"clean stop", false},
+		{"crash after an older snapshot", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bustest.New(t)
+			cfg := Config{SnapshotEvery: 300}
+			mid := publish(t, b, rows[:half], wire.PhaseSeed)
+			r := start(t, b, cfg)
+			waitFor(t, "the first half", func() bool { return r.st.Seq.Load() == mid })
+			r.stop(t)
+			if m, seq := storedModel(t, b); seq != mid || !maps.Equal(modelCounts(m), modelCounts(direct(t, rows[:half]))) {
+				t.Fatalf("snapshot at stop: seq %d, want %d, or counts differ", seq, mid)
+			}
+			if tc.crash {
+				// The last snapshot the crashed modeler stored covered only the first 100.
+				store, _ := b.Snapshots(context.Background())
+				var buf bytes.Buffer
+				if err := EncodeSnapshot(&buf, 100, direct(t, rows[:100])); err != nil {
+					t.Fatal(err)
+				}
+				if err := putSnapshot(context.Background(), store, SnapshotObject, buf.Bytes()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			last := publish(t, b, rows[half:], wire.PhasePriors)
+			r = start(t, b, cfg)
+			waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
+			r.stop(t)
+			m, seq := storedModel(t, b)
+			if seq != last {
+				t.Errorf("snapshot seq = %d, want %d", seq, last)
+			}
+			if err := m.Verify(); err != nil {
+				t.Error(err)
+			}
+			got, want := modelCounts(m), modelCounts(direct(t, rows))
+			if !maps.Equal(got, want) {
+				n := 0
+				for k, v := range want {
+					if got[k] != v && n < 5 {
+						t.Errorf("%s: got %q, want %q", k, got[k], v)
+						n++
+					}
+				}
+				t.Errorf("counts differ: %d entries, want %d", len(got), len(want))
+			}
+		})
+	}
+}
+
+func TestConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"hitrate 1", func(c *Config) { c.Hitrate = 1 }, false},
+		{"step 33", func(c *Config) { c.Step = 33 }, false},
+		{"snapshot every -1", func(c *Config) { c.SnapshotEvery = -1 }, false},
+		{"negative interval", func(c *Config) { c.SnapshotInterval = -time.Second }, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{}.WithDefaults()
+			tc.mod(&c)
+			if err := c.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestConsumerDeleted(t *testing.T) {
+	b := bustest.New(t)
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), Deps{Bus: b, Log: zaptest.NewLogger(t)}) }()
+	waitFor(t, "the consumer's pull requests", func() bool {
+		c, err := b.JS.Consumer(context.Background(), bus.StreamResults, Service)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumWaiting > 0
+	})
+	if err := b.JS.DeleteConsumer(context.Background(), bus.StreamResults, Service); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !consumerGone(err) {
+			t.Errorf("Run = %v, want %v", err, jetstream.ErrConsumerDeleted)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after its consumer was deleted")
+	}
+}

@@ -1,0 +1,219 @@
+package modeler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/model"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+// maxAsync bounds the publishes in flight before waiting for their acks
+// (below the client's limit of stalled publishes).
+const maxAsync = 1000
+
+// PlanPrefix renders a plan group's prefix as "a.b.c.d/step".
+func PlanPrefix(p batch.PlanRow) string {
+	return row.FormatAddr(p.Prefix) + "/" + strconv.Itoa(p.Step)
+}
+
+// PlanTargets splits a plan into targets messages of at most per groups
+// each, in plan order: message i carries Nats-Msg-Id "plan:<i>".
+func PlanTargets(plan []batch.PlanRow, per int, t time.Time) []wire.Targets {
+	var out []wire.Targets
+	for lo := 0; lo < len(plan); lo += per {
+		grp := plan[lo:min(lo+per, len(plan))]
+		m := wire.Targets{V: wire.Version, Phase: wire.PhasePriors, Targets: make([]wire.Target, len(grp)), Time: t}
+		for j, g := range grp {
+			m.Targets[j] = wire.Target{Prefix: PlanPrefix(g), Port: int(g.Port)}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// PlanOf is the priors plan of a seed-only model m with its rows: GPS's plan
+// groups (batch.Plan) and, with extra, then streaming GPS's extra sweeps for
+// the seed services no row explains (batch.Unexplained).
+func PlanOf(m *model.Model, rows []model.ModelRow, step int, hitrate float64, extra bool) []batch.PlanRow {
+	plan, more := planParts(m, rows, step, hitrate, extra)
+	return append(plan, more...)
+}
+
+func planParts(m *model.Model, rows []model.ModelRow, step int, hitrate float64, extra bool) (plan, more []batch.PlanRow) {
+	plan = batch.Plan(rows, step, hitrate)
+	if !extra {
+		return plan, nil
+	}
+	var seed []batch.Target
+	m.Services(func(addr uint32, port uint16) { seed = append(seed, batch.Target{Addr: addr, Port: port}) })
+	return plan, batch.Unexplained(rows, plan, seed, step, hitrate)
+}
+
+// plan computes the priors plan from m (the seed-only model, at RESULTS
+// sequence seq), publishes it to TARGETS and records it under KeyPlan.
+func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
+	started := time.Now()
+	rows := m.Rows(s.cfg.Hitrate)
+	gpsPlan, extra := planParts(m, rows, s.cfg.Step, s.cfg.Hitrate, !s.cfg.NoExtraSweeps)
+	plan := append(gpsPlan, extra...)
+	now := time.Now().UTC()
+	msgs := PlanTargets(plan, s.cfg.PlanBatch, now)
+	pub := newPublisher(s.b.JS)
+	subject := wire.TargetsSubject(wire.PhasePriors)
+	var probes uint64
+	for _, g := range plan {
+		probes += g.Cost()
+	}
+	for i := range msgs {
+		data, err := json.Marshal(&msgs[i])
+		if err != nil {
+			return fmt.Errorf("encode plan message %d: %w", i, err)
+		}
+		if err := pub.publish(ctx, subject, "plan:"+strconv.Itoa(i), data); err != nil {
+			return fmt.Errorf("publish plan: %w", err)
+		}
+	}
+	if err := pub.flush(ctx); err != nil {
+		return fmt.Errorf("publish plan: %w", err)
+	}
+	rec, err := json.Marshal(wire.PlanDone{V: wire.Version, Groups: len(plan), ModelSeq: seq, Time: now})
+	if err != nil {
+		return fmt.Errorf("encode plan record: %w", err)
+	}
+	if _, err := s.kv.Create(ctx, bus.KeyPlan, rec); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("record plan: %w", err)
+	}
+	s.planned = true
+	s.st.Planned.Store(true)
+	s.st.PlanGroups.Store(int64(len(plan)))
+	s.st.ExtraGroups.Store(int64(len(extra)))
+	s.st.PlanMessages.Store(int64(len(msgs)))
+	s.log.Info("priors plan published", zap.Uint64("model_seq", seq), zap.Int("model_rows", len(rows)),
+		zap.Int("groups", len(plan)), zap.Int("gps_groups", len(gpsPlan)), zap.Int("extra_groups", len(extra)), zap.Int("messages", len(msgs)), zap.Uint64("probes", probes),
+		zap.Int("step", s.cfg.Step), zap.Float64("hitrate", s.cfg.Hitrate), zap.Duration("took", time.Since(started)))
+	return nil
+}
+
+// replay rebuilds the model of RESULTS sequences 1..last in a new model.
+func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error) {
+	started := time.Now()
+	c, err := s.b.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("replay seed: %w", err)
+	}
+	defer func() {
+		if ci := c.CachedInfo(); ci != nil {
+			_ = s.b.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamResults, ci.Name)
+		}
+	}()
+	m := model.New()
+	var seq uint64
+	n := 0
+	for done := false; !done; {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("replay seed: %w", ctx.Err())
+		}
+		mb, err := c.Fetch(s.cfg.Fetch, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			return nil, fmt.Errorf("replay seed: %w", err)
+		}
+		got := 0
+		for msg := range mb.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			if md.Sequence.Stream > last {
+				done = true
+				break
+			}
+			seq = md.Sequence.Stream
+			if r, err := wire.DecodeResult(msg.Data()); err == nil {
+				if svc, err := r.Service(); err == nil {
+					m.Add(&svc)
+					n++
+				}
+			}
+			if seq == last || md.NumPending == 0 {
+				done = true
+				break
+			}
+		}
+		if got == 0 && !done {
+			// Nothing more: the stream ends before last.
+			info, err := s.b.JS.Stream(ctx, bus.StreamResults)
+			if err != nil {
+				return nil, fmt.Errorf("replay seed: %w", err)
+			}
+			if si, err := info.Info(ctx); err == nil && si.State.LastSeq <= seq {
+				done = true
+			}
+		}
+	}
+	s.log.Info("seed model rebuilt from the stream", zap.Uint64("last_seq", last), zap.Uint64("seq", seq),
+		zap.Int("results", n), zap.Duration("took", time.Since(started)))
+	return m, nil
+}
+
+// publisher publishes asynchronously and checks every ack.
+type publisher struct {
+	js   jetstream.JetStream
+	futs []pending
+}
+
+type pending struct {
+	f       jetstream.PubAckFuture
+	subject string
+	id      string
+}
+
+func newPublisher(js jetstream.JetStream) *publisher { return &publisher{js: js} }
+
+func (p *publisher) publish(ctx context.Context, subject, id string, data []byte) error {
+	f, err := p.js.PublishAsync(subject, data, jetstream.WithMsgID(id))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	p.futs = append(p.futs, pending{f, subject, id})
+	if len(p.futs) >= maxAsync {
+		return p.flush(ctx)
+	}
+	return nil
+}
+
+// flush waits for every ack; a publish that failed is retried once, synchronously.
+func (p *publisher) flush(ctx context.Context) error {
+	if len(p.futs) == 0 {
+		return nil
+	}
+	defer func() { p.futs = p.futs[:0] }()
+	timeout := time.NewTimer(time.Minute)
+	defer timeout.Stop()
+	for _, x := range p.futs {
+		select {
+		case <-x.f.Ok():
+			continue
+		case err := <-x.f.Err():
+			if _, err2 := p.js.PublishMsg(ctx, x.f.Msg(), jetstream.WithMsgID(x.id)); err2 != nil {
+				return fmt.Errorf("publish %s: %w", x.subject, errors.Join(err, err2))
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("publish %s: no ack from the server for a minute", x.subject)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,486 @@
+// Package predictor is the GPS predictor service: it keeps its own replica
+// of the model from every result on the RESULTS stream and, for every result
+// of the priors or predicted phase, predicts that host's remaining services
+// at once, publishing each new prediction with its probability and evidence
+// to PREDICTIONS.
+package predictor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/features"
+	"github.com/gpsscan/gps/pkg/model"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+// Service is the name of the service: its durable consumer, its snapshot
+// object and its dead-letter subject (gps.dlq.predictor).
+const Service = "predictor"
+
+const (
+	progressInterval = 5 * time.Second
+	tickInterval     = time.Second
+	shutdownTimeout  = time.Minute
+	// maxAsync bounds the publishes in flight before waiting for their acks
+	// (below the client's limit of stalled publishes).
+	maxAsync = 1000
+)
+
+// Deps are what Run needs.
+type Deps struct {
+	Config Config
+	Bus    *bus.Bus
+	Log    *zap.Logger
+	Stats  *Stats // optional: counters to read while it runs
+}
+
+// Stats are the predictor's counters; safe to read while Run runs.
+type Stats struct {
+	Results     atomic.Int64  // results applied to the model
+	Bad         atomic.Int64  // messages dead-lettered
+	Redelivered atomic.Int64  // deliveries of messages already applied (acked and skipped)
+	Predictions atomic.Int64  // predictions published (a republish after a restart counts again)
+	Hosts       atomic.Int64  // hosts the predictor tracks
+	Snapshots   atomic.Int64  // snapshots stored
+	Seq         atomic.Uint64 // RESULTS stream sequence of the last message processed and acknowledged
+}
+
+type predictor struct {
+	cfg   Config
+	b     *bus.Bus
+	log   *zap.Logger
+	st    *Stats
+	store jetstream.ObjectStore
+
+	state
+	seq   uint64 // RESULTS sequence of the last message processed
+	feats []features.ID
+
+	pub    publisher
+	acks   []jetstream.Msg // processed results whose predictions are not yet acknowledged
+	failed error           // a publish failed: the state is ahead of the bus, never snapshot it
+
+	snapSeq  uint64
+	since    int
+	lastSnap time.Time
+	upload   chan error
+	buf      *bytes.Buffer
+}
+
+// Run consumes RESULTS until ctx ends; it returns nil on a clean stop, after
+// a last snapshot.
+func Run(ctx context.Context, d Deps) error {
+	cfg := d.Config.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if d.Bus == nil {
+		return errors.New("run predictor: no bus")
+	}
+	log := d.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	st := d.Stats
+	if st == nil {
+		st = &Stats{}
+	}
+	p := &predictor{cfg: cfg, b: d.Bus, log: log, st: st, buf: new(bytes.Buffer), pub: publisher{js: d.Bus.JS}}
+	if err := p.open(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	var wg sync.WaitGroup
+	stopProgress := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.progress(stopProgress)
+	}()
+
+	err := p.loop(ctx)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // stopped while starting or waiting: a clean stop
+	}
+
+	close(stopProgress)
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	// Finish what was processed: publish its predictions and ack it, so the
+	// last snapshot covers it; if that fails, the snapshot must not.
+	if e := p.flush(sctx); e != nil {
+		if p.upload != nil {
+			p.uploadDone(<-p.upload) // an earlier state: still a good snapshot
+		}
+		if errors.Is(err, e) {
+			return err
+		}
+		return errors.Join(err, e)
+	}
+	if e := p.finalSnapshot(sctx); e != nil {
+		err = errors.Join(err, e)
+	}
+	if err == nil {
+		p.log.Info("predictor stopped", zap.Uint64("seq", p.seq), zap.Int64("results", p.st.Results.Load()),
+			zap.Int64("predictions", p.st.Predictions.Load()))
+	}
+	return err
+}
+
+func (p *predictor) open(ctx context.Context) error {
+	var err error
+	if p.store, err = p.b.Snapshots(ctx); err != nil {
+		return err
+	}
+	st, seq, found, err := loadSnapshot(ctx, p.store)
+	if err != nil {
+		return err
+	}
+	if found {
+		ms := st.m.Stats()
+		p.log.Info("snapshot loaded", zap.Uint64("seq", seq), zap.Int("hosts", len(st.hosts)),
+			zap.Int("services", ms.Services), zap.Int("keys", ms.Keys))
+	} else {
+		st = &state{m: model.New(), hosts: make(map[uint32]*hostState)}
+		p.log.Info("no snapshot: starting from the beginning of the stream")
+	}
+	p.state = *st
+	p.seq, p.snapSeq, p.lastSnap = seq, seq, time.Now()
+	p.st.Seq.Store(seq)
+	p.st.Hosts.Store(int64(len(p.hosts)))
+	return nil
+}
+
+// loop applies results in stream order, as the reader hands them on; it
+// publishes and acknowledges whenever nothing more is waiting (and every
+// maxAsync predictions), so a prediction never waits for a batch to fill.
+func (p *predictor) loop(ctx context.Context) error {
+	cons, err := p.b.Consumer(ctx, bus.StreamResults, Service, nil, p.seq+1, 4*p.cfg.Fetch)
+	if err != nil {
+		return err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	rd := newReader(cons, p.cfg.Fetch, p.log)
+	wait := rd.start(rctx)
+	defer wait()
+	defer stop()
+
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	for {
+		var c *chunk
+		ok := true
+		select {
+		case c, ok = <-rd.ordered:
+		default:
+			// Nothing waiting: publish, acknowledge, snapshot, then wait.
+			if err := p.idle(ctx); err != nil {
+				return err
+			}
+			select {
+			case c, ok = <-rd.ordered:
+			case <-tick.C:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fetch results: %w", rd.err)
+		}
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil
+		}
+		for i := range c.items {
+			if err := p.handle(ctx, &c.items[i]); err != nil {
+				return err
+			}
+		}
+		if len(p.acks) >= p.cfg.Fetch {
+			// Under a steady flow: acknowledge (and snapshot) without waiting
+			// for a pause, within the consumer's limit of pending acks.
+			if err := p.idle(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handle applies one decoded result and publishes (without waiting) its
+// predictions.
+func (p *predictor) handle(ctx context.Context, it *item) error {
+	if it.noMeta {
+		p.log.Warn("message without jetstream metadata: ignored", zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+		return nil
+	}
+	seq := it.seq
+	if seq <= p.seq {
+		p.st.Redelivered.Add(1)
+		_ = it.msg.Ack()
+		return nil
+	}
+	if it.err != nil {
+		if err := p.b.DeadLetter(ctx, Service, it.msg, it.err); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err() // stopping: leave it to the next run
+			}
+			p.log.Error("dead-letter failed: bad result skipped", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()),
+				zap.NamedError("reason", it.err), zap.Error(err))
+		} else {
+			p.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+		}
+		p.st.Bad.Add(1)
+		p.seq = seq
+		return nil
+	}
+	if err := p.apply(ctx, &it.svc, it.phase, seq); err != nil {
+		p.failed = err // the model has the result, the bus not all of its predictions
+		return err
+	}
+	p.st.Results.Add(1)
+	p.acks = append(p.acks, it.msg)
+	p.seq = seq
+	p.since++
+	return nil
+}
+
+// apply adds a service to the model and the host, and publishes the host's
+// new predictions when the result is not of the seed.
+func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, seq uint64) error {
+	p.m.Add(svc)
+	p.feats = p.m.Dict().Of(p.feats[:0], svc, false)
+	h := p.hosts[svc.Addr]
+	if h == nil {
+		h = &hostState{}
+		p.hosts[svc.Addr] = h
+		p.st.Hosts.Add(1)
+	}
+	port := uint16(svc.Port)
+	if i := slices.IndexFunc(h.found, func(f model.Found) bool { return f.Port == port }); i >= 0 {
+		h.found[i].Feats = union(h.found[i].Feats, p.feats)
+	} else {
+		h.found = append(h.found, model.Found{Port: port, Feats: slices.Clone(p.feats)})
+	}
+	if phase == wire.PhaseSeed {
+		return nil
+	}
+	preds := p.m.Predict(h.found, p.cfg.Hitrate)
+	if len(preds) == 0 {
+		return nil
+	}
+	ip := row.FormatAddr(svc.Addr)
+	subject := wire.PredictionsSubject(phase)
+	now := time.Now().UTC()
+	for _, x := range preds {
+		if slices.Contains(h.predicted, x.Port) {
+			continue
+		}
+		data, err := json.Marshal(wire.Prediction{V: wire.Version, IP: ip, Port: int(x.Port), Probability: x.Hitrate,
+			Evidence:     wire.Evidence{Port: int(x.Evidence.Port), Feature: p.m.Dict().String(x.Feat), Count: x.Count, Support: x.Support},
+			ModelVersion: seq, Time: now})
+		if err != nil {
+			return fmt.Errorf("encode prediction: %w", err)
+		}
+		if err := p.pub.publish(subject, "pred:"+ip+":"+strconv.Itoa(int(x.Port)), data); err != nil {
+			return err
+		}
+		h.predicted = append(h.predicted, x.Port)
+		if len(p.pub.futs) >= maxAsync {
+			if err := p.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush waits for the predictions published so far, then acknowledges the
+// results that made them.
+func (p *predictor) flush(ctx context.Context) error {
+	if p.failed != nil {
+		return p.failed
+	}
+	// Not cancelled with ctx: what was published is waited for (at most a
+	// minute), so a stop never leaves the state ahead of the bus.
+	n, err := p.pub.flush(context.WithoutCancel(ctx))
+	p.st.Predictions.Add(int64(n))
+	if err != nil {
+		p.failed = err
+		return err
+	}
+	for _, m := range p.acks {
+		if err := m.Ack(); err != nil {
+			p.log.Debug("ack failed", zap.String("subject", m.Subject()), zap.Error(err))
+		}
+	}
+	clear(p.acks)
+	p.acks = p.acks[:0]
+	p.st.Seq.Store(p.seq)
+	return nil
+}
+
+// idle flushes and, when due, stores a snapshot.
+func (p *predictor) idle(ctx context.Context) error {
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	if p.seq != p.snapSeq && (p.since >= p.cfg.SnapshotEvery || time.Since(p.lastSnap) >= p.cfg.SnapshotInterval) {
+		p.snapshot(ctx)
+	}
+	return nil
+}
+
+// snapshot encodes the state (everything processed is published) and
+// stores it in the background; a snapshot still uploading defers this one.
+func (p *predictor) snapshot(ctx context.Context) {
+	if p.upload != nil {
+		select {
+		case err := <-p.upload:
+			p.uploadDone(err)
+		default:
+			return
+		}
+	}
+	p.buf.Reset()
+	if err := encodeSnapshot(p.buf, p.seq, &p.state); err != nil {
+		p.log.Error("snapshot failed", zap.Error(err))
+		return
+	}
+	p.snapSeq, p.since, p.lastSnap = p.seq, 0, time.Now()
+	data, seq, started := p.buf.Bytes(), p.seq, time.Now()
+	ch := make(chan error, 1)
+	p.upload = ch
+	go func() {
+		// Not cancelled with ctx: the last snapshot waits for this one.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		err := putSnapshot(uctx, p.store, data)
+		if err == nil {
+			p.log.Debug("snapshot stored", zap.Uint64("seq", seq), zap.Int("bytes", len(data)), zap.Duration("took", time.Since(started)))
+		}
+		ch <- err
+	}()
+}
+
+func (p *predictor) uploadDone(err error) {
+	p.upload = nil
+	if err != nil {
+		p.log.Warn("snapshot upload failed", zap.Error(err))
+		p.snapSeq = 0
+		return
+	}
+	p.st.Snapshots.Add(1)
+}
+
+func (p *predictor) finalSnapshot(ctx context.Context) error {
+	if p.upload != nil {
+		p.uploadDone(<-p.upload)
+	}
+	if p.seq == p.snapSeq {
+		return nil
+	}
+	p.buf.Reset()
+	if err := encodeSnapshot(p.buf, p.seq, &p.state); err != nil {
+		return fmt.Errorf("final snapshot: %w", err)
+	}
+	if err := putSnapshot(ctx, p.store, p.buf.Bytes()); err != nil {
+		return fmt.Errorf("final snapshot: %w", err)
+	}
+	p.snapSeq = p.seq
+	p.st.Snapshots.Add(1)
+	p.log.Info("snapshot stored", zap.Uint64("seq", p.seq), zap.Int("bytes", p.buf.Len()))
+	return nil
+}
+
+func (p *predictor) progress(stop <-chan struct{}) {
+	t := time.NewTicker(progressInterval)
+	defer t.Stop()
+	last, lastT := p.st.Results.Load(), time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			n := p.st.Results.Load()
+			if n == last {
+				continue
+			}
+			p.log.Info("progress", zap.Int64("results", n), zap.Int64("predictions", p.st.Predictions.Load()),
+				zap.Int64("hosts", p.st.Hosts.Load()), zap.Int64("bad", p.st.Bad.Load()), zap.Uint64("seq", p.st.Seq.Load()),
+				zap.Float64("results_per_second", float64(n-last)/now.Sub(lastT).Seconds()))
+			last, lastT = n, now
+		}
+	}
+}
+
+// publisher publishes asynchronously and checks every ack.
+type publisher struct {
+	js   jetstream.JetStream
+	futs []jetstream.PubAckFuture
+}
+
+func (p *publisher) publish(subject, id string, data []byte) error {
+	f, err := p.js.PublishAsync(subject, data, jetstream.WithMsgID(id))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	p.futs = append(p.futs, f)
+	return nil
+}
+
+// flush waits for every ack; a publish that failed is retried once,
+// synchronously. It returns the number of messages published.
+func (p *publisher) flush(ctx context.Context) (int, error) {
+	if len(p.futs) == 0 {
+		return 0, nil
+	}
+	defer func() {
+		clear(p.futs)
+		p.futs = p.futs[:0]
+	}()
+	timeout := time.NewTimer(time.Minute)
+	defer timeout.Stop()
+	for i, f := range p.futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if _, err2 := p.js.PublishMsg(ctx, f.Msg()); err2 != nil {
+				return i, fmt.Errorf("publish %s: %w", f.Msg().Subject, errors.Join(err, err2))
+			}
+		case <-ctx.Done():
+			return i, fmt.Errorf("publish predictions: %w", ctx.Err())
+		case <-timeout.C:
+			return i, errors.New("publish predictions: no ack from the server for a minute")
+		}
+	}
+	return len(p.futs), nil
+}
+
+func union(a, b []features.ID) []features.ID {
+	out := append(a, b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,405 @@
+package predictor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/model"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+var testWorld = lab.Config{Seed: 1, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2}
+
+// result is one result to publish.
+type result struct {
+	r     row.Row
+	phase string
+}
+
+// scenario is the seed of a lab world, then for hosts outside it their
+// first service as a priors result and (with more) the rest as predicted
+// results, as the pipeline would find them.
+func scenario(t testing.TB, hosts int, more bool) []result {
+	t.Helper()
+	w, err := lab.Generate(testWorld.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []result
+	seed := make(map[string]bool)
+	for _, r := range w.Seed {
+		seed[r.IP] = true
+		out = append(out, result{r, wire.PhaseSeed})
+	}
+	byHost := make(map[string][]row.Row)
+	var order []string
+	for _, r := range w.Truth {
+		if seed[r.IP] {
+			continue
+		}
+		if byHost[r.IP] == nil {
+			order = append(order, r.IP)
+		}
+		byHost[r.IP] = append(byHost[r.IP], r)
+	}
+	var rest []result
+	for _, ip := range order[:min(hosts, len(order))] {
+		rows := byHost[ip]
+		out = append(out, result{rows[0], wire.PhasePriors})
+		if more {
+			for _, r := range rows[1:] {
+				rest = append(rest, result{r, wire.PhasePredicted})
+			}
+		}
+	}
+	return append(out, rest...)
+}
+
+// publish publishes results, returning the stream sequence of the last.
+func publish(t testing.TB, b *bus.Bus, rs []result) uint64 {
+	t.Helper()
+	var futs []jetstream.PubAckFuture
+	var last uint64
+	wait := func() {
+		for _, f := range futs {
+			select {
+			case a := <-f.Ok():
+				last = max(last, a.Sequence)
+			case err := <-f.Err():
+				t.Fatal(err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("no publish ack")
+			}
+		}
+		futs = futs[:0]
+	}
+	now := time.Now().UTC()
+	for i, x := range rs {
+		data, err := json.Marshal(wire.ResultFromRow(x.r, x.phase, now, "test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := b.JS.PublishAsync(wire.ResultsSubject(x.phase), data, jetstream.WithMsgID(fmt.Sprintf("test:%d:%s:%d:%d", time.Now().UnixNano(), x.r.IP, x.r.Port, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, f)
+		if len(futs) == 1000 {
+			wait()
+		}
+	}
+	wait()
+	return last
+}
+
+type running struct {
+	st     *Stats
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t testing.TB, b *bus.Bus, cfg Config) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{st: &Stats{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: r.st}) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t testing.TB) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type target struct {
+	ip   string
+	port int
+}
+
+// pred is what a prediction says, without its time.
+type pred struct {
+	subject string
+	prob    float64
+	ev      wire.Evidence
+	version uint64
+}
+
+// predictions reads the PREDICTIONS stream: the predictions by target, and
+// the number of messages.
+func predictions(t testing.TB, b *bus.Bus) (map[target]pred, int) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := b.JS.Stream(ctx, bus.StreamPredictions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[target]pred)
+	n := 0
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		p, err := wire.DecodePrediction(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := target{p.IP, p.Port}
+		if _, dup := out[k]; dup {
+			t.Errorf("prediction %v published twice", k)
+		}
+		out[k] = pred{m.Subject, p.Probability, p.Evidence, p.ModelVersion}
+	}
+	return out, n
+}
+
+// expected runs the predictor's semantics directly on a model: results in
+// order, stream sequences from 1.
+func expected(t testing.TB, rs []result, hitrate float64) map[target]pred {
+	t.Helper()
+	m := model.New()
+	found := make(map[uint32][]model.Found)
+	done := make(map[target]bool)
+	out := make(map[target]pred)
+	for i, x := range rs {
+		a, err := x.r.Validate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := row.Service{Row: x.r, Addr: a}
+		m.Add(&svc)
+		feats := m.Dict().Of(nil, &svc, false)
+		fs := found[a]
+		if j := slices.IndexFunc(fs, func(f model.Found) bool { return f.Port == uint16(x.r.Port) }); j >= 0 {
+			fs[j].Feats = union(fs[j].Feats, feats)
+		} else {
+			fs = append(fs, model.Found{Port: uint16(x.r.Port), Feats: feats})
+		}
+		found[a] = fs
+		if x.phase == wire.PhaseSeed {
+			continue
+		}
+		for _, p := range m.Predict(fs, hitrate) {
+			k := target{x.r.IP, int(p.Port)}
+			if done[k] {
+				continue
+			}
+			done[k] = true
+			out[k] = pred{wire.PredictionsSubject(x.phase), p.Hitrate,
+				wire.Evidence{Port: int(p.Evidence.Port), Feature: m.Dict().String(p.Feat), Count: p.Count, Support: p.Support}, uint64(i + 1)}
+		}
+	}
+	return out
+}
+
+func diff(t *testing.T, got, want map[target]pred) {
+	t.Helper()
+	if maps.Equal(got, want) {
+		return
+	}
+	n := 0
+	for k, w := range want {
+		if g, ok := got[k]; (!ok || g != w) && n < 5 {
+			t.Errorf("%v: got %+v (%v), want %+v", k, g, ok, w)
+			n++
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok && n < 10 {
+			t.Errorf("%v: unexpected %+v", k, g)
+			n++
+		}
+	}
+	t.Errorf("%d predictions, want %d", len(got), len(want))
+}
+
+func TestPredict(t *testing.T) {
+	dup := scenario(t, 50, false)
+	dup = append(dup, dup[len(dup)-10:]...) // the same priors results again
+	cases := []struct {
+		name string
+		rs   []result
+	}{
+		{"priors first services", scenario(t, 100, false)},
+		{"priors then predicted services", scenario(t, 100, true)},
+		{"duplicate results", dup},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := expected(t, tc.rs, DefaultHitrate)
+			if len(want) < 20 {
+				t.Fatalf("only %d predictions expected: a poor test world", len(want))
+			}
+			b := bustest.New(t)
+			last := publish(t, b, tc.rs)
+			if last != uint64(len(tc.rs)) {
+				t.Fatalf("last seq %d, want %d", last, len(tc.rs))
+			}
+			r := start(t, b, Config{})
+			waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
+			got, n := predictions(t, b)
+			if n != len(got) {
+				t.Errorf("%d prediction messages for %d predictions", n, len(got))
+			}
+			diff(t, got, want)
+			if r.st.Predictions.Load() != int64(len(want)) {
+				t.Errorf("stats: %d predictions, want %d", r.st.Predictions.Load(), len(want))
+			}
+		})
+	}
+}
+
+func TestRestart(t *testing.T) {
+	rs := scenario(t, 300, true)
+	want := expected(t, rs, DefaultHitrate)
+	first := len(rs) * 2 / 3
+	cases := []struct {
+		name  string
+		crash bool // restart from a snapshot older than the last processed result
+	}{
+		{"clean stop", false},
+		{"crash", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bustest.New(t)
+			cfg := Config{SnapshotEvery: 200}
+			store, err := b.Snapshots(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var old []byte
+			var from int
+			var resume uint64 // the sequence the last run resumes after
+			if tc.crash {
+				// The last snapshot a crashed predictor left: an older one.
+				from = first / 3
+				a := publish(t, b, rs[:from])
+				r := start(t, b, cfg)
+				waitFor(t, "the first third", func() bool { return r.st.Seq.Load() == a })
+				r.stop(t)
+				if old, err = store.GetBytes(context.Background(), SnapshotObject); err != nil {
+					t.Fatal(err)
+				}
+				if _, seq, err := decodeSnapshot(bytes.NewReader(old)); err != nil || seq != a {
+					t.Fatalf("snapshot: seq %d, want %d, %v", seq, a, err)
+				}
+				resume = a
+			}
+			mid := publish(t, b, rs[from:first])
+			r := start(t, b, cfg)
+			waitFor(t, "the first part", func() bool { return r.st.Seq.Load() == mid })
+			r.stop(t)
+			if tc.crash {
+				if _, err := store.PutBytes(context.Background(), SnapshotObject, old); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				resume = mid
+			}
+			last := publish(t, b, rs[first:])
+			r = start(t, b, cfg)
+			waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
+			r.stop(t)
+			if got := r.st.Results.Load(); got != int64(last-resume) {
+				t.Errorf("the restarted predictor applied %d results, want %d (from its snapshot on)", got, last-resume)
+			}
+			got, n := predictions(t, b)
+			if n != len(got) {
+				t.Errorf("%d prediction messages for %d predictions", n, len(got))
+			}
+			diff(t, got, want)
+		})
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	rs := scenario(t, 20, false)
+	b := bustest.New(t)
+	publish(t, b, rs[:10])
+	if _, err := b.JS.Publish(context.Background(), wire.ResultsSubject(wire.PhasePriors), []byte(`{"v":1,"ip":"1.2.3.4","port":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	last := publish(t, b, rs[10:])
+	r := start(t, b, Config{})
+	waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
+	if r.st.Bad.Load() != 1 || r.st.Results.Load() != int64(len(rs)) {
+		t.Errorf("bad %d results %d, want 1 and %d", r.st.Bad.Load(), r.st.Results.Load(), len(rs))
+	}
+	s, _ := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
+	m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(bus.HeaderReason) == "" {
+		t.Error("no reason on the dead letter")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"negative hitrate", func(c *Config) { c.Hitrate = -1 }, false},
+		{"snapshot every -1", func(c *Config) { c.SnapshotEvery = -1 }, false},
+		{"fetch too big", func(c *Config) { c.Fetch = 1 << 20 }, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{}.WithDefaults()
+			tc.mod(&c)
+			if err := c.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -1,0 +1,193 @@
+package predictor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gpsscan/gps/pkg/features"
+	"github.com/gpsscan/gps/pkg/model"
+)
+
+// SnapshotObject is the name of the predictor's snapshot in the snapshot store.
+const SnapshotObject = "predictor"
+
+// snapMagic opens a predictor snapshot: format and version in 8 bytes. It is
+// followed by the RESULTS stream sequence the snapshot covers (uint64, big
+// endian), the length of the host section (uint64, big endian), the host
+// section, and the model (model.WriteTo) to the end.
+//
+// The host section is uvarints: the number of hosts, then for each host in
+// address order its address, its services found (the number, then for each
+// its port, the number of its features and the features as 8 bytes little
+// endian each) and the ports already predicted for it (the number, then the
+// ports). Features are ids of the model's dictionary.
+const snapMagic = "GPSPRED\x01"
+
+// ErrSnapshot marks a snapshot that cannot be read.
+var ErrSnapshot = errors.New("bad snapshot")
+
+// state is what the predictor keeps: the model and, per host, what was found
+// and what was predicted.
+type state struct {
+	m     *model.Model
+	hosts map[uint32]*hostState
+}
+
+type hostState struct {
+	found     []model.Found
+	predicted []uint16
+}
+
+// encodeSnapshot writes a snapshot of st, which covers RESULTS up to and
+// including seq, to w.
+func encodeSnapshot(w io.Writer, seq uint64, st *state) error {
+	addrs := make([]uint32, 0, len(st.hosts))
+	for a := range st.hosts {
+		addrs = append(addrs, a)
+	}
+	slices.Sort(addrs)
+	var b []byte
+	b = binary.AppendUvarint(b, uint64(len(addrs)))
+	for _, a := range addrs {
+		h := st.hosts[a]
+		b = binary.AppendUvarint(b, uint64(a))
+		b = binary.AppendUvarint(b, uint64(len(h.found)))
+		for _, f := range h.found {
+			b = binary.AppendUvarint(b, uint64(f.Port))
+			b = binary.AppendUvarint(b, uint64(len(f.Feats)))
+			for _, id := range f.Feats {
+				b = binary.LittleEndian.AppendUint64(b, uint64(id))
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(len(h.predicted)))
+		for _, p := range h.predicted {
+			b = binary.AppendUvarint(b, uint64(p))
+		}
+	}
+	var hdr [24]byte
+	copy(hdr[:8], snapMagic)
+	binary.BigEndian.PutUint64(hdr[8:], seq)
+	binary.BigEndian.PutUint64(hdr[16:], uint64(len(b)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return fmt.Errorf("write snapshot header: %w", err)
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write snapshot hosts: %w", err)
+	}
+	if _, err := st.m.WriteTo(w); err != nil {
+		return fmt.Errorf("write model: %w", err)
+	}
+	return nil
+}
+
+// decodeSnapshot reads a snapshot written by encodeSnapshot.
+func decodeSnapshot(r io.Reader) (*state, uint64, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var hdr [24]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return nil, 0, fmt.Errorf("%w: header: %v", ErrSnapshot, err)
+	}
+	if string(hdr[:8]) != snapMagic {
+		return nil, 0, fmt.Errorf("%w: magic %q, want %q", ErrSnapshot, hdr[:8], snapMagic)
+	}
+	seq := binary.BigEndian.Uint64(hdr[8:])
+	n := binary.BigEndian.Uint64(hdr[16:])
+	if n > 1<<40 {
+		return nil, 0, fmt.Errorf("%w: host section of %d bytes", ErrSnapshot, n)
+	}
+	sec := make([]byte, n)
+	if _, err := io.ReadFull(br, sec); err != nil {
+		return nil, 0, fmt.Errorf("%w: hosts: %v", ErrSnapshot, err)
+	}
+	hosts, err := decodeHosts(sec)
+	if err != nil {
+		return nil, 0, err
+	}
+	m, err := model.ReadFrom(br)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: model: %v", ErrSnapshot, err)
+	}
+	// Read to the end: the object store checks the digest there.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrSnapshot, err)
+	}
+	return &state{m: m, hosts: hosts}, seq, nil
+}
+
+func decodeHosts(sec []byte) (map[uint32]*hostState, error) {
+	r := bytes.NewReader(sec)
+	var err error
+	next := func(limit uint64) uint64 {
+		if err != nil {
+			return 0
+		}
+		var v uint64
+		if v, err = binary.ReadUvarint(r); err == nil && v > limit {
+			err = fmt.Errorf("value %d over %d", v, limit)
+		}
+		return v
+	}
+	nh := next(uint64(len(sec)))
+	hosts := make(map[uint32]*hostState, nh)
+	for i := uint64(0); i < nh && err == nil; i++ {
+		a := uint32(next(1<<32 - 1))
+		h := &hostState{found: make([]model.Found, next(65535))}
+		for j := range h.found {
+			f := &h.found[j]
+			f.Port = uint16(next(65535))
+			f.Feats = make([]features.ID, next(uint64(r.Len()/8)))
+			for k := range f.Feats {
+				var v [8]byte
+				if _, e := io.ReadFull(r, v[:]); e != nil && err == nil {
+					err = e
+				}
+				f.Feats[k] = features.ID(binary.LittleEndian.Uint64(v[:]))
+			}
+		}
+		h.predicted = make([]uint16, next(65535))
+		for j := range h.predicted {
+			h.predicted[j] = uint16(next(65535))
+		}
+		hosts[a] = h
+	}
+	if err == nil && r.Len() != 0 {
+		err = fmt.Errorf("%d bytes left over", r.Len())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: hosts: %v", ErrSnapshot, err)
+	}
+	return hosts, nil
+}
+
+// loadSnapshot reads the predictor's snapshot; found is false when there is none.
+func loadSnapshot(ctx context.Context, store jetstream.ObjectStore) (st *state, seq uint64, found bool, err error) {
+	obj, err := store.Get(ctx, SnapshotObject)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("get snapshot %s: %w", SnapshotObject, err)
+	}
+	defer obj.Close()
+	if st, seq, err = decodeSnapshot(obj); err != nil {
+		return nil, 0, false, fmt.Errorf("read snapshot %s: %w", SnapshotObject, err)
+	}
+	return st, seq, true, nil
+}
+
+// putSnapshot stores an encoded snapshot, replacing the last one.
+func putSnapshot(ctx context.Context, store jetstream.ObjectStore, data []byte) error {
+	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: SnapshotObject,
+		Description: "predictor snapshot: magic, RESULTS sequence, hosts found and predicted, model"}, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("put snapshot %s: %w", SnapshotObject, err)
+	}
+	return nil
+}

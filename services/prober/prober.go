@@ -1,0 +1,186 @@
+// Package prober sends the probes: it consumes the targets (a work queue,
+// shared by every prober) and the predictions, probes what the scan policy
+// allows, and publishes each service found as a result.
+//
+// This build has no packet prober: the Responder is a simulated world (a lab
+// world's ground truth, WorldResponder) or one the caller injects. Packets
+// are never sent anywhere.
+//
+// For each target or prediction the prober
+//   - refuses what lies outside the allow policy (allow list required, the
+//     IANA special-purpose ranges and the block file always blocked): nothing
+//     is probed for it, it is counted (Stats.Refused), logged at Warn, and its
+//     message is dead-lettered with the reason once the allowed targets of
+//     the message are done. A sweep partly outside the policy sweeps only the
+//     allowed parts.
+//   - skips an (ip, port) this prober already probed, and a prediction inside
+//     a (prefix, port) group it already swept (the memory of both is in-process
+//     and grows with the run);
+//   - drops predictions with probability <= --min-probability;
+//   - probes via the Responder and publishes each service found as a
+//     wire.Result (the target's phase; "predicted" for predictions; source
+//     "probe") with the Nats-Msg-Id "res:<ip>:<port>", and acks the triggering
+//     message only after every result is acknowledged by the server.
+//
+// Results are checked against the policy again on receipt (as ZMap drops
+// replies from disallowed sources). Undecodable messages are dead-lettered
+// (Stats.Bad). A responder or bus error naks the message for a retry.
+package prober
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/bus"
+)
+
+// Defaults of Config.
+const (
+	DefaultConcurrency = 4
+	DefaultHitrate     = 1e-5 // as batch.DefaultHitrate, GPS's default
+	// LabAllow is the allow list of a world run without one.
+	LabAllow = "127.0.0.0/8"
+	// Durable is the consumer name of the probers on TARGETS and PREDICTIONS.
+	Durable = "prober"
+)
+
+// ErrConfig is wrapped by every error of Config.Validate.
+var ErrConfig = errors.New("bad prober config")
+
+// Config configures the prober.
+type Config struct {
+	World       string        // lab world directory whose truth.jsonl answers the probes
+	Allow       []string      // allowed prefixes (each may be comma-separated); required unless World is set (then 127.0.0.0/8)
+	AllowFile   string        // file of allowed prefixes
+	BlockFile   string        // file of blocked prefixes (the IANA ranges are always blocked)
+	Concurrency int           // workers per stream (targets, predictions); 0: 4
+	Latency     time.Duration // world: wait per probe (once per sweep)
+	Loss        float64       // world: probability a service does not answer
+	LossSeed    int64         // world: which services are lost
+	Hitrate     float64       // drop predictions with probability <= this
+}
+
+// RegisterFlags registers the prober's flags on fs with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.World, "world", "", "simulate the Internet with this lab world's truth.jsonl (no packets are sent)")
+	fs.Var((*listFlag)(&c.Allow), "allow", "allowed prefix or address (repeatable, comma-separated); required unless --world, which defaults it to "+LabAllow)
+	fs.StringVar(&c.AllowFile, "allow-file", "", "file of allowed prefixes, one a line, # comments")
+	fs.StringVar(&c.BlockFile, "block-file", "", "file of blocked prefixes (the IANA special-purpose ranges are always blocked)")
+	fs.IntVar(&c.Concurrency, "concurrency", DefaultConcurrency, "workers for targets and for predictions")
+	fs.DurationVar(&c.Latency, "latency", 0, "world: simulated round trip of a probe")
+	fs.Float64Var(&c.Loss, "loss", 0, "world: probability that a service does not answer (0..1)")
+	fs.Int64Var(&c.LossSeed, "loss-seed", 0, "world: seed of which services are lost")
+	fs.Float64Var(&c.Hitrate, "min-probability", DefaultHitrate, "drop predictions with probability at or below this")
+}
+
+// WithDefaults returns c with zero fields set to their defaults: Concurrency
+// 4, and with a World but no allow list, the allow list 127.0.0.0/8. A zero
+// Hitrate stays zero (every prediction with probability > 0 is probed).
+func (c Config) WithDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if len(c.Allow) == 0 && c.AllowFile == "" && c.World != "" {
+		c.Allow = []string{LabAllow}
+	}
+	return c
+}
+
+// Validate checks c (zero fields taking their defaults); the error lists
+// every problem. A zero Hitrate keeps every prediction with probability > 0.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
+	}
+	if len(c.Allow) == 0 && c.AllowFile == "" {
+		bad("an allow list is required (--allow or --allow-file; --world defaults it to %s)", LabAllow)
+	}
+	if c.Concurrency < 1 {
+		bad("concurrency %d must be at least 1", c.Concurrency)
+	}
+	if c.Latency < 0 {
+		bad("latency %v is negative", c.Latency)
+	}
+	if !(c.Loss >= 0 && c.Loss <= 1) {
+		bad("loss %v not in [0,1]", c.Loss)
+	}
+	if !(c.Hitrate >= 0 && c.Hitrate <= 1) {
+		bad("min-probability %v not in [0,1]", c.Hitrate)
+	}
+	return errors.Join(errs...)
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// Stats counts what the prober did; safe for concurrent reads.
+type Stats struct {
+	Probes      atomic.Uint64 // probes sent: 1 per single probe, 2^(32-bits) per sweep
+	Found       atomic.Uint64 // results published
+	Refused     atomic.Uint64 // targets and predictions outside the allow policy (not probed)
+	Bad         atomic.Uint64 // undecodable messages (dead-lettered)
+	Skipped     atomic.Uint64 // targets and predictions already probed or swept by this prober
+	BelowMin    atomic.Uint64 // predictions dropped at or below --min-probability
+	Retried     atomic.Uint64 // messages nak'ed after a responder or bus error
+	Targets     atomic.Uint64 // target messages handled (acked or dead-lettered)
+	Predictions atomic.Uint64 // prediction messages handled (acked or dead-lettered)
+}
+
+// Deps are what Run needs.
+type Deps struct {
+	Config    Config
+	Bus       *bus.Bus
+	Log       *zap.Logger      // the caller names the service (With "service")
+	Stats     *Stats           // optional
+	Responder Responder        // nil: a WorldResponder of Config.World
+	Now       func() time.Time // optional clock; time.Now
+}
+
+// group runs goroutines that share a context; the first error cancels it
+// (golang.org/x/sync/errgroup's WithContext, without the dependency).
+type group struct {
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	return &group{cancel: cancel}, ctx
+}
+
+func (g *group) Go(f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.once.Do(func() {
+				g.err = err
+				g.cancel()
+			})
+		}
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}

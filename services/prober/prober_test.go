@@ -1,0 +1,360 @@
+package prober
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+// start runs the prober until the test ends, and checks it stops cleanly.
+func start(t *testing.T, b *bus.Bus, d Deps) *Stats {
+	t.Helper()
+	if d.Stats == nil {
+		d.Stats = new(Stats)
+	}
+	d.Bus = b
+	d.Log = zaptest.NewLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, d) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("Run returned %v after cancel", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Run did not stop")
+		}
+	})
+	return d.Stats
+}
+
+// eventually polls cond until it holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func publish(t *testing.T, b *bus.Bus, subject, id string, v any) {
+	t.Helper()
+	data, ok := v.([]byte)
+	if !ok {
+		var err error
+		if data, err = json.Marshal(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Publish(context.Background(), subject, id, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func targetsMsg(phase string, ts ...wire.Target) wire.Targets {
+	return wire.Targets{V: wire.Version, Phase: phase, Targets: ts, Time: time.Now()}
+}
+
+func predictionMsg(ip string, port int, p float64) wire.Prediction {
+	return wire.Prediction{V: wire.Version, IP: ip, Port: port, Probability: p, Evidence: wire.Evidence{Port: 80, Feature: "f"}, Time: time.Now()}
+}
+
+// stored returns the messages of a stream.
+func stored(t *testing.T, b *bus.Bus, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := b.JS.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func decodeResults(t *testing.T, msgs []*jetstream.RawStreamMsg) []wire.Result {
+	t.Helper()
+	var out []wire.Result
+	for _, m := range msgs {
+		r, err := wire.DecodeResult(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := m.Header.Get(jetstream.MsgIDHeader); id != fmt.Sprintf("res:%s:%d", r.IP, r.Port) || r.Source != "probe" {
+			t.Fatalf("result %s:%d with Nats-Msg-Id %q source %q", r.IP, r.Port, id, r.Source)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestSweepAndPredictionsOnAWorld(t *testing.T) {
+	dir, w := world(t)
+	b := bustest.New(t)
+	// One worker, so the predictions are handled in order.
+	st := start(t, b, Deps{Config: Config{World: dir, Concurrency: 1, Hitrate: DefaultHitrate}})
+	port := busiestPort(w)
+
+	// A priors sweep of 127.1.0.0/16 on the busiest port finds exactly the
+	// truth services there.
+	var want []string
+	seen := make(map[string]bool)
+	for _, r := range w.Truth {
+		k := fmt.Sprintf("%s:%d", r.IP, r.Port)
+		if r.Port == port && strings.HasPrefix(r.IP, "127.1.") && !seen[k] {
+			seen[k] = true
+			want = append(want, k)
+		}
+	}
+	if len(want) < 5 {
+		t.Fatalf("world too small: %d services on port %d", len(want), port)
+	}
+	publish(t, b, wire.TargetsSubject(wire.PhasePriors), "t1", targetsMsg(wire.PhasePriors, wire.Target{Prefix: "127.1.0.0/16", Port: port}))
+	eventually(t, "the sweep", func() bool { return st.Targets.Load() == 1 })
+	var got []string
+	for _, r := range decodeResults(t, stored(t, b, bus.StreamResults)) {
+		if r.Phase != wire.PhasePriors {
+			t.Fatalf("result phase %q", r.Phase)
+		}
+		got = append(got, fmt.Sprintf("%s:%d", r.IP, r.Port))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("sweep found %d services, want the %d of the truth", len(got), len(want))
+	}
+	if st.Probes.Load() != 1<<16 || st.Found.Load() != uint64(len(want)) {
+		t.Fatalf("probes %d found %d", st.Probes.Load(), st.Found.Load())
+	}
+
+	// A service on another port, and an address with no service.
+	var other row.Row
+	for _, r := range w.Truth {
+		if r.Port != port {
+			other = r
+			break
+		}
+	}
+	for i, p := range []wire.Prediction{
+		predictionMsg(other.IP, other.Port, 0.5),               // found
+		predictionMsg("127.2.255.254", 4, 0.5),                 // no service
+		predictionMsg(other.IP, other.Port+1, 1e-6),            // below --min-probability
+		predictionMsg(strings.Split(want[0], ":")[0], port, 1), // inside the swept group
+		predictionMsg(other.IP, other.Port, 0.9),               // already probed
+	} {
+		publish(t, b, wire.PredictionsSubject(wire.PhaseSeed), fmt.Sprintf("p%d", i), p)
+	}
+	eventually(t, "the predictions", func() bool { return st.Predictions.Load() == 5 })
+	rs := decodeResults(t, stored(t, b, bus.StreamResults))
+	if len(rs) != len(want)+1 {
+		t.Fatalf("%d results after the predictions, want %d", len(rs), len(want)+1)
+	}
+	last := rs[len(rs)-1]
+	if last.IP != other.IP || last.Port != other.Port || last.Phase != wire.PhasePredicted || last.Data != other.Data {
+		t.Fatalf("predicted result %+v, want %s:%d", last, other.IP, other.Port)
+	}
+	if st.BelowMin.Load() != 1 || st.Skipped.Load() != 2 || st.Probes.Load() != 1<<16+2 {
+		t.Fatalf("below-min %d skipped %d probes %d", st.BelowMin.Load(), st.Skipped.Load(), st.Probes.Load())
+	}
+
+	// The same sweep again is skipped.
+	publish(t, b, wire.TargetsSubject(wire.PhasePriors), "t2", targetsMsg(wire.PhasePriors, wire.Target{Prefix: "127.1.0.0/17", Port: port}))
+	eventually(t, "the second sweep", func() bool { return st.Targets.Load() == 2 })
+	if st.Skipped.Load() != 3 || st.Probes.Load() != 1<<16+2 {
+		t.Fatalf("second sweep: skipped %d probes %d", st.Skipped.Load(), st.Probes.Load())
+	}
+}
+
+// counting answers nothing and counts its calls.
+type counting struct {
+	mu     sync.Mutex
+	probes []string
+	sweeps []string
+}
+
+func (c *counting) Probe(_ context.Context, addr uint32, port uint16) (row.Row, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probes = append(c.probes, fmt.Sprintf("%s:%d", row.FormatAddr(addr), port))
+	return row.Row{IP: row.FormatAddr(addr), Port: int(port), Fingerprint: "fake"}, true, nil
+}
+
+func (c *counting) Sweep(_ context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweeps = append(c.sweeps, fmt.Sprintf("%s/%d:%d", row.FormatAddr(prefix), bits, port))
+	return 1 << (32 - bits), nil
+}
+
+func (c *counting) calls() ([]string, []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.probes), slices.Clone(c.sweeps)
+}
+
+func TestRefusedOutsideTheAllowList(t *testing.T) {
+	b := bustest.New(t)
+	fake := new(counting)
+	st := start(t, b, Deps{Config: Config{Allow: []string{"127.1.0.0/16"}}, Responder: fake})
+
+	for _, tc := range []struct {
+		name, subject string
+		msg           any
+		refused       uint64
+		probes        []string
+		sweeps        []string
+	}{
+		{"public address", wire.TargetsSubject(wire.PhaseSeed), targetsMsg(wire.PhaseSeed, wire.Target{IP: "8.8.8.8", Port: 53}), 1, nil, nil},
+		{"private prefix", wire.TargetsSubject(wire.PhasePriors), targetsMsg(wire.PhasePriors, wire.Target{Prefix: "10.0.0.0/8", Port: 22}), 1, nil, nil},
+		{"loopback outside the allow list", wire.TargetsSubject(wire.PhaseSeed), targetsMsg(wire.PhaseSeed, wire.Target{IP: "127.0.0.1", Port: 22}), 1, nil, nil},
+		{"prediction", wire.PredictionsSubject(wire.PhaseSeed), predictionMsg("1.1.1.1", 443, 0.9), 1, nil, nil},
+		{"mixed message probes the allowed part", wire.TargetsSubject(wire.PhaseSeed),
+			targetsMsg(wire.PhaseSeed, wire.Target{IP: "127.1.0.1", Port: 80}, wire.Target{IP: "203.0.113.5", Port: 80}), 1, []string{"127.1.0.1:80"}, nil},
+		{"sweep clipped to the allow list", wire.TargetsSubject(wire.PhasePriors),
+			targetsMsg(wire.PhasePriors, wire.Target{Prefix: "127.0.0.0/8", Port: 8080}), 0, nil, []string{"127.1.0.0/16:8080"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := st.Refused.Load()
+			handled := st.Targets.Load() + st.Predictions.Load()
+			dlq := len(stored(t, b, bus.StreamDeadLetter))
+			p0, s0 := fake.calls()
+			publish(t, b, tc.subject, tc.name, tc.msg)
+			eventually(t, "the message", func() bool { return st.Targets.Load()+st.Predictions.Load() == handled+1 })
+			if got := st.Refused.Load() - before; got != tc.refused {
+				t.Fatalf("refused %d, want %d", got, tc.refused)
+			}
+			p1, s1 := fake.calls()
+			if !slices.Equal(p1[len(p0):], tc.probes) || !slices.Equal(s1[len(s0):], tc.sweeps) {
+				t.Fatalf("responder called with probes %v sweeps %v, want %v %v", p1[len(p0):], s1[len(s0):], tc.probes, tc.sweeps)
+			}
+			dl := stored(t, b, bus.StreamDeadLetter)
+			if tc.refused == 0 {
+				if len(dl) != dlq {
+					t.Fatal("an allowed message was dead-lettered")
+				}
+				return
+			}
+			if len(dl) != dlq+1 {
+				t.Fatalf("%d dead letters, want %d", len(dl), dlq+1)
+			}
+			m := dl[len(dl)-1]
+			if m.Subject != wire.DeadLetterPrefix+Durable || !strings.Contains(m.Header.Get(bus.HeaderReason), "outside the allow policy") ||
+				m.Header.Get(bus.HeaderSubject) != tc.subject {
+				t.Fatalf("dead letter %s %v", m.Subject, m.Header)
+			}
+		})
+	}
+}
+
+func TestBadMessagesAreDeadLettered(t *testing.T) {
+	b := bustest.New(t)
+	fake := new(counting)
+	st := start(t, b, Deps{Config: Config{Allow: []string{"127.0.0.0/8"}}, Responder: fake})
+	publish(t, b, wire.TargetsSubject(wire.PhaseSeed), "bad1", []byte("not json"))
+	publish(t, b, wire.PredictionsSubject(wire.PhaseSeed), "bad2", []byte(`{"v":1,"ip":"nope","port":80}`))
+	publish(t, b, wire.TargetsSubject(wire.PhaseSeed), "bad3", []byte(`{"v":1,"phase":"seed","targets":[{"ip":"127.0.0.1","port":0}]}`))
+	eventually(t, "the bad messages", func() bool { return st.Bad.Load() == 3 })
+	if n := len(stored(t, b, bus.StreamDeadLetter)); n != 3 {
+		t.Fatalf("%d dead letters, want 3", n)
+	}
+	if p, s := fake.calls(); len(p)+len(s) != 0 {
+		t.Fatal("responder called for bad messages")
+	}
+}
+
+func TestSharedWorkQueue(t *testing.T) {
+	dir, w := world(t)
+	b := bustest.New(t)
+	st1 := start(t, b, Deps{Config: Config{World: dir, Concurrency: 2}})
+	st2 := start(t, b, Deps{Config: Config{World: dir, Concurrency: 2}})
+	const n = 40
+	for i := range n {
+		r := w.Truth[i*7]
+		publish(t, b, wire.TargetsSubject(wire.PhaseSeed), fmt.Sprint("q", i), targetsMsg(wire.PhaseSeed, wire.Target{IP: r.IP, Port: r.Port}))
+	}
+	eventually(t, "the targets", func() bool { return st1.Targets.Load()+st2.Targets.Load() == n })
+	if got := len(stored(t, b, bus.StreamResults)); got != n {
+		t.Fatalf("%d results, want %d", got, n)
+	}
+	if p := st1.Probes.Load() + st2.Probes.Load(); p != n {
+		t.Fatalf("%d probes for %d targets shared by two probers", p, n)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"allow required", nil, false},
+		{"world defaults the allow list", []string{"--world", "w"}, true},
+		{"allow", []string{"--allow", "127.0.0.0/8"}, true},
+		{"allow file", []string{"--allow-file", "a.txt"}, true},
+		{"bad loss", []string{"--world", "w", "--loss", "2"}, false},
+		{"bad concurrency", []string{"--world", "w", "--concurrency", "-1"}, false},
+		{"bad min probability", []string{"--world", "w", "--min-probability", "-1"}, false},
+		{"negative latency", []string{"--world", "w", "--latency", "-1s"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			fs := flag.NewFlagSet("prober", flag.ContinueOnError)
+			c.RegisterFlags(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Validate(); (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrConfig)) {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("prober", flag.ContinueOnError))
+	if c.Concurrency != DefaultConcurrency || c.Hitrate != 1e-5 {
+		t.Fatalf("defaults %+v", c)
+	}
+	if got := (Config{World: "w"}).WithDefaults().Allow; !slices.Equal(got, []string{"127.0.0.0/8"}) {
+		t.Fatalf("world allow %v", got)
+	}
+	// No responder and no world, or an allow list the policy refuses.
+	b := bustest.New(t)
+	for _, c := range []Config{{Allow: []string{"127.0.0.0/8"}}, {Allow: []string{"10.0.0.0/8"}, World: "w"}} {
+		if err := Run(context.Background(), Deps{Config: c, Bus: b}); err == nil {
+			t.Fatalf("Run(%+v) started", c)
+		}
+	}
+}

@@ -1,0 +1,426 @@
+package prober
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+// Timing of message handling.
+const (
+	retryDelay   = time.Second      // NakWithDelay after a transient error
+	pullWait     = 5 * time.Second  // expiry of a pull request
+	progressTick = 10 * time.Second // InProgress on long messages (AckWait is 30s)
+	asyncWindow  = 256              // results in flight before waiting for acks
+)
+
+// ErrRefused is the reason of a dead-lettered target outside the policy.
+var ErrRefused = errors.New("outside the allow policy")
+
+// Run consumes targets and predictions until ctx ends, then returns nil
+// (also when ctx ends while it is still starting).
+func Run(ctx context.Context, d Deps) error {
+	err := run(ctx, d)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, d Deps) error {
+	c := d.Config.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if d.Bus == nil {
+		return errors.New("run prober: no bus")
+	}
+	log := d.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if d.Stats == nil {
+		d.Stats = new(Stats)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	pol, err := ipv4.LoadPolicy(c.Allow, c.AllowFile, c.BlockFile)
+	if err != nil {
+		return fmt.Errorf("run prober: %w", err)
+	}
+	log.Info("scan policy", zap.Stringer("allow", pol.Allow), zap.Uint64("allowed_addresses", pol.Count()))
+	resp := d.Responder
+	if resp == nil {
+		if c.World == "" {
+			return fmt.Errorf("run prober: %w: no responder: this build only simulates a world (--world)", ErrConfig)
+		}
+		w, err := NewWorldResponder(c.World, WorldOptions{Latency: c.Latency, Loss: c.Loss, LossSeed: c.LossSeed})
+		if err != nil {
+			return fmt.Errorf("run prober: %w", err)
+		}
+		log.Info("world responder loaded", zap.String("world", c.World), zap.Int("services", w.Services()),
+			zap.Duration("latency", c.Latency), zap.Float64("loss", c.Loss))
+		resp = w
+	}
+	if err := d.Bus.Setup(ctx); err != nil {
+		return fmt.Errorf("run prober: %w", err)
+	}
+	maxAck := max(64, 4*c.Concurrency)
+	tc, err := d.Bus.Consumer(ctx, bus.StreamTargets, Durable, []string{wire.TargetsPrefix + ">"}, 0, maxAck)
+	if err != nil {
+		return fmt.Errorf("run prober: %w", err)
+	}
+	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxAck)
+	if err != nil {
+		return fmt.Errorf("run prober: %w", err)
+	}
+	p := &prober{c: c, bus: d.Bus, log: log, st: d.Stats, resp: resp, pol: pol, now: d.Now,
+		probed: make(map[uint64]struct{}), swept: make(map[sweepKey]struct{})}
+	g, gctx := newGroup(ctx)
+	g.Go(func() error { return p.consume(gctx, tc, "targets", p.handleTargets) })
+	g.Go(func() error { return p.consume(gctx, pc, "predictions", p.handlePrediction) })
+	err = g.Wait()
+	log.Info("prober stopped", zap.Uint64("probes", p.st.Probes.Load()), zap.Uint64("found", p.st.Found.Load()),
+		zap.Uint64("refused", p.st.Refused.Load()), zap.Uint64("skipped", p.st.Skipped.Load()))
+	return err
+}
+
+type sweepKey struct {
+	prefix uint32
+	bits   int
+	port   uint16
+}
+
+type prober struct {
+	c    Config
+	bus  *bus.Bus
+	log  *zap.Logger
+	st   *Stats
+	resp Responder
+	pol  *ipv4.Policy
+	now  func() time.Time
+
+	mu        sync.Mutex
+	probed    map[uint64]struct{}   // (addr, port) probed by this prober
+	swept     map[sweepKey]struct{} // (prefix, port) groups swept
+	sweptBits [33]bool              // prefix lengths present in swept
+}
+
+// consume runs Concurrency workers on c until ctx ends. Each worker pulls
+// its next message itself (a pull request of one, bounded by pullWait), so
+// the workers share no iterator and a lost pull costs at most pullWait; on
+// stop, nothing is left buffered in the client.
+func (p *prober) consume(ctx context.Context, c jetstream.Consumer, what string, handle func(context.Context, jetstream.Msg)) error {
+	var wg sync.WaitGroup
+	for range p.c.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				pctx, cancel := context.WithTimeout(ctx, pullWait)
+				msg, err := c.Next(jetstream.FetchContext(pctx))
+				cancel()
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err == nil:
+					handle(ctx, msg)
+				case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+				default:
+					p.log.Warn("pull message", zap.String("stream", what), zap.Error(err))
+					select { // do not spin on a persistent error
+					case <-ctx.Done():
+					case <-time.After(retryDelay):
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// done reports whether (addr, port) was probed, or lies in a swept group.
+func (p *prober) done(addr uint32, port uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.probed[svcKey(addr, port)]; ok {
+		return true
+	}
+	for bits := range p.sweptBits {
+		if p.sweptBits[bits] {
+			if _, ok := p.swept[sweepKey{ipv4.Prefix{Addr: addr, Bits: bits}.First(), bits, port}]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sweptAlready reports whether a sweep of pr on port is covered by one done.
+func (p *prober) sweptAlready(pr ipv4.Prefix, port uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for bits := 0; bits <= pr.Bits; bits++ {
+		if p.sweptBits[bits] {
+			if _, ok := p.swept[sweepKey{ipv4.Prefix{Addr: pr.Addr, Bits: bits}.First(), bits, port}]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// work is what a message did, applied to the memory once its results are
+// acknowledged (a failed publish must not mark its targets as done).
+type work struct {
+	probed []uint64
+	swept  []sweepKey
+}
+
+func (p *prober) remember(w *work) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range w.probed {
+		p.probed[k] = struct{}{}
+	}
+	for _, k := range w.swept {
+		p.swept[k] = struct{}{}
+		p.sweptBits[k.bits] = true
+	}
+}
+
+// results publishes the results of one message.
+type results struct {
+	p     *prober
+	async *bus.Async
+	phase string
+	n     uint64
+}
+
+func (p *prober) newResults(phase string) *results {
+	return &results{p: p, async: p.bus.Async(asyncWindow), phase: phase}
+}
+
+// add publishes a found service, unless the policy refuses its address
+// (checked again on receipt) or it is not what was probed.
+func (r *results) add(ctx context.Context, rw row.Row, wantPort uint16, in ipv4.Prefix) error {
+	a, err := rw.Validate()
+	if err != nil || rw.Port != int(wantPort) || !in.Contains(a) || !r.p.pol.Allowed(a) {
+		r.p.log.Warn("responder answer dropped", zap.String("ip", rw.IP), zap.Int("port", rw.Port),
+			zap.Stringer("probed", in), zap.Error(err))
+		return nil
+	}
+	b, err := json.Marshal(wire.ResultFromRow(rw, r.phase, r.p.now(), "probe"))
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	if err := r.async.Publish(ctx, wire.ResultsSubject(r.phase), fmt.Sprintf("res:%s:%d", rw.IP, rw.Port), b); err != nil {
+		return err
+	}
+	r.n++
+	r.p.log.Debug("service found", zap.String("ip", rw.IP), zap.Int("port", rw.Port), zap.String("phase", r.phase))
+	return nil
+}
+
+func (r *results) flush(ctx context.Context) error {
+	if err := r.async.Flush(ctx); err != nil {
+		return err
+	}
+	r.p.st.Found.Add(r.n)
+	return nil
+}
+
+// retry naks msg after a transient error (nothing is remembered as done).
+func (p *prober) retry(msg jetstream.Msg, what string, err error) {
+	p.st.Retried.Add(1)
+	p.log.Warn("message retried", zap.String("what", what), zap.String("subject", msg.Subject()), zap.Error(err))
+	if nerr := msg.NakWithDelay(retryDelay); nerr != nil {
+		p.log.Warn("nak", zap.Error(nerr))
+	}
+}
+
+// deadLetter moves a message that must not be used to the dead letters.
+func (p *prober) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) {
+	if err := p.bus.DeadLetter(ctx, Durable, msg, reason); err != nil {
+		p.log.Warn("dead-letter", zap.String("subject", msg.Subject()), zap.Error(err))
+	}
+}
+
+func (p *prober) ack(msg jetstream.Msg) {
+	if err := msg.Ack(); err != nil {
+		p.log.Warn("ack", zap.String("subject", msg.Subject()), zap.Error(err))
+	}
+}
+
+func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
+	ts, err := wire.DecodeTargets(msg.Data())
+	if err != nil {
+		p.log.Warn("bad targets message", zap.String("subject", msg.Subject()), zap.Error(err))
+		p.deadLetter(ctx, msg, err)
+		p.st.Bad.Add(1)
+		p.st.Targets.Add(1)
+		return
+	}
+	res := p.newResults(ts.Phase)
+	var w work
+	local := make(map[uint64]bool) // repeats inside this message
+	var refused []string
+	tick := time.Now()
+	for _, t := range ts.Targets {
+		if time.Since(tick) > progressTick {
+			_ = msg.InProgress()
+			tick = time.Now()
+		}
+		port := uint16(t.Port)
+		if t.IP != "" {
+			a, _ := row.ParseAddr(t.IP) // valid: DecodeTargets checked it
+			if !p.pol.Allowed(a) {
+				refused = append(refused, fmt.Sprintf("%s:%d", t.IP, t.Port))
+				continue
+			}
+			k := svcKey(a, port)
+			if local[k] || p.done(a, port) {
+				p.st.Skipped.Add(1)
+				continue
+			}
+			local[k] = true
+			rw, ok, err := p.resp.Probe(ctx, a, port)
+			if err != nil {
+				p.retry(msg, "probe", err)
+				return
+			}
+			p.st.Probes.Add(1)
+			w.probed = append(w.probed, k)
+			if ok {
+				if err := res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
+					p.retry(msg, "publish", err)
+					return
+				}
+			}
+			continue
+		}
+		pr, _ := ipv4.ParsePrefix(t.Prefix) // valid: DecodeTargets checked it
+		parts := []ipv4.Prefix{pr}
+		if !p.pol.AllowedPrefix(pr) {
+			parts = p.pol.Clip(pr)
+			if len(parts) == 0 {
+				refused = append(refused, fmt.Sprintf("%s:%d", t.Prefix, t.Port))
+				continue
+			}
+			p.log.Info("sweep clipped to the allow policy", zap.String("prefix", t.Prefix), zap.Int("port", t.Port),
+				zap.Int("parts", len(parts)))
+		}
+		for _, part := range parts {
+			if p.sweptAlready(part, port) {
+				p.st.Skipped.Add(1)
+				continue
+			}
+			var found []row.Row
+			probes, err := p.resp.Sweep(ctx, part.Addr, part.Bits, port, func(r row.Row) { found = append(found, r) })
+			if err != nil {
+				p.retry(msg, "sweep", err)
+				return
+			}
+			p.st.Probes.Add(probes)
+			w.swept = append(w.swept, sweepKey{part.First(), part.Bits, port})
+			for _, rw := range found {
+				if err := res.add(ctx, rw, port, part); err != nil {
+					p.retry(msg, "publish", err)
+					return
+				}
+			}
+		}
+	}
+	if err := res.flush(ctx); err != nil {
+		p.retry(msg, "publish", err)
+		return
+	}
+	p.remember(&w)
+	// The counters move after the ack or dead letter: who polls them sees its effect.
+	defer p.st.Targets.Add(1)
+	if len(refused) > 0 {
+		reason := fmt.Errorf("refused %d of %d targets %w (not probed): %s", len(refused), len(ts.Targets), ErrRefused, sample(refused))
+		p.log.Warn("targets refused", zap.String("subject", msg.Subject()), zap.Int("refused", len(refused)),
+			zap.Strings("first", refused[:min(len(refused), 5)]))
+		p.deadLetter(ctx, msg, reason)
+		p.st.Refused.Add(uint64(len(refused)))
+		return
+	}
+	p.ack(msg)
+}
+
+// sample lists the first few of xs.
+func sample(xs []string) string {
+	const n = 5
+	s := fmt.Sprint(xs[:min(len(xs), n)])
+	if len(xs) > n {
+		s += fmt.Sprintf(" and %d more", len(xs)-n)
+	}
+	return s
+}
+
+func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
+	pred, err := wire.DecodePrediction(msg.Data())
+	if err != nil {
+		p.log.Warn("bad prediction message", zap.String("subject", msg.Subject()), zap.Error(err))
+		p.deadLetter(ctx, msg, err)
+		p.st.Bad.Add(1)
+		p.st.Predictions.Add(1)
+		return
+	}
+	if pred.Probability <= p.c.Hitrate {
+		p.ack(msg)
+		p.st.BelowMin.Add(1)
+		p.st.Predictions.Add(1)
+		return
+	}
+	a, _ := row.ParseAddr(pred.IP) // valid: DecodePrediction checked it
+	port := uint16(pred.Port)
+	if !p.pol.Allowed(a) {
+		p.log.Warn("prediction refused", zap.String("ip", pred.IP), zap.Int("port", pred.Port))
+		p.deadLetter(ctx, msg, fmt.Errorf("refused prediction %s:%d %w (not probed)", pred.IP, pred.Port, ErrRefused))
+		p.st.Refused.Add(1)
+		p.st.Predictions.Add(1)
+		return
+	}
+	if p.done(a, port) {
+		p.ack(msg)
+		p.st.Skipped.Add(1)
+		p.st.Predictions.Add(1)
+		return
+	}
+	rw, ok, err := p.resp.Probe(ctx, a, port)
+	if err != nil {
+		p.retry(msg, "probe", err)
+		return
+	}
+	p.st.Probes.Add(1)
+	res := p.newResults(wire.PhasePredicted)
+	if ok {
+		if err := res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
+			p.retry(msg, "publish", err)
+			return
+		}
+	}
+	if err := res.flush(ctx); err != nil {
+		p.retry(msg, "publish", err)
+		return
+	}
+	p.remember(&work{probed: []uint64{svcKey(a, port)}})
+	p.ack(msg)
+	p.st.Predictions.Add(1)
+}

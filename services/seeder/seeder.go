@@ -1,0 +1,233 @@
+// Package seeder publishes the seed of a GPS run, the scan the model is
+// first built from. It runs in one of two modes and then returns: the
+// seeder's job is done once the seed is on the bus (Run returns nil; it does
+// not wait for ctx to end as the long-running services do).
+//
+// Import (--import FILE): an existing seed scan, as GPS rows, LZR JSON lines
+// or zgrab2 JSON output (gzip if the name ends in .gz), is validated whole
+// first, so a bad line (reported as FILE:LINE) publishes nothing; then every
+// service is published as a wire.Result of phase seed to gps.results.seed
+// with the Nats-Msg-Id "seed:<ip>:<port>:<n>", n counting the earlier rows
+// of that (ip, port) in the file (0 for the first), so a re-run is
+// de-duplicated by the server while a repeated row of the file is still
+// delivered. Once every publish is acknowledged, the control record
+// wire.SeedDone (results published, the highest RESULTS sequence they were
+// stored at) is put at key "seed" of the control bucket: a consumer that has
+// read up to LastSeq has the whole seed. A later run finds the record and
+// does nothing unless --force is given (the server de-duplicates only within
+// its window, 10 minutes by default).
+//
+// Sample (no --import): the seed is a random sample of the allowed addresses
+// (round(--seed-frac x allowed), chosen by a full-cycle permutation as ZMap
+// does) crossed with every port of --ports, published as batches of
+// wire.Targets of phase seed to gps.targets.seed in a permuted order over
+// (address, port) pairs (ZMap's shard.c), with the Nats-Msg-Id
+// "seedt:<seed>:<batch#>" ("seedt:<seed>:<shard>/<shards>:<batch#>" when
+// sharded). The allow list is required. The probers' results of those
+// targets are the seed; the seeder cannot know when they are all in, so it
+// writes no SeedDone in this mode: a seed-done marker for sampled seeds is
+// future work.
+package seeder
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/bus"
+)
+
+// Formats of an imported seed.
+const (
+	FormatGPS    = "gps"    // GPS rows (pkg/row)
+	FormatLZR    = "lzr"    // LZR's JSON lines
+	FormatZGrab2 = "zgrab2" // zgrab2's JSON output
+)
+
+// Defaults of Config.
+const (
+	DefaultFormat   = FormatGPS
+	DefaultSeedFrac = 0.01
+	DefaultPorts    = "1-65535"
+	DefaultBatch    = 1000
+	// MaxBatch keeps a targets message well under NATS's 1 MB payload limit.
+	MaxBatch = 20000
+)
+
+// ErrConfig is wrapped by every error of Config.Validate.
+var ErrConfig = errors.New("bad seeder config")
+
+// Config configures the seeder.
+type Config struct {
+	Import string // file to import as seed results; empty: sample mode
+	Format string // format of Import: "gps" (default), "lzr", "zgrab2"
+	Port   int    // zgrab2: port of the records that carry none (0: such a record is an error)
+	Force  bool   // import even though the control record says a seed was imported
+
+	Allow     []string // sample: allowed prefixes (each may be comma-separated)
+	AllowFile string   // sample: file of allowed prefixes
+	BlockFile string   // sample: file of blocked prefixes (the IANA ranges are always blocked)
+	SeedFrac  float64  // sample: fraction of the allowed addresses in the seed
+	Ports     string   // sample: ports, e.g. "1-65535" (default) or "22,80,443,8000-8100"
+	Seed      int64    // sample: random seed of the permutations (0: a random one, logged)
+	Shards    int      // sample: number of seeders splitting the targets (default 1)
+	Shard     int      // sample: this seeder's shard, 0..Shards-1
+	Batch     int      // targets per message (sample), publishes in flight (import); default 1000
+}
+
+// RegisterFlags registers the seeder's flags on fs with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Import, "import", "", "import this seed scan (gzip if .gz) instead of sampling targets")
+	fs.StringVar(&c.Format, "format", DefaultFormat, "format of --import: gps (GPS rows), lzr (LZR JSON lines) or zgrab2 (zgrab2 JSON output)")
+	fs.IntVar(&c.Port, "port", 0, "zgrab2: the port scanned, for records that carry none")
+	fs.BoolVar(&c.Force, "force", false, "import even if a seed was already imported (the control record exists)")
+	fs.Var((*listFlag)(&c.Allow), "allow", "sample: allowed prefix or address (repeatable, comma-separated); required unless --allow-file")
+	fs.StringVar(&c.AllowFile, "allow-file", "", "sample: file of allowed prefixes, one a line, # comments")
+	fs.StringVar(&c.BlockFile, "block-file", "", "sample: file of blocked prefixes (the IANA special-purpose ranges are always blocked)")
+	fs.Float64Var(&c.SeedFrac, "seed-frac", DefaultSeedFrac, "sample: fraction of the allowed addresses to sample")
+	fs.StringVar(&c.Ports, "ports", DefaultPorts, "sample: ports of every sampled address, e.g. 1-65535 or 22,80,8000-8100")
+	fs.Int64Var(&c.Seed, "rand-seed", 0, "sample: seed of the random permutations (0: random, logged; sharded seeders must share one)")
+	fs.IntVar(&c.Shards, "shards", 1, "sample: number of seeders splitting the targets")
+	fs.IntVar(&c.Shard, "shard", 0, "sample: this seeder's shard (0..shards-1)")
+	fs.IntVar(&c.Batch, "batch", DefaultBatch, "targets per message (sample), publishes in flight (import)")
+}
+
+// WithDefaults returns c with every zero field set to its default (for a
+// Config built in code; RegisterFlags sets the same defaults).
+func (c Config) WithDefaults() Config {
+	if c.Format == "" {
+		c.Format = DefaultFormat
+	}
+	if c.SeedFrac == 0 {
+		c.SeedFrac = DefaultSeedFrac
+	}
+	if c.Ports == "" {
+		c.Ports = DefaultPorts
+	}
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
+	if c.Batch == 0 {
+		c.Batch = DefaultBatch
+	}
+	return c
+}
+
+// Validate checks c (zero fields taking their defaults); the error lists
+// every problem.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
+	}
+	switch c.Format {
+	case FormatGPS, FormatLZR, FormatZGrab2:
+	default:
+		bad("format %q: want gps, lzr or zgrab2", c.Format)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("port %d out of range 0..65535", c.Port)
+	}
+	if c.Batch < 1 || c.Batch > MaxBatch {
+		bad("batch %d out of range 1..%d", c.Batch, MaxBatch)
+	}
+	if c.Shards < 1 || c.Shard < 0 || c.Shard >= c.Shards {
+		bad("shard %d of %d: want 0 <= shard < shards", c.Shard, c.Shards)
+	}
+	if c.Import != "" {
+		if c.Shards != 1 {
+			bad("--import runs as one seeder: shards %d", c.Shards)
+		}
+		return errors.Join(errs...)
+	}
+	if c.Format != DefaultFormat {
+		bad("--format %s needs --import", c.Format)
+	}
+	if len(c.Allow) == 0 && c.AllowFile == "" {
+		bad("an allow list is required to sample targets (--allow or --allow-file)")
+	}
+	if !(c.SeedFrac > 0 && c.SeedFrac <= 1) {
+		bad("seed-frac %v not in (0,1]", c.SeedFrac)
+	}
+	if _, err := parsePorts(c.Ports); err != nil {
+		bad("%v", err)
+	}
+	if c.Shards > 1 && c.Seed == 0 {
+		bad("sharded seeders need a shared --rand-seed")
+	}
+	return errors.Join(errs...)
+}
+
+// parsePorts parses "22,80,8000-8100" into distinct ports in the order given.
+func parsePorts(s string) ([]uint16, error) {
+	seen := make(map[uint16]bool)
+	var out []uint16
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+		}
+		if err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
+			return nil, fmt.Errorf("ports %q: bad port or range %q (want 1..65535)", s, part)
+		}
+		for p := a; p <= b; p++ {
+			if !seen[uint16(p)] {
+				seen[uint16(p)] = true
+				out = append(out, uint16(p))
+			}
+		}
+	}
+	return out, nil
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// Stats counts what the seeder did; safe for concurrent reads.
+type Stats struct {
+	Rows       atomic.Uint64 // import: services read from the file
+	Results    atomic.Uint64 // import: results acknowledged by the server
+	Duplicates atomic.Uint64 // results and target batches the server already had (a re-run)
+	Skipped    atomic.Uint64 // import: records that are no service (LZR acking firewalls, failed zgrab2 grabs)
+	Targets    atomic.Uint64 // sample: targets published
+	Messages   atomic.Uint64 // sample: target messages acknowledged
+}
+
+// Deps are what Run needs.
+type Deps struct {
+	Config Config
+	Bus    *bus.Bus
+	Log    *zap.Logger      // the caller names the service (With "service")
+	Stats  *Stats           // optional
+	Now    func() time.Time // optional clock; time.Now
+}
+
+func (d *Deps) fill() {
+	d.Config = d.Config.WithDefaults()
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	if d.Stats == nil {
+		d.Stats = new(Stats)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+}

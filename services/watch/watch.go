@@ -1,0 +1,123 @@
+// Package watch prints a stream as JSON lines: the example of a downstream
+// consumer of gps.predictions.> or gps.results.>.
+package watch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+// Config says what to print.
+type Config struct {
+	What   string // "predictions" or "results"
+	Phase  string // only this phase ("" = all)
+	New    bool   // only messages published from now on
+	Follow bool   // keep waiting for more at the end of the stream
+	Limit  int    // stop after this many (0 = no limit)
+}
+
+// RegisterFlags registers the flags of Config.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Phase, "phase", "", "only this phase: seed, priors or predicted (default all)")
+	fs.BoolVar(&c.New, "new", false, "only messages published from now on (default: from the start of the stream)")
+	fs.BoolVar(&c.Follow, "follow", true, "keep waiting for new messages at the end of the stream")
+	fs.IntVar(&c.Limit, "limit", 0, "stop after this many messages (0: no limit)")
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.What != "predictions" && c.What != "results" {
+		return fmt.Errorf("watch %q: want predictions or results", c.What)
+	}
+	if c.Phase != "" && !wire.ValidPhase(c.Phase) {
+		return fmt.Errorf("--phase %q: want seed, priors or predicted", c.Phase)
+	}
+	return nil
+}
+
+// Deps are what Run needs.
+type Deps struct {
+	Config Config
+	Bus    *bus.Bus
+	Log    *zap.Logger
+	Out    io.Writer
+}
+
+// Run prints messages until ctx ends, the limit is reached, or (without
+// Follow) the stream's end.
+func Run(ctx context.Context, d Deps) error {
+	c := d.Config
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	stream, prefix := bus.StreamPredictions, wire.PredictionsPrefix
+	if c.What == "results" {
+		stream, prefix = bus.StreamResults, wire.ResultsPrefix
+	}
+	filter := prefix + ">"
+	if c.Phase != "" {
+		filter = prefix + c.Phase
+	}
+	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	if c.New {
+		occ.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	cons, err := d.Bus.JS.OrderedConsumer(ctx, stream, occ)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", stream, err)
+	}
+	out := bufio.NewWriter(d.Out)
+	defer out.Flush()
+	n := 0
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", stream, err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			out.Write(msg.Data())
+			out.WriteByte('\n')
+			n++
+			if c.Limit > 0 && n >= c.Limit {
+				return out.Flush()
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("watch %s: %w", stream, err)
+		}
+		if got == 0 {
+			if err := out.Flush(); err != nil {
+				return err
+			}
+			if !c.Follow {
+				return nil
+			}
+			// Wait for more: a blocking fetch of one, bounded so ctx is honoured.
+			msg, err := cons.Next(jetstream.FetchContext(ctx))
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("watch %s: %w", stream, err)
+			}
+			out.Write(msg.Data())
+			out.WriteByte('\n')
+			n++
+			if c.Limit > 0 && n >= c.Limit {
+				return out.Flush()
+			}
+		}
+	}
+}
