@@ -104,7 +104,7 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 	}
 	// A world run: wait until the pipeline is idle, then stop the services.
 	doneErr := make(chan error, 1)
-	go func() { doneErr <- waitIdle(gctx, d.Bus, c.Quiet, d.Log) }()
+	go func() { doneErr <- WaitIdle(gctx, d.Bus, c.Quiet, d.Log) }()
 	var idleErr error
 	select {
 	case idleErr = <-doneErr:
@@ -120,7 +120,7 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 	if ctx.Err() != nil {
 		return nil, st, ctx.Err()
 	}
-	sum, err := summarize(ctx, d.Bus, c.World, st)
+	sum, err := Summarize(ctx, d.Bus, c.World, st.Prober.Probes.Load())
 	return sum, st, err
 }
 
@@ -131,10 +131,10 @@ func ignoreCanceled(err error) error {
 	return err
 }
 
-// waitIdle returns once the seed is in, the plan is published, and every
+// WaitIdle returns once the seed is in, the plan is published, and every
 // consumer has nothing pending or unacknowledged, with no stream growing,
 // for the quiet period.
-func waitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Logger) error {
+func WaitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Logger) error {
 	kv, err := b.Control(ctx)
 	if err != nil {
 		return err
@@ -205,11 +205,11 @@ func pipelineState(ctx context.Context, b *bus.Bus) (string, bool, error) {
 	return state, idle, nil
 }
 
-// summarize counts the distinct services in RESULTS and predictions in
-// PREDICTIONS, and the world's services.
-func summarize(ctx context.Context, b *bus.Bus, world string, st *Stats) (*Summary, error) {
+// Summarize counts the distinct services in RESULTS and predictions in
+// PREDICTIONS against the world's services; probes come from the prober.
+func Summarize(ctx context.Context, b *bus.Bus, world string, probes uint64) (*Summary, error) {
 	found := map[batch.Target]bool{}
-	if err := eachMessage(ctx, b, bus.StreamResults, func(data []byte) {
+	if err := EachMessage(ctx, b, bus.StreamResults, func(data []byte) {
 		if r, err := wire.DecodeResult(data); err == nil {
 			if a, err := row.ParseAddr(r.IP); err == nil {
 				found[batch.Target{Addr: a, Port: uint16(r.Port)}] = true
@@ -219,7 +219,7 @@ func summarize(ctx context.Context, b *bus.Bus, world string, st *Stats) (*Summa
 		return nil, err
 	}
 	preds := map[batch.Target]bool{}
-	if err := eachMessage(ctx, b, bus.StreamPredictions, func(data []byte) {
+	if err := EachMessage(ctx, b, bus.StreamPredictions, func(data []byte) {
 		if p, err := wire.DecodePrediction(data); err == nil {
 			if a, err := row.ParseAddr(p.IP); err == nil {
 				preds[batch.Target{Addr: a, Port: uint16(p.Port)}] = true
@@ -235,15 +235,15 @@ func summarize(ctx context.Context, b *bus.Bus, world string, st *Stats) (*Summa
 	}); err != nil {
 		return nil, fmt.Errorf("count truth: %w", err)
 	}
-	s := &Summary{ServicesFound: len(found), Probes: st.Prober.Probes.Load(), Predictions: len(preds)}
+	s := &Summary{ServicesFound: len(found), Probes: probes, Predictions: len(preds)}
 	if len(truth) > 0 {
 		s.Coverage = float64(len(found)) / float64(len(truth))
 	}
 	return s, nil
 }
 
-// eachMessage reads a whole stream with an ordered consumer.
-func eachMessage(ctx context.Context, b *bus.Bus, stream string, fn func([]byte)) error {
+// EachMessage reads a whole stream with an ordered consumer.
+func EachMessage(ctx context.Context, b *bus.Bus, stream string, fn func([]byte)) error {
 	str, err := b.JS.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
