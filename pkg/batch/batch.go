@@ -41,19 +41,22 @@ func Mask(addr uint32, step int) uint32 {
 // groups with count / 2^(32-step) > hitrate, count descending (then port,
 // then prefix, so the order is deterministic).
 func Plan(rows []model.ModelRow, step int, hitrate float64) []PlanRow {
-	type gk struct {
-		port   uint16
-		prefix uint32
-	}
-	counts := make(map[gk]int)
+	counts := make(map[Target]int)
 	for _, r := range rows {
-		counts[gk{r.NeededP, Mask(r.Addr, step)}]++
+		counts[Target{Mask(r.Addr, step), r.NeededP}]++
 	}
+	return keptGroups(counts, step, hitrate)
+}
+
+// keptGroups turns (prefix, port) counts into plan rows, keeping the groups
+// with count / 2^(32-step) > hitrate, count descending (then port, then
+// prefix, so the order is deterministic).
+func keptGroups(counts map[Target]int, step int, hitrate float64) []PlanRow {
 	size := float64(uint64(1) << (32 - step))
 	var plan []PlanRow
 	for g, c := range counts {
 		if float64(c)/size > hitrate {
-			plan = append(plan, PlanRow{Port: g.port, Prefix: g.prefix, Step: step, Count: c})
+			plan = append(plan, PlanRow{Port: g.Port, Prefix: g.Addr, Step: step, Count: c})
 		}
 	}
 	slices.SortFunc(plan, func(a, b PlanRow) int {
@@ -154,15 +157,5 @@ func Unexplained(rows []model.ModelRow, plan []PlanRow, seed []Target, step int,
 			counts[g]++
 		}
 	}
-	size := float64(uint64(1) << (32 - step))
-	var extra []PlanRow
-	for g, c := range counts {
-		if float64(c)/size > hitrate {
-			extra = append(extra, PlanRow{Port: g.Port, Prefix: g.Addr, Step: step, Count: c})
-		}
-	}
-	slices.SortFunc(extra, func(a, b PlanRow) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Prefix, b.Prefix))
-	})
-	return extra
+	return keptGroups(counts, step, hitrate)
 }
