@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/labserve"
 )
 
 func labGenCmd() command {
@@ -40,6 +43,29 @@ func labGenCmd() command {
 				log.Info("world written", zap.String("dir", *out), zap.Int("hosts", w.Meta.Hosts), zap.Int("services", w.Meta.Services),
 					zap.Int("seed_hosts", w.Meta.SeedHosts), zap.Int("seed_services", w.Meta.SeedServices))
 				return nil
+			}
+		},
+	}
+}
+
+func labServeCmd() command {
+	return command{
+		name:  "lab serve",
+		usage: "bring a world up as real TCP listeners on its 127.0.0.0/8 addresses (HTTP, TLS, SSH, banners)",
+		flags: func(fs *flag.FlagSet) func(context.Context, *zap.Logger) error {
+			world := fs.String("world", "", "world directory (truth.jsonl)")
+			idle := fs.Duration("idle-timeout", 10*time.Second, "close a client connection idle this long")
+			return func(ctx context.Context, log *zap.Logger) error {
+				if *world == "" {
+					return usageErr("need --world DIR")
+				}
+				l, err := labserve.Serve(ctx, *world, labserve.Options{IdleTimeout: *idle}, log.With(zap.String("service", "lab")))
+				if err != nil {
+					return err
+				}
+				fmt.Printf("lab ready: %d services on %d addresses (ctrl-c to stop)\n", len(l.Services()), l.Addresses())
+				<-ctx.Done()
+				return l.Close()
 			}
 		},
 	}

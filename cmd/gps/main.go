@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/pkg/labserve"
 	"github.com/gpsscan/gps/pkg/logging"
 )
 
@@ -34,11 +35,14 @@ func usageErr(format string, a ...any) error {
 }
 
 func commands() []command {
-	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), evalCmd(),
+	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), labServeCmd(), evalCmd(),
 		seederCmd(), modelerCmd(), predictorCmd(), proberCmd(), allCmd(), watchCmd("predictions"), watchCmd("results")}
 }
 
 func main() {
+	// A lab too big for one process's descriptors runs helper processes of
+	// this same binary; in one of those, this serves and never returns.
+	labserve.RunHelperIfRequested()
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
