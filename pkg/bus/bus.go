@@ -47,13 +47,43 @@ const (
 
 // Config says where the bus is.
 type Config struct {
-	URL      string        // nats:// URL; empty: an embedded server
+	URL      string        // nats:// URL, or several comma-separated (a cluster); empty: an embedded server
 	DataDir  string        // embedded: JetStream storage directory
 	Listen   string        // embedded: host:port to also serve clients on ("" = in-process only)
 	Replicas int           // stream replicas (1 for one server; 3 on a cluster)
 	Dedup    time.Duration // de-duplication window of Nats-Msg-Id
 	Name     string        // client connection name
 	Options  []nats.Option // credentials, TLS, ... for a remote server
+	// Limits bounds the streams, by stream name (StreamTargets, ...); the
+	// key AllStreams applies to every stream not named. A zero limit is
+	// unlimited. Every service applies them at start (Setup), so every
+	// service of a deployment must be given the same limits.
+	Limits map[string]Limits
+}
+
+// AllStreams is the key of Config.Limits that applies to every stream.
+const AllStreams = "*"
+
+// Limits bounds one stream; zero fields are unlimited. When a limit is
+// reached, the oldest messages are deleted, except on TARGETS (a work queue
+// of what is still to probe), which refuses new messages instead: publishers
+// wait and retry (back-pressure on the seeder and the modeler).
+type Limits struct {
+	MaxAge   time.Duration // messages older than this are deleted
+	MaxBytes int64         // the stream's size on disk, per copy
+}
+
+// StreamNames are the streams Setup creates, in order.
+func StreamNames() []string {
+	return []string{StreamTargets, StreamResults, StreamPredictions, StreamDeadLetter}
+}
+
+// limits returns the limits of a stream.
+func (c Config) limits(stream string) Limits {
+	if l, ok := c.Limits[stream]; ok {
+		return l
+	}
+	return c.Limits[AllStreams]
 }
 
 // Bus is a connection to JetStream.
@@ -111,7 +141,7 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Bus, error) {
 		return nil, fmt.Errorf("connect nats %q: %w", cfg.URL, err)
 	}
 	b.NC = nc
-	if b.JS, err = jetstream.New(nc); err != nil {
+	if b.JS, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout)); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
@@ -150,7 +180,8 @@ func (b *Bus) Close() error {
 	return err
 }
 
-// Setup creates or updates the streams and the snapshot store.
+// Setup creates or updates the streams, the snapshot store and the control
+// bucket. Each request is retried while the cluster is unavailable (Retry).
 func (b *Bus) Setup(ctx context.Context) error {
 	streams := []jetstream.StreamConfig{
 		{Name: StreamTargets, Subjects: []string{wire.TargetsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
@@ -166,16 +197,36 @@ func (b *Bus) Setup(ctx context.Context) error {
 		sc.Storage = jetstream.FileStorage
 		sc.Replicas = b.cfg.Replicas
 		sc.Duplicates = b.cfg.Dedup
-		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
+		l := b.cfg.limits(sc.Name)
+		sc.MaxAge, sc.MaxBytes = l.MaxAge, l.MaxBytes
+		if sc.MaxBytes == 0 {
+			sc.MaxBytes = -1 // the server's "unlimited"
+		}
+		if sc.MaxAge > 0 && sc.MaxAge < sc.Duplicates {
+			sc.Duplicates = sc.MaxAge // the server refuses a window longer than the age limit
+		}
+		if sc.Name == StreamTargets {
+			sc.Discard = jetstream.DiscardNew // back-pressure, never drop work
+		}
+		if err := b.Retry(ctx, "set up stream "+sc.Name, func(ctx context.Context) error {
+			_, err := b.JS.CreateOrUpdateStream(ctx, sc)
+			return err
+		}); err != nil {
 			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
 		}
 	}
-	if _, err := b.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: SnapshotBucket,
-		Description: "model snapshots of the modeler and predictor", Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas}); err != nil {
+	if err := b.Retry(ctx, "set up snapshot store", func(ctx context.Context) error {
+		_, err := b.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: SnapshotBucket,
+			Description: "model snapshots of the modeler and predictor", Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas})
+		return err
+	}); err != nil {
 		return fmt.Errorf("set up snapshot store: %w", err)
 	}
-	if _, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ControlBucket,
-		Description: "pipeline milestones: seed done, plan published", Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas}); err != nil {
+	if err := b.Retry(ctx, "set up control bucket", func(ctx context.Context) error {
+		_, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ControlBucket,
+			Description: "pipeline milestones: seed done, plan published", Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas})
+		return err
+	}); err != nil {
 		return fmt.Errorf("set up control bucket: %w", err)
 	}
 	return nil
@@ -183,8 +234,11 @@ func (b *Bus) Setup(ctx context.Context) error {
 
 // Control opens the control key-value bucket.
 func (b *Bus) Control(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := b.JS.KeyValue(ctx, ControlBucket)
-	if err != nil {
+	var kv jetstream.KeyValue
+	if err := b.Retry(ctx, "open control bucket", func(ctx context.Context) (err error) {
+		kv, err = b.JS.KeyValue(ctx, ControlBucket)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("open control bucket: %w", err)
 	}
 	return kv, nil
@@ -192,19 +246,48 @@ func (b *Bus) Control(ctx context.Context) (jetstream.KeyValue, error) {
 
 // Snapshots opens the snapshot object store.
 func (b *Bus) Snapshots(ctx context.Context) (jetstream.ObjectStore, error) {
-	s, err := b.JS.ObjectStore(ctx, SnapshotBucket)
-	if err != nil {
+	var s jetstream.ObjectStore
+	if err := b.Retry(ctx, "open snapshot store", func(ctx context.Context) (err error) {
+		s, err = b.JS.ObjectStore(ctx, SnapshotBucket)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	return s, nil
 }
 
-// Publish publishes data with a Nats-Msg-Id, so a retried publish is stored once.
+// Publish publishes data with a Nats-Msg-Id, so a retried publish is stored
+// once; it retries while the cluster is unavailable (Retry).
 func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) error {
-	if _, err := b.JS.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+	_, err := b.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}, msgID)
+	return err
+}
+
+// PublishMsg publishes msg with the Nats-Msg-Id msgID, retrying while the
+// cluster is unavailable (Retry), and returns the server's ack.
+func (b *Bus) PublishMsg(ctx context.Context, msg *nats.Msg, msgID string) (*jetstream.PubAck, error) {
+	var ack *jetstream.PubAck
+	if err := b.Retry(ctx, "publish "+msg.Subject, func(ctx context.Context) (err error) {
+		ack, err = b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
 	}
-	return nil
+	return ack, nil
+}
+
+// PublishAsync publishes msg with the Nats-Msg-Id msgID without waiting for
+// the server's ack (wait on the future); the client refuses while it is
+// between servers, so that is retried (Retry).
+func (b *Bus) PublishAsync(ctx context.Context, msg *nats.Msg, msgID string) (jetstream.PubAckFuture, error) {
+	var f jetstream.PubAckFuture
+	if err := b.Retry(ctx, "publish "+msg.Subject, func(context.Context) (err error) {
+		f, err = b.JS.PublishMsgAsync(msg, jetstream.WithMsgID(msgID))
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
+	}
+	return f, nil
 }
 
 // Async publishes many messages without waiting for each ack; Flush waits
@@ -221,9 +304,9 @@ func (b *Bus) Async(max int) *Async { return &Async{b: b, max: max} }
 
 // Publish queues one message.
 func (a *Async) Publish(ctx context.Context, subject, msgID string, data []byte) error {
-	f, err := a.b.JS.PublishAsync(subject, data, jetstream.WithMsgID(msgID))
+	f, err := a.b.PublishAsync(ctx, &nats.Msg{Subject: subject, Data: data}, msgID)
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return err
 	}
 	a.futures = append(a.futures, f)
 	if len(a.futures) >= a.max {
@@ -247,8 +330,19 @@ func (a *Async) Flush(ctx context.Context) error {
 				a.lastSeq = ack.Sequence
 			}
 		case err := <-f.Err():
-			if first == nil {
-				first = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			// A lost or refused ack: publish again, synchronously and with
+			// retries. The Nats-Msg-Id makes this safe if the first one was
+			// stored.
+			m := f.Msg()
+			ack, err2 := a.b.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data}, m.Header.Get(jetstream.MsgIDHeader))
+			if err2 != nil {
+				if first == nil {
+					first = fmt.Errorf("publish %s: %w", m.Subject, errors.Join(err, err2))
+				}
+				continue
+			}
+			if ack.Sequence > a.lastSeq && !ack.Duplicate {
+				a.lastSeq = ack.Sequence
 			}
 		case <-ctx.Done():
 			return ctx.Err()
@@ -275,8 +369,7 @@ func (b *Bus) DeadLetter(ctx context.Context, service string, msg jetstream.Msg,
 	if md, err := msg.Metadata(); err == nil {
 		id = fmt.Sprintf("%s:%s:%d", service, md.Stream, md.Sequence.Stream)
 	}
-	out.Header.Set(jetstream.MsgIDHeader, id)
-	if _, err := b.JS.PublishMsg(ctx, out); err != nil {
+	if _, err := b.PublishMsg(ctx, out, id); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
 	if err := msg.TermWithReason(reason.Error()); err != nil {
@@ -285,21 +378,64 @@ func (b *Bus) DeadLetter(ctx context.Context, service string, msg jetstream.Msg,
 	return nil
 }
 
+// AckWait is how long a delivered message may stay unacknowledged before
+// the server delivers it again. A service that stops acks or naks what it
+// holds (never leaving it to this timeout); long work reports InProgress.
+const AckWait = 30 * time.Second
+
 // Consumer creates or updates a durable pull consumer with explicit acks.
 // With startSeq > 0 the consumer is recreated to deliver from that stream
 // sequence: a service resuming from a snapshot reads exactly what follows it.
-func (b *Bus) Consumer(ctx context.Context, stream, durable string, filters []string, startSeq uint64, maxAckPending int) (jetstream.Consumer, error) {
-	cc := jetstream.ConsumerConfig{Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: filters,
-		MaxAckPending: maxAckPending, AckWait: 30 * time.Second, MaxDeliver: -1, Replicas: b.cfg.Replicas}
+// The requests are retried while the cluster is unavailable (Retry).
+func (b *Bus) Consumer(ctx context.Context, stream, durable string, filters []string, startSeq uint64, maxAckPending int, opts ...ConsumerOpt) (jetstream.Consumer, error) {
+	return b.consumer(ctx, stream, durable, filters, startSeq, maxAckPending, jetstream.AckExplicitPolicy, opts)
+}
+
+// ConsumerOpt changes a consumer's configuration.
+type ConsumerOpt func(*jetstream.ConsumerConfig)
+
+// WithAckWait sets how long a delivered message may stay unacknowledged
+// before it is delivered again (AckWait by default). A short one recovers
+// a delivery lost in flight, or the messages of a consumer that crashed,
+// sooner; the consumer must then report InProgress on long work.
+func WithAckWait(d time.Duration) ConsumerOpt {
+	return func(c *jetstream.ConsumerConfig) { c.AckWait = d }
+}
+
+// InOrderConsumer is Consumer for a service that applies the stream in
+// order and alone (the modeler, the predictor): its acks are cumulative
+// (AckAllPolicy), so an ack acknowledges every message before it too. An ack
+// lost with a server that goes away is then made good by the next one, and
+// one confirmed ack (ConfirmAck) of the last message applied confirms them
+// all.
+func (b *Bus) InOrderConsumer(ctx context.Context, stream, durable string, filters []string, startSeq uint64, maxAckPending int) (jetstream.Consumer, error) {
+	return b.consumer(ctx, stream, durable, filters, startSeq, maxAckPending, jetstream.AckAllPolicy, nil)
+}
+
+func (b *Bus) consumer(ctx context.Context, stream, durable string, filters []string, startSeq uint64, maxAckPending int, ack jetstream.AckPolicy, opts []ConsumerOpt) (jetstream.Consumer, error) {
+	cc := jetstream.ConsumerConfig{Durable: durable, AckPolicy: ack, FilterSubjects: filters,
+		MaxAckPending: maxAckPending, AckWait: AckWait, MaxDeliver: -1, Replicas: b.cfg.Replicas}
+	for _, o := range opts {
+		o(&cc)
+	}
 	if startSeq > 0 {
-		if err := b.JS.DeleteConsumer(ctx, stream, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := b.Retry(ctx, "reset consumer "+durable, func(ctx context.Context) error {
+			err := b.JS.DeleteConsumer(ctx, stream, durable)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil
+			}
+			return err
+		}); err != nil {
 			return nil, fmt.Errorf("reset consumer %s: %w", durable, err)
 		}
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = startSeq
 	}
-	c, err := b.JS.CreateOrUpdateConsumer(ctx, stream, cc)
-	if err != nil {
+	var c jetstream.Consumer
+	if err := b.Retry(ctx, "create consumer "+durable, func(ctx context.Context) (err error) {
+		c, err = b.JS.CreateOrUpdateConsumer(ctx, stream, cc)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", durable, stream, err)
 	}
 	return c, nil

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,7 @@ import (
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 	"github.com/gpsscan/gps/services/modeler"
 	"github.com/gpsscan/gps/services/predictor"
@@ -52,6 +54,11 @@ type Deps struct {
 	Config Config
 	Bus    *bus.Bus
 	Log    *zap.Logger
+	// Metrics, optional, are shared by the four services (one registry for
+	// the process). The modeler and the predictor both set the model gauges:
+	// in one process they hold the same model, up to their lag.
+	Metrics *telemetry.Metrics
+	Ready   func() // optional: called once the modeler, predictor and prober consume
 }
 
 // Summary is the last line of a world run.
@@ -84,19 +91,31 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 	mc := modeler.Config{Hitrate: c.Hitrate, Step: c.Step}.WithDefaults()
 	pc := predictor.Config{Hitrate: c.Hitrate}.WithDefaults()
 	rc := prober.Config{World: c.World, Latency: c.Latency, Loss: c.Loss, Hitrate: c.Hitrate}.WithDefaults()
+	// Ready once the three long-running services consume.
+	var waiting atomic.Int32
+	waiting.Store(3)
+	ready := func() {
+		if waiting.Add(-1) == 0 && d.Ready != nil {
+			d.Ready()
+		}
+	}
 	g.Go(func() error {
-		return modeler.Run(gctx, modeler.Deps{Config: mc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "modeler")), Stats: &st.Modeler})
+		return modeler.Run(gctx, modeler.Deps{Config: mc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "modeler")), Stats: &st.Modeler,
+			Metrics: d.Metrics, Ready: ready})
 	})
 	g.Go(func() error {
-		return predictor.Run(gctx, predictor.Deps{Config: pc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "predictor")), Stats: &st.Predictor})
+		return predictor.Run(gctx, predictor.Deps{Config: pc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "predictor")), Stats: &st.Predictor,
+			Metrics: d.Metrics, Ready: ready})
 	})
 	g.Go(func() error {
-		return prober.Run(gctx, prober.Deps{Config: rc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober})
+		return prober.Run(gctx, prober.Deps{Config: rc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober,
+			Metrics: d.Metrics, Ready: ready})
 	})
 	if c.World != "" {
 		sc := seeder.Config{Import: filepath.Join(c.World, "seed.jsonl")}.WithDefaults()
 		g.Go(func() error {
-			return seeder.Run(gctx, seeder.Deps{Config: sc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder})
+			return seeder.Run(gctx, seeder.Deps{Config: sc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder,
+				Metrics: d.Metrics})
 		})
 	}
 	if c.World == "" {
@@ -131,9 +150,13 @@ func ignoreCanceled(err error) error {
 	return err
 }
 
+// requestTimeout bounds each look at the streams of WaitIdle.
+const requestTimeout = 5 * time.Second
+
 // WaitIdle returns once the seed is in, the plan is published, and every
 // consumer has nothing pending or unacknowledged, with no stream growing,
-// for the quiet period.
+// for the quiet period. A look that fails while the cluster is unavailable
+// (bus.Transient) is tried again.
 func WaitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Logger) error {
 	kv, err := b.Control(ctx)
 	if err != nil {
@@ -150,15 +173,25 @@ func WaitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Log
 			return ctx.Err()
 		case <-tick.C:
 		}
-		if _, err := kv.Get(ctx, bus.KeyPlan); err != nil {
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue
-			}
-			return fmt.Errorf("wait for the plan: %w", err)
+		// Each look bounded on its own: a request lost while a cluster
+		// elects a leader must not wait for ctx's deadline.
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		_, err := kv.Get(rctx, bus.KeyPlan)
+		var state string
+		var idle bool
+		if err == nil {
+			state, idle, err = pipelineState(rctx, b)
 		}
-		state, idle, err := pipelineState(ctx, b)
-		if err != nil {
-			return err
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			continue
+		case ctx.Err() == nil && bus.Transient(err):
+			last, since = "", time.Time{} // look again
+			continue
+		default:
+			return fmt.Errorf("wait for the pipeline: %w", err)
 		}
 		if time.Since(lastLog) > 5*time.Second {
 			log.Info("pipeline progress", zap.String("state", state))
@@ -242,26 +275,40 @@ func Summarize(ctx context.Context, b *bus.Bus, world string, probes uint64) (*S
 	return s, nil
 }
 
-// EachMessage reads a whole stream with an ordered consumer.
+// EachMessage reads a whole stream with an ordered consumer. Requests that
+// fail while the cluster is unavailable are retried (bus.Retry); fn sees
+// each message once.
 func EachMessage(ctx context.Context, b *bus.Bus, stream string, fn func([]byte)) error {
-	str, err := b.JS.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", stream, err)
-	}
-	info, err := str.Info(ctx)
-	if err != nil {
+	var info *jetstream.StreamInfo
+	if err := b.Retry(ctx, "read "+stream, func(ctx context.Context) error {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		str, err := b.JS.Stream(rctx, stream)
+		if err == nil {
+			info, err = str.Info(rctx)
+		}
+		return err
+	}); err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	cons, err := b.JS.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
+	var cons jetstream.Consumer
+	if err := b.Retry(ctx, "read "+stream, func(ctx context.Context) (err error) {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		cons, err = b.JS.OrderedConsumer(rctx, stream, jetstream.OrderedConsumerConfig{})
+		return err
+	}); err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
-	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
+	for empty := 0; ; {
+		var batch jetstream.MessageBatch
+		if err := b.Retry(ctx, "read "+stream, func(context.Context) (err error) {
+			batch, err = cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+			return err
+		}); err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
 		got := 0
@@ -273,11 +320,16 @@ func EachMessage(ctx context.Context, b *bus.Bus, stream string, fn func([]byte)
 				return nil
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !bus.Transient(err) {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
-		if got == 0 {
-			return nil // nothing more to read
+		if got > 0 {
+			empty = 0
+			continue
+		}
+		// Nothing in this fetch: the end, unless the cluster was busy.
+		if empty++; empty >= 3 {
+			return nil
 		}
 	}
 }

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/model"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
@@ -31,14 +33,17 @@ const (
 	progressInterval = 5 * time.Second
 	tickInterval     = time.Second
 	shutdownTimeout  = time.Minute
+	gaugeInterval    = 5 * time.Second // model gauges and consumer lag
 )
 
 // Deps are what Run needs.
 type Deps struct {
-	Config Config
-	Bus    *bus.Bus
-	Log    *zap.Logger
-	Stats  *Stats // optional: counters to read while it runs
+	Config  Config
+	Bus     *bus.Bus
+	Log     *zap.Logger
+	Stats   *Stats             // optional: counters to read while it runs
+	Metrics *telemetry.Metrics // optional: results in, dead letters, model gauges, consumer lag, handle time
+	Ready   func()             // optional: called once the consumer is set up
 }
 
 // Stats are the modeler's counters; safe to read while Run runs.
@@ -52,6 +57,7 @@ type Stats struct {
 	PlanMessages atomic.Int64  // targets messages of the priors plan published
 	Seq          atomic.Uint64 // RESULTS stream sequence of the last message processed
 	Planned      atomic.Bool   // the priors plan is published (by this run or an earlier one)
+	Resyncs      atomic.Int64  // consumer restarts after a gap in the deliveries
 }
 
 type modeler struct {
@@ -62,8 +68,18 @@ type modeler struct {
 	kv    jetstream.KeyValue
 	store jetstream.ObjectStore
 
-	m   *model.Model
-	seq uint64 // RESULTS sequence of the last message processed
+	m      *model.Model
+	seq    uint64        // RESULTS sequence of the last message processed
+	resync bool          // the next message delivered starts a new subscription
+	newest jetstream.Msg // the last message applied
+	held   jetstream.Msg // applied, not yet acked (see ackApplied)
+
+	ready        func()
+	metrics      *telemetry.Metrics // nil: no metrics
+	resultsIn    map[string]prometheus.Counter
+	deadLettered prometheus.Counter
+	handleTime   prometheus.Observer
+	lastGauges   time.Time
 
 	seed      *wire.SeedDone
 	planned   bool
@@ -94,7 +110,16 @@ func Run(ctx context.Context, d Deps) error {
 	if st == nil {
 		st = &Stats{}
 	}
-	s := &modeler{cfg: cfg, b: d.Bus, log: log, st: st, buf: new(bytes.Buffer)}
+	s := &modeler{cfg: cfg, b: d.Bus, log: log, st: st, buf: new(bytes.Buffer), ready: d.Ready, metrics: d.Metrics}
+	if m := d.Metrics; m != nil {
+		m.Init(Service)
+		s.resultsIn = make(map[string]prometheus.Counter)
+		for _, p := range telemetry.Phases() {
+			s.resultsIn[p] = m.ResultsIn.WithLabelValues(Service, p)
+		}
+		s.deadLettered = m.DeadLettered.WithLabelValues(Service)
+		s.handleTime = m.MessageHandle.WithLabelValues(Service)
+	}
 
 	if err := s.open(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -102,6 +127,7 @@ func Run(ctx context.Context, d Deps) error {
 		}
 		return err
 	}
+	s.updateGauges(true)
 
 	var wg sync.WaitGroup
 	stopProgress := make(chan struct{})
@@ -110,6 +136,20 @@ func Run(ctx context.Context, d Deps) error {
 		defer wg.Done()
 		s.progress(stopProgress)
 	}()
+	if d.Metrics != nil {
+		gauge := d.Metrics.ConsumerPending.WithLabelValues(Service, bus.StreamResults)
+		pctx, stopPending := context.WithCancel(ctx)
+		defer stopPending()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.b.PollPending(pctx, bus.StreamResults, Service, gaugeInterval, func(n uint64) { gauge.Set(float64(n)) })
+		}()
+		go func() { // PollPending returns when pctx ends: end it with the loop
+			<-stopProgress
+			stopPending()
+		}()
+	}
 
 	err := s.loop(ctx)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -138,8 +178,13 @@ func (s *modeler) open(ctx context.Context) error {
 	if s.store, err = s.b.Snapshots(ctx); err != nil {
 		return err
 	}
-	m, seq, found, err := loadSnapshot(ctx, s.store, SnapshotObject)
-	if err != nil {
+	var m *model.Model
+	var seq uint64
+	var found bool
+	if err := s.b.Retry(ctx, "load snapshot", func(ctx context.Context) (err error) {
+		m, seq, found, err = loadSnapshot(ctx, s.store, SnapshotObject)
+		return err
+	}); err != nil {
 		return err
 	}
 	if found {
@@ -152,7 +197,10 @@ func (s *modeler) open(ctx context.Context) error {
 	s.m, s.seq, s.snapSeq, s.lastSnap = m, seq, seq, time.Now()
 	s.st.Seq.Store(seq)
 
-	switch _, err := s.kv.Get(ctx, bus.KeyPlan); {
+	switch err := s.b.Retry(ctx, "get plan record", func(ctx context.Context) error {
+		_, err := s.kv.Get(ctx, bus.KeyPlan)
+		return err
+	}); {
 	case err == nil:
 		s.planned = true
 		s.st.Planned.Store(true)
@@ -163,24 +211,59 @@ func (s *modeler) open(ctx context.Context) error {
 	return nil
 }
 
+// subscription is the consumer and the reader on it.
+type subscription struct {
+	rd   *reader
+	stop context.CancelFunc
+	wait func()
+}
+
+// subscribe (re)creates the consumer to deliver from the message after
+// s.seq and starts reading it. The first message it delivers is taken
+// whatever its sequence (the ones before it may have been deleted by the
+// stream's limits); after that a gap means deliveries were lost.
+func (s *modeler) subscribe(ctx context.Context) (*subscription, error) {
+	cons, err := s.b.InOrderConsumer(ctx, bus.StreamResults, Service, nil, s.seq+1, 4*s.cfg.Fetch)
+	if err != nil {
+		return nil, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	rd := newReader(cons, s.cfg.Fetch, s.log)
+	s.resync = true
+	return &subscription{rd: rd, stop: stop, wait: rd.start(rctx)}, nil
+}
+
 // loop applies results in stream order, as the reader hands them on.
 func (s *modeler) loop(ctx context.Context) error {
-	w, err := s.kv.Watch(ctx, bus.KeySeed)
-	if err != nil {
+	var w jetstream.KeyWatcher
+	if err := s.b.Retry(ctx, "watch seed record", func(ctx context.Context) (err error) {
+		w, err = s.kv.Watch(ctx, bus.KeySeed)
+		return err
+	}); err != nil {
 		return fmt.Errorf("watch seed record: %w", err)
 	}
 	defer w.Stop()
 	seedCh := w.Updates()
 
-	cons, err := s.b.Consumer(ctx, bus.StreamResults, Service, nil, s.seq+1, 4*s.cfg.Fetch)
+	sub, err := s.subscribe(ctx)
 	if err != nil {
 		return err
 	}
-	rctx, stop := context.WithCancel(ctx)
-	rd := newReader(cons, s.cfg.Fetch, s.log)
-	wait := rd.start(rctx)
-	defer wait()
-	defer stop()
+	if s.ready != nil {
+		s.ready()
+	}
+	// On return: stop the reader and nak what it handed on and was not
+	// applied (from cur's item next on).
+	var cur *chunk
+	next := 0
+	defer func() {
+		sub.stop()
+		sub.wait()
+		s.confirmAcks(ctx)
+		if n := sub.rd.release(cur, next); n > 0 {
+			s.log.Info("released unapplied results", zap.Int("messages", n))
+		}
+	}()
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
@@ -188,14 +271,14 @@ func (s *modeler) loop(ctx context.Context) error {
 		var c *chunk
 		ok := true
 		select {
-		case c, ok = <-rd.ordered:
+		case c, ok = <-sub.rd.ordered:
 		default:
 			// Nothing waiting: do the periodic work, then wait.
 			if err := s.idle(ctx); err != nil {
 				return err
 			}
 			select {
-			case c, ok = <-rd.ordered:
+			case c, ok = <-sub.rd.ordered:
 			case e, open := <-seedCh:
 				if !open {
 					seedCh = nil
@@ -213,8 +296,9 @@ func (s *modeler) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch results: %w", rd.err)
+			return fmt.Errorf("fetch results: %w", sub.rd.err)
 		}
+		cur, next = c, 0
 		select {
 		case <-c.done:
 		case <-ctx.Done():
@@ -229,16 +313,98 @@ func (s *modeler) loop(ctx context.Context) error {
 			}
 		default:
 		}
-		for i := range c.items {
-			if err := s.apply(ctx, &c.items[i]); err != nil {
+		gap := false
+		for next < len(c.items) {
+			it := &c.items[next]
+			if !it.noMeta {
+				if !s.resync && it.seq > s.seq+1 {
+					gap = true
+					break
+				}
+				s.resync = false
+			}
+			if err := s.apply(ctx, it); err != nil {
 				return err
 			}
+			next++
 		}
-		rd.put(c)
+		s.observe(c.items[:next])
+		s.ackApplied()
+		if gap {
+			// Deliveries were lost (a server went away with them in
+			// flight); they come back only after AckWait, and out of
+			// order. Read again from the first result not applied.
+			s.log.Warn("gap in the results delivered: reading again from the first missing one",
+				zap.Uint64("seq", s.seq), zap.Uint64("delivered", c.items[next].seq))
+			s.st.Resyncs.Add(1)
+			sub.stop()
+			sub.wait()
+			s.held, s.newest = nil, nil // the consumer is recreated: nothing to ack on the old one
+			cur = nil
+			if sub, err = s.subscribe(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		cur = nil
+		sub.rd.put(c)
 		if s.seq != s.snapSeq && time.Since(s.lastSnap) >= s.cfg.SnapshotInterval {
 			s.snapshot(ctx)
 		}
+		s.updateGauges(false)
 	}
+}
+
+// ackApplied acknowledges what was applied: the consumer's acks are
+// cumulative, so acking the message held so far acknowledges everything
+// before it; the newest applied message is held unacked until the next
+// chunk, or until the loop is idle, when confirmAcks has the server confirm
+// its ack (and so all of them). A plain ack lost with a server that goes
+// away is made good by the next one.
+func (s *modeler) ackApplied() {
+	if s.newest == nil || s.newest == s.held {
+		return
+	}
+	if s.held != nil {
+		if err := s.held.Ack(); err != nil {
+			s.log.Debug("ack failed", zap.Error(err))
+		}
+	}
+	s.held = s.newest
+}
+
+// confirmAcks acks the held message and waits for the server to confirm it.
+func (s *modeler) confirmAcks(ctx context.Context) {
+	if s.held == nil {
+		return
+	}
+	if err := bus.ConfirmAck(ctx, s.log, s.held); err != nil {
+		s.log.Warn("ack not confirmed", zap.Error(err))
+	}
+	s.held = nil
+}
+
+// observe records the handling time of the messages applied.
+func (s *modeler) observe(items []item) {
+	if s.handleTime == nil || len(items) == 0 {
+		return
+	}
+	now := time.Now()
+	for i := range items {
+		s.handleTime.Observe(now.Sub(items[i].recv).Seconds())
+	}
+}
+
+// updateGauges sets the model gauges, every gaugeInterval (or now, with force).
+func (s *modeler) updateGauges(force bool) {
+	if s.metrics == nil || s.m == nil || !force && time.Since(s.lastGauges) < gaugeInterval {
+		return
+	}
+	s.lastGauges = time.Now()
+	ms := s.m.Stats()
+	s.metrics.ModelKeys.Set(float64(ms.Keys))
+	s.metrics.ModelHosts.Set(float64(ms.Hosts))
+	s.metrics.ModelBytes.Set(float64(s.m.SizeInBytes()))
 }
 
 // apply applies one decoded message.
@@ -277,15 +443,19 @@ func (s *modeler) apply(ctx context.Context, it *item) error {
 				zap.NamedError("reason", it.err), zap.Error(err))
 		} else {
 			s.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+			if s.deadLettered != nil {
+				s.deadLettered.Inc()
+			}
 		}
 		s.st.Bad.Add(1)
 	} else {
 		s.m.Add(&it.svc)
 		s.st.Results.Add(1)
-		s.since++
-		if err := it.msg.Ack(); err != nil {
-			s.log.Debug("ack failed", zap.Uint64("seq", seq), zap.Error(err))
+		if c := s.resultsIn[it.phase]; c != nil {
+			c.Inc()
 		}
+		s.since++
+		s.newest = it.msg // acked cumulatively: see ackApplied
 	}
 	s.seq = seq
 	s.st.Seq.Store(seq)
@@ -303,6 +473,8 @@ func (s *modeler) apply(ctx context.Context, it *item) error {
 // idle runs when no message is waiting: interval snapshots and the check for
 // a seed whose last messages never arrive.
 func (s *modeler) idle(ctx context.Context) error {
+	s.confirmAcks(ctx)
+	s.updateGauges(false)
 	if s.seq != s.snapSeq && time.Since(s.lastSnap) >= s.cfg.SnapshotInterval {
 		s.snapshot(ctx)
 	}
@@ -334,7 +506,11 @@ func (s *modeler) onSeed(ctx context.Context, e jetstream.KeyValueEntry) error {
 
 // getSeed reads the seed record, if there is one.
 func (s *modeler) getSeed(ctx context.Context) error {
-	e, err := s.kv.Get(ctx, bus.KeySeed)
+	var e jetstream.KeyValueEntry
+	err := s.b.Retry(ctx, "get seed record", func(ctx context.Context) (err error) {
+		e, err = s.kv.Get(ctx, bus.KeySeed)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -393,6 +569,7 @@ func (s *modeler) snapshot(ctx context.Context) {
 		return
 	}
 	s.snapSeq, s.since, s.lastSnap = s.seq, 0, time.Now()
+	s.updateGauges(true)
 	data, seq, started := s.buf.Bytes(), s.seq, time.Now()
 	ch := make(chan error, 1)
 	s.upload = ch
@@ -433,9 +610,12 @@ func (s *modeler) finalSnapshot(ctx context.Context) error {
 	if err := EncodeSnapshot(s.buf, s.seq, s.m); err != nil {
 		return fmt.Errorf("final snapshot: %w", err)
 	}
-	if err := putSnapshot(ctx, s.store, SnapshotObject, s.buf.Bytes()); err != nil {
+	if err := s.b.Retry(ctx, "final snapshot", func(ctx context.Context) error {
+		return putSnapshot(ctx, s.store, SnapshotObject, s.buf.Bytes())
+	}); err != nil {
 		return fmt.Errorf("final snapshot: %w", err)
 	}
+	s.updateGauges(true)
 	s.snapSeq = s.seq
 	s.st.Snapshots.Add(1)
 	s.log.Info("snapshot stored", zap.Uint64("seq", s.seq), zap.Int("bytes", s.buf.Len()))

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -69,7 +70,7 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	plan := append(gpsPlan, extra...)
 	now := time.Now().UTC()
 	msgs := PlanTargets(plan, s.cfg.PlanBatch, now)
-	pub := newPublisher(s.b.JS)
+	pub := newPublisher(s.b)
 	subject := wire.TargetsSubject(wire.PhasePriors)
 	var probes uint64
 	for _, g := range plan {
@@ -91,7 +92,10 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("encode plan record: %w", err)
 	}
-	if _, err := s.kv.Create(ctx, bus.KeyPlan, rec); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+	if err := s.b.Retry(ctx, "record plan", func(ctx context.Context) error {
+		_, err := s.kv.Create(ctx, bus.KeyPlan, rec)
+		return err
+	}); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("record plan: %w", err)
 	}
 	s.planned = true
@@ -169,6 +173,7 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 
 // publisher publishes asynchronously and checks every ack.
 type publisher struct {
+	b    *bus.Bus
 	js   jetstream.JetStream
 	futs []pending
 }
@@ -179,12 +184,12 @@ type pending struct {
 	id      string
 }
 
-func newPublisher(js jetstream.JetStream) *publisher { return &publisher{js: js} }
+func newPublisher(b *bus.Bus) *publisher { return &publisher{b: b, js: b.JS} }
 
 func (p *publisher) publish(ctx context.Context, subject, id string, data []byte) error {
-	f, err := p.js.PublishAsync(subject, data, jetstream.WithMsgID(id))
+	f, err := p.b.PublishAsync(ctx, &nats.Msg{Subject: subject, Data: data}, id)
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return err
 	}
 	p.futs = append(p.futs, pending{f, subject, id})
 	if len(p.futs) >= maxAsync {
@@ -193,7 +198,8 @@ func (p *publisher) publish(ctx context.Context, subject, id string, data []byte
 	return nil
 }
 
-// flush waits for every ack; a publish that failed is retried once, synchronously.
+// flush waits for every ack; a publish that failed is published again,
+// synchronously, retried while the cluster is unavailable (bus.Retry).
 func (p *publisher) flush(ctx context.Context) error {
 	if len(p.futs) == 0 {
 		return nil
@@ -206,7 +212,8 @@ func (p *publisher) flush(ctx context.Context) error {
 		case <-x.f.Ok():
 			continue
 		case err := <-x.f.Err():
-			if _, err2 := p.js.PublishMsg(ctx, x.f.Msg(), jetstream.WithMsgID(x.id)); err2 != nil {
+			m := x.f.Msg()
+			if _, err2 := p.b.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data}, x.id); err2 != nil {
 				return fmt.Errorf("publish %s: %w", x.subject, errors.Join(err, err2))
 			}
 		case <-ctx.Done():

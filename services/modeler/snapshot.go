@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,6 +22,12 @@ const SnapshotObject = "modeler"
 // followed by the RESULTS stream sequence the model covers (uint64, big
 // endian) and the model itself (model.WriteTo).
 const snapMagic = "GPSMODL\x01"
+
+// putTimeout bounds one snapshot upload: 15 s, and a second for every
+// 20 MB.
+func putTimeout(n int) time.Duration {
+	return 15*time.Second + time.Duration(n/20e6)*time.Second
+}
 
 // ErrSnapshot marks a snapshot that cannot be read.
 var ErrSnapshot = errors.New("bad snapshot")
@@ -80,6 +87,10 @@ func loadSnapshot(ctx context.Context, store jetstream.ObjectStore, name string)
 
 // putSnapshot stores an encoded snapshot under name, replacing the last one.
 func putSnapshot(ctx context.Context, store jetstream.ObjectStore, name string, data []byte) error {
+	// An object store put waits for the acks of all its chunks with ctx
+	// only: a lost ack (a server going away) would hold it until ctx ends.
+	ctx, cancel := context.WithTimeout(ctx, putTimeout(len(data)))
+	defer cancel()
 	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: name, Description: "model snapshot: magic, RESULTS sequence, model"},
 		bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("put snapshot %s: %w", name, err)

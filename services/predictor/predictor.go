@@ -17,13 +17,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
@@ -35,6 +38,7 @@ const (
 	progressInterval = 5 * time.Second
 	tickInterval     = time.Second
 	shutdownTimeout  = time.Minute
+	gaugeInterval    = 5 * time.Second // model gauges and consumer lag
 	// maxAsync bounds the publishes in flight before waiting for their acks
 	// (below the client's limit of stalled publishes).
 	maxAsync = 1000
@@ -42,10 +46,12 @@ const (
 
 // Deps are what Run needs.
 type Deps struct {
-	Config Config
-	Bus    *bus.Bus
-	Log    *zap.Logger
-	Stats  *Stats // optional: counters to read while it runs
+	Config  Config
+	Bus     *bus.Bus
+	Log     *zap.Logger
+	Stats   *Stats             // optional: counters to read while it runs
+	Metrics *telemetry.Metrics // optional: results in, predictions out, latency, model gauges, consumer lag, handle time
+	Ready   func()             // optional: called once the consumer is set up
 }
 
 // Stats are the predictor's counters; safe to read while Run runs.
@@ -57,6 +63,7 @@ type Stats struct {
 	Hosts       atomic.Int64  // hosts the predictor tracks
 	Snapshots   atomic.Int64  // snapshots stored
 	Seq         atomic.Uint64 // RESULTS stream sequence of the last message processed and acknowledged
+	Resyncs     atomic.Int64  // consumer restarts after a gap in the deliveries
 }
 
 type predictor struct {
@@ -67,12 +74,22 @@ type predictor struct {
 	store jetstream.ObjectStore
 
 	state
-	seq   uint64 // RESULTS sequence of the last message processed
-	feats []features.ID
+	seq    uint64 // RESULTS sequence of the last message processed
+	resync bool   // the next message delivered starts a new subscription
+	feats  []features.ID
 
 	pub    publisher
-	acks   []jetstream.Msg // processed results whose predictions are not yet acknowledged
-	failed error           // a publish failed: the state is ahead of the bus, never snapshot it
+	acks   []pendingAck  // processed results whose predictions are not yet acknowledged
+	held   jetstream.Msg // processed and published, not yet acked (see flush)
+	failed error         // a publish failed: the state is ahead of the bus, never snapshot it
+
+	ready        func()
+	metrics      *telemetry.Metrics // nil: no metrics
+	resultsIn    map[string]prometheus.Counter
+	predsOut     map[string]prometheus.Counter
+	deadLettered prometheus.Counter
+	handleTime   prometheus.Observer
+	lastGauges   time.Time
 
 	snapSeq  uint64
 	since    int
@@ -99,13 +116,26 @@ func Run(ctx context.Context, d Deps) error {
 	if st == nil {
 		st = &Stats{}
 	}
-	p := &predictor{cfg: cfg, b: d.Bus, log: log, st: st, buf: new(bytes.Buffer), pub: publisher{js: d.Bus.JS}}
+	p := &predictor{cfg: cfg, b: d.Bus, log: log, st: st, buf: new(bytes.Buffer), pub: publisher{b: d.Bus, js: d.Bus.JS},
+		ready: d.Ready, metrics: d.Metrics}
+	if m := d.Metrics; m != nil {
+		m.Init(Service)
+		p.resultsIn = make(map[string]prometheus.Counter)
+		p.predsOut = make(map[string]prometheus.Counter)
+		for _, ph := range telemetry.Phases() {
+			p.resultsIn[ph] = m.ResultsIn.WithLabelValues(Service, ph)
+			p.predsOut[ph] = m.PredictionsOut.WithLabelValues(ph)
+		}
+		p.deadLettered = m.DeadLettered.WithLabelValues(Service)
+		p.handleTime = m.MessageHandle.WithLabelValues(Service)
+	}
 	if err := p.open(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	p.updateGauges(true)
 
 	var wg sync.WaitGroup
 	stopProgress := make(chan struct{})
@@ -114,6 +144,20 @@ func Run(ctx context.Context, d Deps) error {
 		defer wg.Done()
 		p.progress(stopProgress)
 	}()
+	if d.Metrics != nil {
+		gauge := d.Metrics.ConsumerPending.WithLabelValues(Service, bus.StreamResults)
+		pctx, stopPending := context.WithCancel(ctx)
+		defer stopPending()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.b.PollPending(pctx, bus.StreamResults, Service, gaugeInterval, func(n uint64) { gauge.Set(float64(n)) })
+		}()
+		go func() { // PollPending returns when pctx ends: end it with the loop
+			<-stopProgress
+			stopPending()
+		}()
+	}
 
 	err := p.loop(ctx)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -135,6 +179,7 @@ func Run(ctx context.Context, d Deps) error {
 		}
 		return errors.Join(err, e)
 	}
+	p.confirmAcks(sctx)
 	if e := p.finalSnapshot(sctx); e != nil {
 		err = errors.Join(err, e)
 	}
@@ -150,8 +195,13 @@ func (p *predictor) open(ctx context.Context) error {
 	if p.store, err = p.b.Snapshots(ctx); err != nil {
 		return err
 	}
-	st, seq, found, err := loadSnapshot(ctx, p.store)
-	if err != nil {
+	var st *state
+	var seq uint64
+	var found bool
+	if err := p.b.Retry(ctx, "load snapshot", func(ctx context.Context) (err error) {
+		st, seq, found, err = loadSnapshot(ctx, p.store)
+		return err
+	}); err != nil {
 		return err
 	}
 	if found {
@@ -169,19 +219,51 @@ func (p *predictor) open(ctx context.Context) error {
 	return nil
 }
 
+// subscription is the consumer and the reader on it.
+type subscription struct {
+	rd   *reader
+	stop context.CancelFunc
+	wait func()
+}
+
+// subscribe (re)creates the consumer to deliver from the message after
+// p.seq and starts reading it. The first message it delivers is taken
+// whatever its sequence (the ones before it may have been deleted by the
+// stream's limits); after that a gap means deliveries were lost.
+func (p *predictor) subscribe(ctx context.Context) (*subscription, error) {
+	cons, err := p.b.InOrderConsumer(ctx, bus.StreamResults, Service, nil, p.seq+1, 4*p.cfg.Fetch)
+	if err != nil {
+		return nil, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	rd := newReader(cons, p.cfg.Fetch, p.log)
+	p.resync = true
+	return &subscription{rd: rd, stop: stop, wait: rd.start(rctx)}, nil
+}
+
 // loop applies results in stream order, as the reader hands them on; it
 // publishes and acknowledges whenever nothing more is waiting (and every
 // maxAsync predictions), so a prediction never waits for a batch to fill.
 func (p *predictor) loop(ctx context.Context) error {
-	cons, err := p.b.Consumer(ctx, bus.StreamResults, Service, nil, p.seq+1, 4*p.cfg.Fetch)
+	sub, err := p.subscribe(ctx)
 	if err != nil {
 		return err
 	}
-	rctx, stop := context.WithCancel(ctx)
-	rd := newReader(cons, p.cfg.Fetch, p.log)
-	wait := rd.start(rctx)
-	defer wait()
-	defer stop()
+	if p.ready != nil {
+		p.ready()
+	}
+	// On return: stop the reader and nak what it handed on and was not
+	// handled (from cur's item next on); what was handled is published and
+	// acked by Run's last flush.
+	var cur *chunk
+	next := 0
+	defer func() {
+		sub.stop()
+		sub.wait()
+		if n := sub.rd.release(cur, next); n > 0 {
+			p.log.Info("released unapplied results", zap.Int("messages", n))
+		}
+	}()
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
@@ -189,14 +271,14 @@ func (p *predictor) loop(ctx context.Context) error {
 		var c *chunk
 		ok := true
 		select {
-		case c, ok = <-rd.ordered:
+		case c, ok = <-sub.rd.ordered:
 		default:
 			// Nothing waiting: publish, acknowledge, snapshot, then wait.
 			if err := p.idle(ctx); err != nil {
 				return err
 			}
 			select {
-			case c, ok = <-rd.ordered:
+			case c, ok = <-sub.rd.ordered:
 			case <-tick.C:
 				continue
 			case <-ctx.Done():
@@ -207,18 +289,50 @@ func (p *predictor) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch results: %w", rd.err)
+			return fmt.Errorf("fetch results: %w", sub.rd.err)
 		}
+		cur, next = c, 0
 		select {
 		case <-c.done:
 		case <-ctx.Done():
 			return nil
 		}
-		for i := range c.items {
-			if err := p.handle(ctx, &c.items[i]); err != nil {
+		gap := false
+		for next < len(c.items) {
+			it := &c.items[next]
+			if !it.noMeta {
+				if !p.resync && it.seq > p.seq+1 {
+					gap = true
+					break
+				}
+				p.resync = false
+			}
+			if err := p.handle(ctx, it); err != nil {
 				return err
 			}
+			next++
 		}
+		if gap {
+			// Deliveries were lost (a server went away with them in
+			// flight); they come back only after AckWait, and out of
+			// order. Publish and ack what was handled, then read again
+			// from the first result not handled.
+			p.log.Warn("gap in the results delivered: reading again from the first missing one",
+				zap.Uint64("seq", p.seq), zap.Uint64("delivered", c.items[next].seq))
+			p.st.Resyncs.Add(1)
+			if err := p.flush(ctx); err != nil {
+				return err
+			}
+			sub.stop()
+			sub.wait()
+			p.held = nil // the consumer is recreated: nothing to ack on the old one
+			cur = nil
+			if sub, err = p.subscribe(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		cur = nil
 		if len(p.acks) >= p.cfg.Fetch {
 			// Under a steady flow: acknowledge (and snapshot) without waiting
 			// for a pause, within the consumer's limit of pending acks.
@@ -251,25 +365,43 @@ func (p *predictor) handle(ctx context.Context, it *item) error {
 				zap.NamedError("reason", it.err), zap.Error(err))
 		} else {
 			p.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+			if p.deadLettered != nil {
+				p.deadLettered.Inc()
+			}
 		}
 		p.st.Bad.Add(1)
 		p.seq = seq
 		return nil
 	}
-	if err := p.apply(ctx, &it.svc, it.phase, seq); err != nil {
+	n, err := p.apply(ctx, &it.svc, it.phase, seq)
+	if err != nil {
 		p.failed = err // the model has the result, the bus not all of its predictions
 		return err
 	}
 	p.st.Results.Add(1)
-	p.acks = append(p.acks, it.msg)
+	if c := p.resultsIn[it.phase]; c != nil {
+		c.Inc()
+	}
+	a := pendingAck{msg: it.msg, recv: it.recv}
+	if n > 0 {
+		a.predicted = it.time
+	}
+	p.acks = append(p.acks, a)
 	p.seq = seq
 	p.since++
 	return nil
 }
 
+// pendingAck is a processed result waiting for its predictions' acks.
+type pendingAck struct {
+	msg       jetstream.Msg
+	recv      time.Time // when the reader got it
+	predicted time.Time // the result's time, when it made predictions (else zero)
+}
+
 // apply adds a service to the model and the host, and publishes the host's
-// new predictions when the result is not of the seed.
-func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, seq uint64) error {
+// new predictions when the result is not of the seed; it returns how many.
+func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, seq uint64) (int, error) {
 	p.m.Add(svc)
 	p.feats = p.m.Dict().Of(p.feats[:0], svc, false)
 	h := p.hosts[svc.Addr]
@@ -285,12 +417,13 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 		h.found = append(h.found, model.Found{Port: port, Feats: slices.Clone(p.feats)})
 	}
 	if phase == wire.PhaseSeed {
-		return nil
+		return 0, nil
 	}
 	preds := p.m.Predict(h.found, p.cfg.Hitrate)
 	if len(preds) == 0 {
-		return nil
+		return 0, nil
 	}
+	n := 0
 	ip := row.FormatAddr(svc.Addr)
 	subject := wire.PredictionsSubject(phase)
 	now := time.Now().UTC()
@@ -302,19 +435,20 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 			Evidence:     wire.Evidence{Port: int(x.Evidence.Port), Feature: p.m.Dict().String(x.Feat), Count: x.Count, Support: x.Support},
 			ModelVersion: seq, Time: now})
 		if err != nil {
-			return fmt.Errorf("encode prediction: %w", err)
+			return n, fmt.Errorf("encode prediction: %w", err)
 		}
-		if err := p.pub.publish(subject, "pred:"+ip+":"+strconv.Itoa(int(x.Port)), data); err != nil {
-			return err
+		if err := p.pub.publish(ctx, subject, "pred:"+ip+":"+strconv.Itoa(int(x.Port)), phase, data); err != nil {
+			return n, err
 		}
+		n++
 		h.predicted = append(h.predicted, x.Port)
 		if len(p.pub.futs) >= maxAsync {
 			if err := p.flush(ctx); err != nil {
-				return err
+				return n, err
 			}
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // flush waits for the predictions published so far, then acknowledges the
@@ -325,15 +459,32 @@ func (p *predictor) flush(ctx context.Context) error {
 	}
 	// Not cancelled with ctx: what was published is waited for (at most a
 	// minute), so a stop never leaves the state ahead of the bus.
-	n, err := p.pub.flush(context.WithoutCancel(ctx))
+	n, err := p.pub.flush(context.WithoutCancel(ctx), p.predsOut)
 	p.st.Predictions.Add(int64(n))
 	if err != nil {
 		p.failed = err
 		return err
 	}
-	for _, m := range p.acks {
-		if err := m.Ack(); err != nil {
-			p.log.Debug("ack failed", zap.String("subject", m.Subject()), zap.Error(err))
+	// The consumer's acks are cumulative: acking the message held so far
+	// acknowledges everything before it; the newest is held unacked until
+	// the next flush, or until idle confirms its ack (and so all of them).
+	// A plain ack lost with a server that goes away is made good by the
+	// next one.
+	if len(p.acks) > 0 {
+		if p.held != nil {
+			if err := p.held.Ack(); err != nil {
+				p.log.Debug("ack failed", zap.Error(err))
+			}
+		}
+		p.held = p.acks[len(p.acks)-1].msg
+	}
+	now := time.Now()
+	for _, a := range p.acks {
+		if p.metrics != nil {
+			p.handleTime.Observe(now.Sub(a.recv).Seconds())
+			if !a.predicted.IsZero() {
+				p.metrics.PredictionLatency.Observe(max(0, now.Sub(a.predicted).Seconds()))
+			}
 		}
 	}
 	clear(p.acks)
@@ -342,11 +493,36 @@ func (p *predictor) flush(ctx context.Context) error {
 	return nil
 }
 
+// confirmAcks acks the held message and waits for the server to confirm it.
+func (p *predictor) confirmAcks(ctx context.Context) {
+	if p.held == nil {
+		return
+	}
+	if err := bus.ConfirmAck(ctx, p.log, p.held); err != nil {
+		p.log.Warn("ack not confirmed", zap.Error(err))
+	}
+	p.held = nil
+}
+
+// updateGauges sets the model gauges, every gaugeInterval (or now, with force).
+func (p *predictor) updateGauges(force bool) {
+	if p.metrics == nil || p.m == nil || !force && time.Since(p.lastGauges) < gaugeInterval {
+		return
+	}
+	p.lastGauges = time.Now()
+	ms := p.m.Stats()
+	p.metrics.ModelKeys.Set(float64(ms.Keys))
+	p.metrics.ModelHosts.Set(float64(ms.Hosts))
+	p.metrics.ModelBytes.Set(float64(p.m.SizeInBytes()))
+}
+
 // idle flushes and, when due, stores a snapshot.
 func (p *predictor) idle(ctx context.Context) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
+	p.confirmAcks(ctx)
+	p.updateGauges(false)
 	if p.seq != p.snapSeq && (p.since >= p.cfg.SnapshotEvery || time.Since(p.lastSnap) >= p.cfg.SnapshotInterval) {
 		p.snapshot(ctx)
 	}
@@ -406,7 +582,9 @@ func (p *predictor) finalSnapshot(ctx context.Context) error {
 	if err := encodeSnapshot(p.buf, p.seq, &p.state); err != nil {
 		return fmt.Errorf("final snapshot: %w", err)
 	}
-	if err := putSnapshot(ctx, p.store, p.buf.Bytes()); err != nil {
+	if err := p.b.Retry(ctx, "final snapshot", func(ctx context.Context) error {
+		return putSnapshot(ctx, p.store, p.buf.Bytes())
+	}); err != nil {
 		return fmt.Errorf("final snapshot: %w", err)
 	}
 	p.snapSeq = p.seq
@@ -438,44 +616,62 @@ func (p *predictor) progress(stop <-chan struct{}) {
 
 // publisher publishes asynchronously and checks every ack.
 type publisher struct {
-	js   jetstream.JetStream
-	futs []jetstream.PubAckFuture
+	b      *bus.Bus
+	js     jetstream.JetStream
+	futs   []jetstream.PubAckFuture
+	phases []string // of each publish: the phase of the triggering result
 }
 
-func (p *publisher) publish(subject, id string, data []byte) error {
-	f, err := p.js.PublishAsync(subject, data, jetstream.WithMsgID(id))
+func (p *publisher) publish(ctx context.Context, subject, id, phase string, data []byte) error {
+	f, err := p.b.PublishAsync(ctx, &nats.Msg{Subject: subject, Data: data}, id)
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return err
 	}
 	p.futs = append(p.futs, f)
+	p.phases = append(p.phases, phase)
 	return nil
 }
 
-// flush waits for every ack; a publish that failed is retried once,
-// synchronously. It returns the number of messages published.
-func (p *publisher) flush(ctx context.Context) (int, error) {
+// flush waits for every ack; a publish that failed is published again,
+// synchronously, retried while the cluster is unavailable (bus.Retry). It
+// returns the number of messages published, and counts them by phase in
+// out (when not nil).
+func (p *publisher) flush(ctx context.Context, out map[string]prometheus.Counter) (int, error) {
 	if len(p.futs) == 0 {
 		return 0, nil
 	}
 	defer func() {
 		clear(p.futs)
 		p.futs = p.futs[:0]
+		p.phases = p.phases[:0]
 	}()
+	count := func(n int) {
+		for _, ph := range p.phases[:n] {
+			if c := out[ph]; c != nil {
+				c.Inc()
+			}
+		}
+	}
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
 	for i, f := range p.futs {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			if _, err2 := p.js.PublishMsg(ctx, f.Msg()); err2 != nil {
-				return i, fmt.Errorf("publish %s: %w", f.Msg().Subject, errors.Join(err, err2))
+			m := f.Msg()
+			if _, err2 := p.b.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data}, m.Header.Get(jetstream.MsgIDHeader)); err2 != nil {
+				count(i)
+				return i, fmt.Errorf("publish %s: %w", m.Subject, errors.Join(err, err2))
 			}
 		case <-ctx.Done():
+			count(i)
 			return i, fmt.Errorf("publish predictions: %w", ctx.Err())
 		case <-timeout.C:
+			count(i)
 			return i, errors.New("publish predictions: no ack from the server for a minute")
 		}
 	}
+	count(len(p.futs))
 	return len(p.futs), nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -30,6 +31,12 @@ const SnapshotObject = "predictor"
 // endian each) and the ports already predicted for it (the number, then the
 // ports). Features are ids of the model's dictionary.
 const snapMagic = "GPSPRED\x01"
+
+// putTimeout bounds one snapshot upload: 15 s, and a second for every
+// 20 MB.
+func putTimeout(n int) time.Duration {
+	return 15*time.Second + time.Duration(n/20e6)*time.Second
+}
 
 // ErrSnapshot marks a snapshot that cannot be read.
 var ErrSnapshot = errors.New("bad snapshot")
@@ -185,6 +192,10 @@ func loadSnapshot(ctx context.Context, store jetstream.ObjectStore) (st *state, 
 
 // putSnapshot stores an encoded snapshot, replacing the last one.
 func putSnapshot(ctx context.Context, store jetstream.ObjectStore, data []byte) error {
+	// An object store put waits for the acks of all its chunks with ctx
+	// only: a lost ack (a server going away) would hold it until ctx ends.
+	ctx, cancel := context.WithTimeout(ctx, putTimeout(len(data)))
+	defer cancel()
 	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: SnapshotObject,
 		Description: "predictor snapshot: magic, RESULTS sequence, hosts found and predicted, model"}, bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("put snapshot %s: %w", SnapshotObject, err)

@@ -25,6 +25,14 @@
 // Results are checked against the policy again on receipt (as ZMap drops
 // replies from disallowed sources). Undecodable messages are dead-lettered
 // (Stats.Bad). A responder or bus error naks the message for a retry.
+//
+// Stopping (ctx ends): the prober pulls nothing more; a message that arrives
+// from a pull still in flight is nak'ed at once, for another prober. The
+// messages being handled finish (their probes are sent, their results
+// acknowledged by the server, then they are acked) for up to
+// Config.DrainTimeout; what is still unfinished then is nak'ed without
+// delay. Nothing is left to the consumer's AckWait: a rolling update loses
+// no target and delays none by more than the drain.
 package prober
 
 import (
@@ -40,12 +48,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/telemetry"
 )
 
 // Defaults of Config.
 const (
-	DefaultConcurrency = 4
-	DefaultHitrate     = 1e-5 // as batch.DefaultHitrate, GPS's default
+	DefaultConcurrency  = 4
+	DefaultDrainTimeout = 10 * time.Second
+	DefaultHitrate      = 1e-5 // as batch.DefaultHitrate, GPS's default
 	// LabAllow is the allow list of a world run without one.
 	LabAllow = "127.0.0.0/8"
 	// Durable is the consumer name of the probers on TARGETS and PREDICTIONS.
@@ -66,6 +76,9 @@ type Config struct {
 	Loss        float64       // world: probability a service does not answer
 	LossSeed    int64         // world: which services are lost
 	Hitrate     float64       // drop predictions with probability <= this
+	// DrainTimeout bounds how long the messages being handled may take to
+	// finish once ctx ends; then they are nak'ed. 0: 10s.
+	DrainTimeout time.Duration
 }
 
 // RegisterFlags registers the prober's flags on fs with their defaults.
@@ -79,6 +92,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Loss, "loss", 0, "world: probability that a service does not answer (0..1)")
 	fs.Int64Var(&c.LossSeed, "loss-seed", 0, "world: seed of which services are lost")
 	fs.Float64Var(&c.Hitrate, "min-probability", DefaultHitrate, "drop predictions with probability at or below this")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on stop: how long the messages being handled may take to finish before they are nak'ed for another prober")
 }
 
 // WithDefaults returns c with zero fields set to their defaults: Concurrency
@@ -87,6 +101,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c Config) WithDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if len(c.Allow) == 0 && c.AllowFile == "" && c.World != "" {
 		c.Allow = []string{LabAllow}
@@ -110,6 +127,9 @@ func (c Config) Validate() error {
 	}
 	if c.Latency < 0 {
 		bad("latency %v is negative", c.Latency)
+	}
+	if c.DrainTimeout < 0 {
+		bad("drain-timeout %v is negative", c.DrainTimeout)
 	}
 	if !(c.Loss >= 0 && c.Loss <= 1) {
 		bad("loss %v not in [0,1]", c.Loss)
@@ -138,6 +158,7 @@ type Stats struct {
 	Skipped     atomic.Uint64 // targets and predictions already probed or swept by this prober
 	BelowMin    atomic.Uint64 // predictions dropped at or below --min-probability
 	Retried     atomic.Uint64 // messages nak'ed after a responder or bus error
+	Released    atomic.Uint64 // messages nak'ed unfinished or unhandled because the prober stopped
 	Targets     atomic.Uint64 // target messages handled (acked or dead-lettered)
 	Predictions atomic.Uint64 // prediction messages handled (acked or dead-lettered)
 }
@@ -146,10 +167,12 @@ type Stats struct {
 type Deps struct {
 	Config    Config
 	Bus       *bus.Bus
-	Log       *zap.Logger      // the caller names the service (With "service")
-	Stats     *Stats           // optional
-	Responder Responder        // nil: a WorldResponder of Config.World
-	Now       func() time.Time // optional clock; time.Now
+	Log       *zap.Logger        // the caller names the service (With "service")
+	Stats     *Stats             // optional
+	Responder Responder          // nil: a WorldResponder of Config.World
+	Now       func() time.Time   // optional clock; time.Now
+	Metrics   *telemetry.Metrics // optional: probes sent, dead letters, handle time, consumer lag
+	Ready     func()             // optional: called once the consumers are set up
 }
 
 // group runs goroutines that share a context; the first error cancels it

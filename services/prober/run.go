@@ -6,24 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
 // Timing of message handling.
 const (
 	retryDelay   = time.Second      // NakWithDelay after a transient error
-	pullWait     = 5 * time.Second  // expiry of a pull request
-	progressTick = 10 * time.Second // InProgress on long messages (AckWait is 30s)
+	pullWait     = 2 * time.Second  // expiry of a pull request (and the longest wait for one on stop)
+	ackWait      = 10 * time.Second // of the prober's consumers: a delivery lost in flight, or a crashed prober's messages, come back after this
+	keepAlive    = 3 * time.Second  // InProgress on a message being handled, so it is never redelivered meanwhile
 	asyncWindow  = 256              // results in flight before waiting for acks
+	maxAcks      = 256              // acks waiting for their confirmation
+	pendingEvery = 5 * time.Second  // consumer lag gauge refresh
 )
 
 // ErrRefused is the reason of a dead-lettered target outside the policy.
@@ -79,22 +85,50 @@ func run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("run prober: %w", err)
 	}
 	maxAck := max(64, 4*c.Concurrency)
-	tc, err := d.Bus.Consumer(ctx, bus.StreamTargets, Durable, []string{wire.TargetsPrefix + ">"}, 0, maxAck)
+	tc, err := d.Bus.Consumer(ctx, bus.StreamTargets, Durable, []string{wire.TargetsPrefix + ">"}, 0, maxAck, bus.WithAckWait(ackWait))
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
-	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxAck)
+	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxAck, bus.WithAckWait(ackWait))
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
-	p := &prober{c: c, bus: d.Bus, log: log, st: d.Stats, resp: resp, pol: pol, now: d.Now,
+	p := &prober{c: c, bus: d.Bus, log: log, st: d.Stats, resp: resp, pol: pol, now: d.Now, m: d.Metrics, ackSem: make(chan struct{}, maxAcks),
 		probed: make(map[uint64]struct{}), swept: make(map[sweepKey]struct{})}
+	if p.m != nil {
+		p.m.Init(Durable)
+		p.handleTime = p.m.MessageHandle.WithLabelValues(Durable)
+		p.deadLettered = p.m.DeadLettered.WithLabelValues(Durable)
+	}
+	// The messages being handled outlive ctx by the drain timeout at most.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stopDrain := context.AfterFunc(ctx, func() {
+		p.stopping.Store(true)
+		log.Info("stopping: finishing the messages being handled", zap.Duration("drain_timeout", c.DrainTimeout))
+		time.AfterFunc(c.DrainTimeout, hcancel)
+	})
+	defer stopDrain()
 	g, gctx := newGroup(ctx)
-	g.Go(func() error { return p.consume(gctx, tc, "targets", p.handleTargets) })
-	g.Go(func() error { return p.consume(gctx, pc, "predictions", p.handlePrediction) })
+	g.Go(func() error { return p.consume(gctx, hctx, tc, "targets", p.handleTargets) })
+	g.Go(func() error { return p.consume(gctx, hctx, pc, "predictions", p.handlePrediction) })
+	if p.m != nil {
+		for _, s := range []string{bus.StreamTargets, bus.StreamPredictions} {
+			gauge := p.m.ConsumerPending.WithLabelValues(Durable, s)
+			g.Go(func() error {
+				d.Bus.PollPending(gctx, s, Durable, pendingEvery, func(n uint64) { gauge.Set(float64(n)) })
+				return nil
+			})
+		}
+	}
+	if d.Ready != nil {
+		d.Ready()
+	}
 	err = g.Wait()
+	p.ackWG.Wait()
 	log.Info("prober stopped", zap.Uint64("probes", p.st.Probes.Load()), zap.Uint64("found", p.st.Found.Load()),
-		zap.Uint64("refused", p.st.Refused.Load()), zap.Uint64("skipped", p.st.Skipped.Load()))
+		zap.Uint64("refused", p.st.Refused.Load()), zap.Uint64("skipped", p.st.Skipped.Load()),
+		zap.Uint64("released", p.st.Released.Load()))
 	return err
 }
 
@@ -113,31 +147,48 @@ type prober struct {
 	pol  *ipv4.Policy
 	now  func() time.Time
 
+	m            *telemetry.Metrics // nil: no metrics
+	handleTime   prometheus.Observer
+	deadLettered prometheus.Counter
+	stopping     atomic.Bool // ctx ended: unfinished messages are nak'ed without delay
+	ackSem       chan struct{}
+	ackWG        sync.WaitGroup
+
 	mu        sync.Mutex
 	probed    map[uint64]struct{}   // (addr, port) probed by this prober
 	swept     map[sweepKey]struct{} // (prefix, port) groups swept
 	sweptBits [33]bool              // prefix lengths present in swept
 }
 
-// consume runs Concurrency workers on c until ctx ends. Each worker pulls
-// its next message itself (a pull request of one, bounded by pullWait), so
-// the workers share no iterator and a lost pull costs at most pullWait; on
-// stop, nothing is left buffered in the client.
-func (p *prober) consume(ctx context.Context, c jetstream.Consumer, what string, handle func(context.Context, jetstream.Msg)) error {
+// consume runs Concurrency workers on c until ctx ends; each message is
+// handled with hctx, which outlives ctx by the drain timeout. Each worker
+// pulls its next message itself (a pull request of one, expiring after
+// pullWait), so the workers share no iterator and a lost pull costs at most
+// pullWait. A pull is never abandoned while the server may still answer it:
+// on stop, a worker waits for its pull to end and naks what it brings, so
+// nothing is left buffered in the client or delivered to no one.
+func (p *prober) consume(ctx, hctx context.Context, c jetstream.Consumer, what string, handle func(context.Context, jetstream.Msg)) error {
 	var wg sync.WaitGroup
 	for range p.c.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				pctx, cancel := context.WithTimeout(ctx, pullWait)
-				msg, err := c.Next(jetstream.FetchContext(pctx))
-				cancel()
+				msg, err := c.Next(jetstream.FetchMaxWait(pullWait))
 				switch {
-				case ctx.Err() != nil:
+				case err == nil && ctx.Err() != nil:
+					p.release(msg)
 					return
 				case err == nil:
-					handle(ctx, msg)
+					start := time.Now()
+					stop := keepAliveWhile(msg)
+					handle(hctx, msg)
+					stop()
+					if p.handleTime != nil {
+						p.handleTime.Observe(time.Since(start).Seconds())
+					}
+				case ctx.Err() != nil:
+					return
 				case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 				default:
 					p.log.Warn("pull message", zap.String("stream", what), zap.Error(err))
@@ -244,8 +295,14 @@ func (r *results) flush(ctx context.Context) error {
 	return nil
 }
 
-// retry naks msg after a transient error (nothing is remembered as done).
+// retry naks msg after a transient error (nothing is remembered as done),
+// for a retry after retryDelay; when the prober is stopping, at once, for
+// another prober.
 func (p *prober) retry(msg jetstream.Msg, what string, err error) {
+	if p.stopping.Load() {
+		p.release(msg)
+		return
+	}
 	p.st.Retried.Add(1)
 	p.log.Warn("message retried", zap.String("what", what), zap.String("subject", msg.Subject()), zap.Error(err))
 	if nerr := msg.NakWithDelay(retryDelay); nerr != nil {
@@ -253,16 +310,78 @@ func (p *prober) retry(msg jetstream.Msg, what string, err error) {
 	}
 }
 
-// deadLetter moves a message that must not be used to the dead letters.
-func (p *prober) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) {
-	if err := p.bus.DeadLetter(ctx, Durable, msg, reason); err != nil {
-		p.log.Warn("dead-letter", zap.String("subject", msg.Subject()), zap.Error(err))
+// keepAliveWhile tells the server msg is still being handled every
+// keepAlive (InProgress), so it is not redelivered after ackWait, until stop
+// is called.
+func keepAliveWhile(msg jetstream.Msg) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock() // t is set before the first tick reads it
+	t = time.AfterFunc(keepAlive, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			_ = msg.InProgress()
+			t.Reset(keepAlive)
+		}
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 
-func (p *prober) ack(msg jetstream.Msg) {
-	if err := msg.Ack(); err != nil {
-		p.log.Warn("ack", zap.String("subject", msg.Subject()), zap.Error(err))
+// release naks a message the prober will not finish because it stops.
+func (p *prober) release(msg jetstream.Msg) {
+	p.st.Released.Add(1)
+	p.log.Debug("message released on stop", zap.String("subject", msg.Subject()))
+	if err := msg.Nak(); err != nil {
+		p.log.Warn("nak", zap.String("subject", msg.Subject()), zap.Error(err))
+	}
+}
+
+// deadLetter moves a message that must not be used to the dead letters.
+// If that fails, the message is nak'ed to be tried again.
+func (p *prober) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) {
+	if err := p.bus.DeadLetter(ctx, Durable, msg, reason); err != nil {
+		p.retry(msg, "dead-letter", err)
+		return
+	}
+	if p.deadLettered != nil {
+		p.deadLettered.Inc()
+	}
+}
+
+// ack acknowledges msg and has the server confirm it, retrying while the
+// cluster is unavailable: an ack lost with a server that goes away would
+// leave the message to AckWait and a second probe. The confirmation is
+// waited for in the background (at most maxAcks at once), off the worker's
+// path; Run waits for them all before it returns. The effect is done: the
+// ack is not cancelled by a stop; if the server never confirms it, a plain
+// ack goes out with the connection's last flush.
+func (p *prober) ack(ctx context.Context, msg jetstream.Msg) {
+	p.ackSem <- struct{}{}
+	p.ackWG.Add(1)
+	go func() {
+		defer func() {
+			<-p.ackSem
+			p.ackWG.Done()
+		}()
+		if err := bus.ConfirmAck(ctx, p.log, msg); err != nil {
+			p.log.Warn("ack not confirmed", zap.String("subject", msg.Subject()), zap.Error(err))
+		}
+	}()
+}
+
+// probes counts probes sent for targets of a phase.
+func (p *prober) probes(phase string, n uint64) {
+	p.st.Probes.Add(n)
+	if p.m != nil {
+		p.m.ProbesSent.WithLabelValues(phase).Add(float64(n))
 	}
 }
 
@@ -279,12 +398,7 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 	var w work
 	local := make(map[uint64]bool) // repeats inside this message
 	var refused []string
-	tick := time.Now()
 	for _, t := range ts.Targets {
-		if time.Since(tick) > progressTick {
-			_ = msg.InProgress()
-			tick = time.Now()
-		}
 		port := uint16(t.Port)
 		if t.IP != "" {
 			a, _ := row.ParseAddr(t.IP) // valid: DecodeTargets checked it
@@ -303,7 +417,7 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 				p.retry(msg, "probe", err)
 				return
 			}
-			p.st.Probes.Add(1)
+			p.probes(ts.Phase, 1)
 			w.probed = append(w.probed, k)
 			if ok {
 				if err := res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
@@ -335,7 +449,7 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 				p.retry(msg, "sweep", err)
 				return
 			}
-			p.st.Probes.Add(probes)
+			p.probes(ts.Phase, probes)
 			w.swept = append(w.swept, sweepKey{part.First(), part.Bits, port})
 			for _, rw := range found {
 				if err := res.add(ctx, rw, port, part); err != nil {
@@ -360,7 +474,7 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 		p.st.Refused.Add(uint64(len(refused)))
 		return
 	}
-	p.ack(msg)
+	p.ack(ctx, msg)
 }
 
 // sample lists the first few of xs.
@@ -383,7 +497,7 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if pred.Probability <= p.c.Hitrate {
-		p.ack(msg)
+		p.ack(ctx, msg)
 		p.st.BelowMin.Add(1)
 		p.st.Predictions.Add(1)
 		return
@@ -398,7 +512,7 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if p.done(a, port) {
-		p.ack(msg)
+		p.ack(ctx, msg)
 		p.st.Skipped.Add(1)
 		p.st.Predictions.Add(1)
 		return
@@ -408,7 +522,7 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 		p.retry(msg, "probe", err)
 		return
 	}
-	p.st.Probes.Add(1)
+	p.probes(wire.PhasePredicted, 1)
 	res := p.newResults(wire.PhasePredicted)
 	if ok {
 		if err := res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
@@ -421,6 +535,6 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	p.remember(&work{probed: []uint64{svcKey(a, port)}})
-	p.ack(msg)
+	p.ack(ctx, msg)
 	p.st.Predictions.Add(1)
 }

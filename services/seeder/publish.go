@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gpsscan/gps/pkg/bus"
 )
 
 // ackTimeout bounds the wait for the acks of one window of publishes.
@@ -17,6 +20,7 @@ const ackTimeout = time.Minute
 // needs the last one) and retries a publish that failed, with the same
 // Nats-Msg-Id, so nothing is lost silently.
 type publisher struct {
+	b       *bus.Bus
 	js      jetstream.JetStream
 	window  int
 	pending []pendingMsg
@@ -32,15 +36,15 @@ type pendingMsg struct {
 	data    []byte
 }
 
-func newPublisher(js jetstream.JetStream, window int) *publisher {
-	return &publisher{js: js, window: window}
+func newPublisher(b *bus.Bus, window int) *publisher {
+	return &publisher{b: b, js: b.JS, window: window}
 }
 
 // publish queues one message; every window messages it waits for the acks.
 func (p *publisher) publish(ctx context.Context, subject, id string, data []byte) error {
-	f, err := p.js.PublishAsync(subject, data, jetstream.WithMsgID(id))
+	f, err := p.b.PublishAsync(ctx, &nats.Msg{Subject: subject, Data: data}, id)
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", subject, err)
+		return err
 	}
 	p.pending = append(p.pending, pendingMsg{f, subject, id, data})
 	if len(p.pending) >= p.window {
@@ -58,9 +62,10 @@ func (p *publisher) flush(ctx context.Context) error {
 		case ack := <-m.f.Ok():
 			p.record(ack)
 		case err := <-m.f.Err():
-			// A lost or refused ack: publish again, synchronously. The
-			// Nats-Msg-Id makes this safe if the first one was stored.
-			ack, err2 := p.js.Publish(ctx, m.subject, m.data, jetstream.WithMsgID(m.id))
+			// A lost or refused ack: publish again, synchronously, retried
+			// while the cluster is unavailable (bus.Retry). The Nats-Msg-Id
+			// makes this safe if the first one was stored.
+			ack, err2 := p.b.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data}, m.id)
 			if err2 != nil {
 				return fmt.Errorf("publish %s %s: %w", m.subject, m.id, errors.Join(err, err2))
 			}

@@ -36,6 +36,9 @@ func Run(ctx context.Context, d Deps) error {
 	if err := d.Bus.Setup(ctx); err != nil {
 		return fmt.Errorf("run seeder: %w", err)
 	}
+	if d.Ready != nil {
+		d.Ready()
+	}
 	if d.Config.Import != "" {
 		return runImport(ctx, &d)
 	}
@@ -53,7 +56,11 @@ func runImport(ctx context.Context, d *Deps) error {
 		return fmt.Errorf("import seed: %w", err)
 	}
 	if !c.Force {
-		e, err := kv.Get(ctx, bus.KeySeed)
+		var e jetstream.KeyValueEntry
+		err := d.Bus.Retry(ctx, "read control record", func(ctx context.Context) (err error) {
+			e, err = kv.Get(ctx, bus.KeySeed)
+			return err
+		})
 		switch {
 		case err == nil:
 			var done wire.SeedDone
@@ -83,7 +90,7 @@ func runImport(ctx context.Context, d *Deps) error {
 	// Pass 2: publish.
 	meter := progress.Start(log, "seed results", int64(rows), progressEvery)
 	defer meter.Done()
-	pub := newPublisher(d.Bus.JS, c.Batch)
+	pub := newPublisher(d.Bus, c.Batch)
 	repeats := make(map[uint64]uint32)
 	subject := wire.ResultsSubject(wire.PhaseSeed)
 	now := d.Now()
@@ -124,7 +131,10 @@ func runImport(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return fmt.Errorf("import seed: encode control record: %w", err)
 	}
-	if _, err := kv.Put(ctx, bus.KeySeed, b); err != nil {
+	if err := d.Bus.Retry(ctx, "write control record", func(ctx context.Context) error {
+		_, err := kv.Put(ctx, bus.KeySeed, b)
+		return err
+	}); err != nil {
 		return fmt.Errorf("import seed: write control record: %w", err)
 	}
 	if n == 0 {
@@ -181,7 +191,7 @@ func runSample(ctx context.Context, d *Deps) error {
 	meter := progress.Start(log, "seed targets", int64(total/uint64(c.Shards)), progressEvery)
 	defer meter.Done()
 
-	pub := newPublisher(d.Bus.JS, 64)
+	pub := newPublisher(d.Bus, 64)
 	subject := wire.TargetsSubject(wire.PhaseSeed)
 	idPrefix := fmt.Sprintf("seedt:%d:", seed)
 	if c.Shards > 1 {

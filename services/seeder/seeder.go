@@ -41,6 +41,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/telemetry"
 )
 
 // Formats of an imported seed.
@@ -217,6 +218,10 @@ type Deps struct {
 	Log    *zap.Logger      // the caller names the service (With "service")
 	Stats  *Stats           // optional
 	Now    func() time.Time // optional clock; time.Now
+	// Metrics are optional; the seeder publishes what the other services
+	// count, so it only creates its series (Init).
+	Metrics *telemetry.Metrics
+	Ready   func() // optional: called once the streams are set up
 }
 
 func (d *Deps) fill() {
@@ -230,4 +235,10 @@ func (d *Deps) fill() {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Metrics != nil {
+		d.Metrics.Init(Service)
+	}
 }
+
+// Service is the seeder's name in metrics and logs.
+const Service = "seeder"
