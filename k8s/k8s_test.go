@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/telemetry"
 )
 
@@ -48,7 +49,7 @@ var services = []string{"seeder", "modeler", "predictor", "prober"}
 // step with cmd/gps: a flag the binary does not know makes the pod exit 2.
 var knownFlags = []string{
 	"nats", "creds", "log-format", "log-level", "replicas", "allow-file", "block-file",
-	"metrics-addr", "import", "hitrate", "step", "data",
+	"metrics-addr", "import", "hitrate", "step", "data", "shutdown-timeout", "stream-max-age", "stream-max-bytes", "drain-timeout",
 }
 
 // fileFlags name a file the container must find in a mounted volume.
@@ -849,6 +850,30 @@ func TestOverlaysDiffer(t *testing.T) {
 	}
 	if got := cfg(prod, "GPS_NATS_CREDS"); got != "/etc/nats/creds/user.creds" {
 		t.Errorf("prod credentials %q, want /etc/nats/creds/user.creds", got)
+	}
+	// Stream limits: what the binary reads from GPS_STREAM_MAX_AGE and
+	// GPS_STREAM_MAX_BYTES must parse; prod bounds every stream's size and
+	// never ages out TARGETS (work not yet done).
+	for name, r := range map[string]*rendered{"dev": dev, "prod": prod} {
+		if _, err := bus.ParseLimits(cfg(r, "GPS_STREAM_MAX_AGE"), cfg(r, "GPS_STREAM_MAX_BYTES")); err != nil {
+			t.Errorf("%s stream limits: %v", name, err)
+		}
+	}
+	if ls, _ := bus.ParseLimits(cfg(prod, "GPS_STREAM_MAX_AGE"), cfg(prod, "GPS_STREAM_MAX_BYTES")); ls != nil {
+		for _, s := range bus.StreamNames() {
+			l, ok := ls[s]
+			if !ok {
+				l = ls[bus.AllStreams]
+			}
+			if l.MaxBytes == 0 {
+				t.Errorf("prod: stream %s has no size limit", s)
+			}
+			if s == bus.StreamTargets && l.MaxAge != 0 {
+				t.Errorf("prod: TARGETS ages out after %v: targets not yet probed would be lost", l.MaxAge)
+			}
+		}
+	} else {
+		t.Error("prod: no stream limits")
 	}
 	var devSecret bool
 	for _, o := range dev.byKind["Secret"] {

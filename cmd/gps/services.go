@@ -44,7 +44,7 @@ func (f *busFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsCert, "tls-cert", os.Getenv("GPS_NATS_TLS_CERT"), "client certificate file for NATS mutual TLS (env GPS_NATS_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", os.Getenv("GPS_NATS_TLS_KEY"), "client key file for NATS mutual TLS (env GPS_NATS_TLS_KEY)")
 	fs.StringVar(&f.maxAge, "stream-max-age", os.Getenv("GPS_STREAM_MAX_AGE"),
-		"delete stream messages older than this: one age for every stream (72h, 7d) or STREAM=age,... (RESULTS=7d,PREDICTIONS=48h); empty or 0: unlimited (env GPS_STREAM_MAX_AGE). Give every service the same limits")
+		"delete stream messages older than this: one age for every stream but TARGETS (72h, 7d) and/or STREAM=age,... (RESULTS=7d,PREDICTIONS=48h); empty or 0: unlimited (env GPS_STREAM_MAX_AGE). Give every service the same limits")
 	fs.StringVar(&f.maxBytes, "stream-max-bytes", os.Getenv("GPS_STREAM_MAX_BYTES"),
 		"bound each stream's size per copy: one size for every stream (50GiB) or STREAM=size,... (TARGETS=50GiB,RESULTS=200GiB); TARGETS then refuses new targets (publishers wait), the others drop their oldest; empty or 0: unlimited (env GPS_STREAM_MAX_BYTES)")
 }
@@ -129,6 +129,10 @@ type serviceOpts struct {
 var (
 	daemonOpts  = serviceOpts{metricsAddr: telemetry.DefaultAddr, shutdown: 20 * time.Second}
 	modelOpts   = serviceOpts{metricsAddr: telemetry.DefaultAddr, shutdown: time.Minute} // a last snapshot of a big model
+	// gps all runs on a workstation, often beside `gps lab serve`, whose
+	// worlds listen on 127.1.0.0/16 and up, port 9090 included: a wildcard
+	// :9090 would take that port from them.
+	allOpts     = serviceOpts{metricsAddr: "127.0.0.1" + telemetry.DefaultAddr, shutdown: time.Minute}
 	toolOpts    = serviceOpts{shutdown: 20 * time.Second}
 	errShutdown = errors.New("shutdown timed out")
 )
@@ -310,7 +314,7 @@ func watchCmd(what string) command {
 }
 
 func allCmd() command {
-	return serviceCmd("all", "run seeder, modeler, predictor and prober in one process", modelOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
+	return serviceCmd("all", "run seeder, modeler, predictor and prober in one process", allOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
 		var c all.Config
 		c.RegisterFlags(fs)
 		return func(ctx context.Context, s svc) error {

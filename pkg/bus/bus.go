@@ -55,8 +55,8 @@ type Config struct {
 	Name     string        // client connection name
 	Options  []nats.Option // credentials, TLS, ... for a remote server
 	// Limits bounds the streams, by stream name (StreamTargets, ...); the
-	// key AllStreams applies to every stream not named. A zero limit is
-	// unlimited. Every service applies them at start (Setup), so every
+	// key AllStreams applies to every stream not named (its age limit
+	// except to TARGETS). A zero limit is unlimited. Every service applies them at start (Setup), so every
 	// service of a deployment must be given the same limits.
 	Limits map[string]Limits
 }
@@ -78,12 +78,18 @@ func StreamNames() []string {
 	return []string{StreamTargets, StreamResults, StreamPredictions, StreamDeadLetter}
 }
 
-// limits returns the limits of a stream.
+// limits returns the limits of a stream. The age limit for all streams does
+// not apply to TARGETS: work not yet done must not expire unseen (name
+// TARGETS to give it one).
 func (c Config) limits(stream string) Limits {
 	if l, ok := c.Limits[stream]; ok {
 		return l
 	}
-	return c.Limits[AllStreams]
+	l := c.Limits[AllStreams]
+	if stream == StreamTargets {
+		l.MaxAge = 0
+	}
+	return l
 }
 
 // Bus is a connection to JetStream.

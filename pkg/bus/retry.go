@@ -12,6 +12,11 @@ import (
 	"go.uber.org/zap"
 )
 
+// errNoPeers is JetStream's "no suitable peers for placement": a replicated
+// asset cannot be placed while a server is offline (restarting, or not yet
+// known to a new meta leader).
+const errNoPeers jetstream.ErrorCode = 10005
+
 // Retry timing. A JetStream cluster that loses a server elects new stream,
 // consumer and meta leaders within seconds; the client reconnects to another
 // server in a fraction of one. RetryFor is far beyond both, so only a cluster
@@ -28,7 +33,8 @@ const (
 // Transient reports whether err is one a JetStream request fails with while
 // the cluster is not available: a timeout, no responders (no leader yet, or
 // the client is between servers), a 5xx API error ("JetStream system
-// temporarily unavailable", a stream full under DiscardNew), a connection
+// temporarily unavailable", a stream full under DiscardNew), no peers for
+// a replica (a server restarting), a connection
 // reconnecting or broken. Such a request is worth trying again; a 4xx (not
 // found, exists, bad config) or a connection closed for good is not.
 func Transient(err error) bool {
@@ -37,7 +43,7 @@ func Transient(err error) bool {
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code >= 500
+		return apiErr.Code >= 500 || apiErr.ErrorCode == errNoPeers
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/labserve"
+	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
@@ -37,6 +39,7 @@ type Config struct {
 	Latency time.Duration // world responder: latency per probe
 	Loss    float64       // world responder: probability a service does not answer
 	Quiet   time.Duration // how long every queue must stay empty before the run counts as done
+	Live    bool          // serve the world as real listeners on 127/8 and probe them for real
 }
 
 // RegisterFlags registers the flags of Config.
@@ -46,6 +49,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Step, "step", batch.DefaultStep, "prefix length of the priors plan groups")
 	fs.DurationVar(&c.Latency, "latency", 0, "world responder: latency of each probe")
 	fs.Float64Var(&c.Loss, "loss", 0, "world responder: probability that a service does not answer")
+	fs.BoolVar(&c.Live, "live", false, "with --world: serve the world as real TCP listeners on its 127.0.0.0/8 addresses and probe them for real (connect engine, zgrab2)")
 	fs.DurationVar(&c.Quiet, "quiet", time.Second, "how long the queues must stay empty before a world run is done")
 }
 
@@ -90,7 +94,25 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 	g, gctx := errgroup.WithContext(svcCtx)
 	mc := modeler.Config{Hitrate: c.Hitrate, Step: c.Step}.WithDefaults()
 	pc := predictor.Config{Hitrate: c.Hitrate}.WithDefaults()
-	rc := prober.Config{World: c.World, Latency: c.Latency, Loss: c.Loss, Hitrate: c.Hitrate}.WithDefaults()
+	rc := prober.Config{World: c.World, Latency: c.Latency, Loss: c.Loss, Hitrate: c.Hitrate}
+	if c.Live {
+		if c.World == "" {
+			return nil, nil, errors.New("run all: --live needs --world (the lab to serve)")
+		}
+		lab, err := labserve.Serve(ctx, c.World, labserve.Options{}, d.Log.With(zap.String("service", "lab")))
+		if err != nil {
+			return nil, nil, fmt.Errorf("run all: serve the lab: %w", err)
+		}
+		defer lab.Close()
+		// Probes of silent services wait for a timeout: more workers. The
+		// world's truth counts services that send nothing, so keep them
+		// (LZR-style filtering would drop them) to compare with truth.
+		rc.Live, rc.Engine, rc.Rate, rc.ProbeConcurrency, rc.Timeout, rc.Retries, rc.KeepEmpty = true, "connect", netprobe.DefaultRate, 512, 2*time.Second, 1, true
+		rc.Concurrency = 64
+		rc.World = "" // the answers come from the network now
+		rc.Allow = []string{prober.LabAllow}
+	}
+	rc = rc.WithDefaults()
 	// Ready once the three long-running services consume.
 	var waiting atomic.Int32
 	waiting.Store(3)
@@ -189,6 +211,10 @@ func WaitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Log
 			continue
 		case ctx.Err() == nil && bus.Transient(err):
 			last, since = "", time.Time{} // look again
+			if time.Since(lastLog) > 5*time.Second {
+				log.Warn("pipeline state unavailable", zap.Error(err))
+				lastLog = time.Now()
+			}
 			continue
 		default:
 			return fmt.Errorf("wait for the pipeline: %w", err)

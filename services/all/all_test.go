@@ -2,15 +2,26 @@ package all_test
 
 import (
 	"context"
+	"io"
 	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/services/all"
 )
 
@@ -27,14 +38,75 @@ func world(t *testing.T, c lab.Config) string {
 	return dir
 }
 
+// scraper reads a sum of samples from /metrics every few milliseconds.
+type scraper struct {
+	mu     sync.Mutex
+	values []float64
+}
+
+// run scrapes url until ctx ends, summing the samples of metric whose labels
+// contain match.
+func (s *scraper) run(ctx context.Context, url, metric, match string) {
+	c := http.Client{Timeout: 2 * time.Second}
+	for ctx.Err() == nil {
+		if resp, err := c.Get(url); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			sum := 0.0
+			for line := range strings.SplitSeq(string(body), "\n") {
+				if strings.HasPrefix(line, metric+"{") && strings.Contains(line, match) {
+					if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+						sum += v
+					}
+				}
+			}
+			s.mu.Lock()
+			s.values = append(s.values, sum)
+			s.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // TestAllMatchesEval: `gps all` on a small world ends with a coverage within
-// one point of what `gps eval` reports for gps-stream on the same world.
+// one point of what `gps eval` reports for gps-stream on the same world; its
+// metrics count what its services did, /metrics shows them growing during
+// the run, and the registry passes the Prometheus lint.
 func TestAllMatchesEval(t *testing.T) {
 	dir := world(t, lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2})
 	b := bustest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Hitrate: 1e-5, Step: 16, Quiet: time.Second}, Bus: b, Log: zap.NewNop()})
+
+	reg := telemetry.NewRegistry()
+	m := telemetry.NewMetrics(reg)
+	srv := telemetry.New(":0", reg, zap.NewNop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopServer := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(sctx, ln); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var sc scraper
+	go func() {
+		defer wg.Done()
+		sc.run(sctx, "http://"+ln.Addr().String()+"/metrics", telemetry.NameResultsIn, `service="modeler"`)
+	}()
+	var ready atomic.Bool
+	sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Hitrate: 1e-5, Step: 16, Quiet: time.Second}, Bus: b, Log: zap.NewNop(),
+		Metrics: m, Ready: func() { ready.Store(true); srv.SetReady(true) }})
+	stopServer()
+	wg.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,4 +123,112 @@ func TestAllMatchesEval(t *testing.T) {
 	if sum.Predictions == 0 || sum.Probes == 0 || st.Prober.Found.Load() == 0 {
 		t.Fatalf("a degenerate run: %+v", sum)
 	}
+	if !ready.Load() {
+		t.Error("Ready never called")
+	}
+
+	t.Run("metrics count what the services did", func(t *testing.T) {
+		phases := func(c *prometheus.CounterVec, labels ...string) float64 {
+			total := 0.0
+			for _, p := range telemetry.Phases() {
+				total += testutil.ToFloat64(c.WithLabelValues(append(labels, p)...))
+			}
+			return total
+		}
+		for _, c := range []struct {
+			name      string
+			got, want float64
+		}{
+			{"modeler results in", phases(m.ResultsIn, "modeler"), float64(st.Modeler.Results.Load())},
+			{"predictor results in", phases(m.ResultsIn, "predictor"), float64(st.Predictor.Results.Load())},
+			{"predictions out", phases(m.PredictionsOut), float64(st.Predictor.Predictions.Load())},
+			{"probes sent", phases(m.ProbesSent), float64(st.Prober.Probes.Load())},
+			{"seed probes", testutil.ToFloat64(m.ProbesSent.WithLabelValues("seed")), 0},
+			{"modeler dead letters", testutil.ToFloat64(m.DeadLettered.WithLabelValues("modeler")), 0},
+			{"prober dead letters", testutil.ToFloat64(m.DeadLettered.WithLabelValues("prober")), 0},
+		} {
+			if c.got != c.want {
+				t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
+			}
+			if c.want == 0 && !strings.HasSuffix(c.name, "letters") && c.name != "seed probes" {
+				t.Errorf("%s: nothing counted", c.name)
+			}
+		}
+		if testutil.ToFloat64(m.ResultsIn.WithLabelValues("modeler", "predicted")) == 0 {
+			t.Error("no predicted results counted by the modeler")
+		}
+		for _, g := range []prometheus.Gauge{m.ModelKeys, m.ModelHosts, m.ModelBytes} {
+			if testutil.ToFloat64(g) <= 0 {
+				t.Errorf("model gauge %v not set", g.Desc())
+			}
+		}
+		counts := histogramCounts(t, reg)
+		for _, k := range []string{telemetry.NamePredictionLatency, telemetry.NameMessageHandle + "/modeler",
+			telemetry.NameMessageHandle + "/predictor", telemetry.NameMessageHandle + "/prober"} {
+			if counts[k] == 0 {
+				t.Errorf("%s: no observations", k)
+			}
+		}
+		if n := testutil.CollectAndCount(m.ConsumerPending); n != 4 {
+			t.Errorf("%d consumer lag series, want 4 (modeler and predictor on RESULTS, prober on TARGETS and PREDICTIONS)", n)
+		}
+		for _, s := range [][2]string{{"modeler", bus.StreamResults}, {"predictor", bus.StreamResults}, {"prober", bus.StreamTargets}, {"prober", bus.StreamPredictions}} {
+			if v := testutil.ToFloat64(m.ConsumerPending.WithLabelValues(s[0], s[1])); v < 0 {
+				t.Errorf("lag of %s on %s: %v", s[0], s[1], v)
+			}
+		}
+	})
+	t.Run("metrics grow on /metrics during the run", func(t *testing.T) {
+		sc.mu.Lock()
+		vs := sc.values
+		sc.mu.Unlock()
+		rises := 0
+		for i := 1; i < len(vs); i++ {
+			if vs[i] < vs[i-1] {
+				t.Fatalf("scrape %d: %v after %v: a counter went down", i, vs[i], vs[i-1])
+			}
+			if vs[i] > vs[i-1] {
+				rises++
+			}
+		}
+		if rises < 2 || vs[len(vs)-1] != float64(st.Modeler.Results.Load()) {
+			t.Errorf("%d scrapes, the modeler's results rose %d times to %v (of %d)", len(vs), rises, vs[len(vs)-1], st.Modeler.Results.Load())
+		}
+	})
+	t.Run("lint", func(t *testing.T) {
+		problems, err := testutil.GatherAndLint(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	})
+}
+
+// histogramCounts is the number of observations of each gps_* histogram,
+// keyed by name, and name/service for those with a service label.
+func histogramCounts(t *testing.T, g prometheus.Gatherer) map[string]uint64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			h := mt.GetHistogram()
+			if h == nil {
+				continue
+			}
+			key := mf.GetName()
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == telemetry.LabelService {
+					key += "/" + l.GetValue()
+				}
+			}
+			out[key] += h.GetSampleCount()
+		}
+	}
+	return out
 }

@@ -525,3 +525,43 @@ func TestConsumerDeleted(t *testing.T) {
 		t.Fatal("Run did not return after its consumer was deleted")
 	}
 }
+
+// TestStopMidStream: a modeler stopped while results keep arriving acks or
+// naks what it holds and snapshots what it applied; the one started after
+// it reads exactly the rest: the model counts every result once.
+func TestStopMidStream(t *testing.T) {
+	w := world(t)
+	rows := append(slices.Clone(w.Seed), later(w, 1500)...)
+	b := bustest.New(t)
+	cfg := Config{SnapshotEvery: 300, Fetch: 100}
+	r := start(t, b, cfg)
+	var last, stoppedAt uint64
+	for i := 0; i < len(rows); i += 50 {
+		last = publish(t, b, rows[i:min(i+50, len(rows))], wire.PhasePriors)
+		if i >= len(rows)/3 && stoppedAt == 0 {
+			r.stop(t) // while results keep arriving
+			stoppedAt = last
+		}
+	}
+	_, seq := storedModel(t, b)
+	t.Logf("stopped with RESULTS at %d: the snapshot covers %d of %d", stoppedAt, seq, last)
+	if seq == 0 || seq > stoppedAt {
+		t.Fatalf("snapshot at stop covers %d, want 1..%d", seq, stoppedAt)
+	}
+	r = start(t, b, cfg)
+	waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
+	r.stop(t)
+	m, seq := storedModel(t, b)
+	if seq != last {
+		t.Fatalf("snapshot seq = %d, want %d", seq, last)
+	}
+	if err := m.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := modelCounts(m), modelCounts(direct(t, rows)); !maps.Equal(got, want) {
+		t.Fatalf("counts differ from the results': %d entries, want %d", len(got), len(want))
+	}
+	if m.Version() != uint64(len(rows)) {
+		t.Fatalf("model applied %d results, want %d", m.Version(), len(rows))
+	}
+}

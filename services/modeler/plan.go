@@ -174,7 +174,6 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 // publisher publishes asynchronously and checks every ack.
 type publisher struct {
 	b    *bus.Bus
-	js   jetstream.JetStream
 	futs []pending
 }
 
@@ -184,7 +183,7 @@ type pending struct {
 	id      string
 }
 
-func newPublisher(b *bus.Bus) *publisher { return &publisher{b: b, js: b.JS} }
+func newPublisher(b *bus.Bus) *publisher { return &publisher{b: b} }
 
 func (p *publisher) publish(ctx context.Context, subject, id string, data []byte) error {
 	f, err := p.b.PublishAsync(ctx, &nats.Msg{Subject: subject, Data: data}, id)

@@ -116,7 +116,7 @@ func Run(ctx context.Context, d Deps) error {
 	if st == nil {
 		st = &Stats{}
 	}
-	p := &predictor{cfg: cfg, b: d.Bus, log: log, st: st, buf: new(bytes.Buffer), pub: publisher{b: d.Bus, js: d.Bus.JS},
+	p := &predictor{cfg: cfg, b: d.Bus, log: log, st: st, buf: new(bytes.Buffer), pub: publisher{b: d.Bus},
 		ready: d.Ready, metrics: d.Metrics}
 	if m := d.Metrics; m != nil {
 		m.Init(Service)
@@ -617,7 +617,6 @@ func (p *predictor) progress(stop <-chan struct{}) {
 // publisher publishes asynchronously and checks every ack.
 type publisher struct {
 	b      *bus.Bus
-	js     jetstream.JetStream
 	futs   []jetstream.PubAckFuture
 	phases []string // of each publish: the phase of the triggering result
 }

@@ -403,3 +403,32 @@ func TestConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestStopMidStream: a predictor stopped while results keep arriving
+// publishes the predictions of what it applied, acks it and naks the rest;
+// the one started after it reads exactly what follows its snapshot: every
+// prediction is published, once.
+func TestStopMidStream(t *testing.T) {
+	rs := scenario(t, 300, true)
+	want := expected(t, rs, DefaultHitrate)
+	b := bustest.New(t)
+	cfg := Config{SnapshotEvery: 200, Fetch: 100}
+	r := start(t, b, cfg)
+	var last, stoppedAt uint64
+	for i := 0; i < len(rs); i += 50 {
+		last = publish(t, b, rs[i:min(i+50, len(rs))])
+		if i >= len(rs)/2 && stoppedAt == 0 {
+			r.stop(t) // while results keep arriving
+			stoppedAt = last
+		}
+	}
+	t.Logf("stopped with RESULTS at %d, after %d results applied, of %d", stoppedAt, r.st.Seq.Load(), last)
+	r = start(t, b, cfg)
+	waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
+	r.stop(t)
+	got, n := predictions(t, b)
+	if n != len(got) {
+		t.Errorf("%d prediction messages for %d predictions", n, len(got))
+	}
+	diff(t, got, want)
+}

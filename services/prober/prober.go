@@ -79,6 +79,7 @@ type Config struct {
 	// DrainTimeout bounds how long the messages being handled may take to
 	// finish once ctx ends; then they are nak'ed. 0: 10s.
 	DrainTimeout time.Duration
+	LiveConfig
 }
 
 // RegisterFlags registers the prober's flags on fs with their defaults.
@@ -92,6 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Loss, "loss", 0, "world: probability that a service does not answer (0..1)")
 	fs.Int64Var(&c.LossSeed, "loss-seed", 0, "world: seed of which services are lost")
 	fs.Float64Var(&c.Hitrate, "min-probability", DefaultHitrate, "drop predictions with probability at or below this")
+	c.LiveConfig.RegisterFlags(fs)
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on stop: how long the messages being handled may take to finish before they are nak'ed for another prober")
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -356,5 +357,121 @@ func TestConfig(t *testing.T) {
 		if err := Run(context.Background(), Deps{Config: c, Bus: b}); err == nil {
 			t.Fatalf("Run(%+v) started", c)
 		}
+	}
+}
+
+// slow answers every probe after a delay (honouring ctx) and counts them.
+type slow struct {
+	delay time.Duration
+	mu    sync.Mutex
+	n     map[string]int
+}
+
+func (s *slow) Probe(ctx context.Context, addr uint32, port uint16) (row.Row, bool, error) {
+	select {
+	case <-ctx.Done():
+		return row.Row{}, false, ctx.Err()
+	case <-time.After(s.delay):
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n[fmt.Sprintf("%s:%d", row.FormatAddr(addr), port)]++
+	return row.Row{IP: row.FormatAddr(addr), Port: int(port), Fingerprint: "fake"}, true, nil
+}
+
+func (s *slow) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
+	return 0, errors.New("no sweeps here")
+}
+
+func (s *slow) probed() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.n)
+}
+
+// TestStopMidStream: a prober stopped while it handles messages finishes
+// them or naks them (never leaving them to the consumer's AckWait); a
+// prober started after it probes every target that is left, at once, and
+// no target is lost.
+func TestStopMidStream(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		drain    time.Duration
+		released bool // messages in flight are nak'ed
+	}{
+		{"in-flight messages finish", 10 * time.Second, false},
+		{"drain timeout naks them", time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bustest.New(t)
+			const msgs, per = 40, 3
+			want := map[string]bool{}
+			for i := range msgs {
+				var ts []wire.Target
+				for j := range per {
+					ts = append(ts, wire.Target{IP: fmt.Sprintf("127.1.%d.%d", i, j+1), Port: 80})
+					want[fmt.Sprintf("127.1.%d.%d:80", i, j+1)] = true
+				}
+				publish(t, b, wire.TargetsSubject(wire.PhaseSeed), fmt.Sprint("m", i), targetsMsg(wire.PhaseSeed, ts...))
+			}
+			resp := &slow{delay: 30 * time.Millisecond, n: map[string]int{}}
+			cfg := Config{Allow: []string{"127.1.0.0/16"}, Concurrency: 4, DrainTimeout: tc.drain}
+			st := new(Stats)
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() {
+				errc <- Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: st, Responder: resp})
+			}()
+			eventually(t, "a few messages handled", func() bool { return st.Targets.Load() >= 5 })
+			stopped := time.Now()
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+			case <-time.After(pullWait + tc.drain + 5*time.Second):
+				t.Fatal("Run did not stop in time")
+			}
+			t.Logf("stopped in %v: %d messages handled, %d released", time.Since(stopped).Round(time.Millisecond), st.Targets.Load(), st.Released.Load())
+			if (st.Released.Load() > 0) != tc.released {
+				t.Errorf("%d messages released on stop, want some: %v", st.Released.Load(), tc.released)
+			}
+			c, err := b.JS.Consumer(context.Background(), bus.StreamTargets, Durable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.Info(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left := int(info.NumPending) + int(info.NumAckPending); left != msgs-int(st.Targets.Load()) {
+				t.Errorf("after the stop the consumer has %d pending + %d unacknowledged, want %d in all", info.NumPending, info.NumAckPending, msgs-int(st.Targets.Load()))
+			}
+
+			// A new prober takes what is left, well before the consumer's
+			// AckWait would have handed on anything left unacknowledged.
+			restarted := time.Now()
+			st2 := start(t, b, Deps{Config: cfg, Responder: resp})
+			eventually(t, "the rest", func() bool { return st.Targets.Load()+st2.Targets.Load() == msgs })
+			if d := time.Since(restarted); d >= ackWait {
+				t.Errorf("the rest took %v: something waited for AckWait (%v)", d, ackWait)
+			}
+			got := resp.probed()
+			for k := range want {
+				if got[k] == 0 {
+					t.Errorf("target %s never probed", k)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("%d targets probed, want %d", len(got), len(want))
+			}
+			if n := len(stored(t, b, bus.StreamResults)); n != len(want) {
+				t.Errorf("%d results, want %d", n, len(want))
+			}
+			if p := st.Probes.Load() + st2.Probes.Load(); !tc.released && p != uint64(len(want)) {
+				t.Errorf("%d probes for %d targets: a finished message probed again", p, len(want))
+			}
+		})
 	}
 }

@@ -69,6 +69,14 @@ func run(ctx context.Context, d Deps) error {
 	}
 	log.Info("scan policy", zap.Stringer("allow", pol.Allow), zap.Uint64("allowed_addresses", pol.Count()))
 	resp := d.Responder
+	if resp == nil && c.Live {
+		live, closeLive, err := newLive(c.LiveConfig, pol, d.Stats, log)
+		if err != nil {
+			return fmt.Errorf("run prober: %w", err)
+		}
+		defer closeLive()
+		resp = live
+	}
 	if resp == nil {
 		if c.World == "" {
 			return fmt.Errorf("run prober: %w: no responder: this build only simulates a world (--world)", ErrConfig)
@@ -464,7 +472,8 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	p.remember(&w)
-	// The counters move after the ack or dead letter: who polls them sees its effect.
+	// The counters move after the results are stored and the ack or dead
+	// letter is sent: who polls them sees their effect.
 	defer p.st.Targets.Add(1)
 	if len(refused) > 0 {
 		reason := fmt.Errorf("refused %d of %d targets %w (not probed): %s", len(refused), len(ts.Targets), ErrRefused, sample(refused))

@@ -21,7 +21,6 @@ const ackTimeout = time.Minute
 // Nats-Msg-Id, so nothing is lost silently.
 type publisher struct {
 	b       *bus.Bus
-	js      jetstream.JetStream
 	window  int
 	pending []pendingMsg
 	maxSeq  uint64 // highest stream sequence acknowledged
@@ -37,7 +36,7 @@ type pendingMsg struct {
 }
 
 func newPublisher(b *bus.Bus, window int) *publisher {
-	return &publisher{b: b, js: b.JS, window: window}
+	return &publisher{b: b, window: window}
 }
 
 // publish queues one message; every window messages it waits for the acks.

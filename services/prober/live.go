@@ -1,0 +1,72 @@
+package prober
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/netprobe"
+	"github.com/gpsscan/gps/pkg/row"
+)
+
+// LiveConfig configures the network engine (--live).
+type LiveConfig struct {
+	Live             bool          // probe for real with pkg/netprobe instead of answering from a world
+	Engine           string        // "connect" (default) or "syn"
+	Rate             float64       // probes per second
+	ProbeConcurrency int           // probes in flight
+	Timeout          time.Duration // connect and handshake timeout
+	Retries          int           // retries of a probe that got no answer
+	KeepEmpty        bool          // keep services that sent no data (LZR would drop them)
+}
+
+// RegisterFlags registers the live engine's flags.
+func (c *LiveConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.Live, "live", false, "probe for real (TCP handshakes and zgrab2 grabs) instead of answering from --world; the allow list still applies")
+	fs.StringVar(&c.Engine, "engine", "connect", "live: connect (TCP connect, no privileges) or syn (raw-socket SYN scan, needs CAP_NET_RAW)")
+	fs.Float64Var(&c.Rate, "rate", netprobe.DefaultRate, "live: probes (packets) per second")
+	fs.IntVar(&c.ProbeConcurrency, "probe-concurrency", 512, "live: probes and handshakes in flight")
+	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "live: connect and handshake timeout")
+	fs.IntVar(&c.Retries, "retries", 1, "live: retries of a probe that got no answer")
+	fs.BoolVar(&c.KeepEmpty, "keep-empty", false, "live: keep services that completed the handshake but sent no data (LZR-style filtering drops them)")
+}
+
+// newLive builds the network responder; a target the engine refuses (the
+// host's own listeners on loopback) counts as refused and answers nothing,
+// so it is never retried.
+func newLive(c LiveConfig, pol *ipv4.Policy, st *Stats, log *zap.Logger) (Responder, func(), error) {
+	if c.Engine != "connect" && c.Engine != "syn" {
+		return nil, nil, fmt.Errorf("%w: --engine %q: want connect or syn", ErrConfig, c.Engine)
+	}
+	np, err := netprobe.New(netprobe.Options{Policy: pol, Engine: c.Engine, Rate: c.Rate, Concurrency: c.ProbeConcurrency,
+		Timeout: c.Timeout, Retries: c.Retries, KeepEmpty: c.KeepEmpty, Log: log.With(zap.String("engine", c.Engine))})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("live engine", zap.String("engine", c.Engine), zap.Float64("rate", c.Rate),
+		zap.Int("probe_concurrency", c.ProbeConcurrency), zap.Duration("timeout", c.Timeout))
+	return liveResponder{np: np, st: st}, func() { np.Close() }, nil
+}
+
+type liveResponder struct {
+	np *netprobe.Prober
+	st *Stats
+}
+
+func (l liveResponder) Probe(ctx context.Context, addr uint32, port uint16) (row.Row, bool, error) {
+	r, ok, err := l.np.Probe(ctx, addr, port)
+	if errors.Is(err, netprobe.ErrRefused) {
+		l.st.Refused.Add(1)
+		return row.Row{}, false, nil
+	}
+	return r, ok, err
+}
+
+func (l liveResponder) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
+	return l.np.Sweep(ctx, prefix, bits, port, fn)
+}
