@@ -127,8 +127,8 @@ type serviceOpts struct {
 
 // Defaults of serviceOpts.
 var (
-	daemonOpts  = serviceOpts{metricsAddr: telemetry.DefaultAddr, shutdown: 20 * time.Second}
-	modelOpts   = serviceOpts{metricsAddr: telemetry.DefaultAddr, shutdown: time.Minute} // a last snapshot of a big model
+	daemonOpts = serviceOpts{metricsAddr: telemetry.DefaultAddr, shutdown: 20 * time.Second}
+	modelOpts  = serviceOpts{metricsAddr: telemetry.DefaultAddr, shutdown: time.Minute} // a last snapshot of a big model
 	// gps all runs on a workstation, often beside `gps lab serve`, whose
 	// worlds listen on 127.1.0.0/16 and up, port 9090 included: a wildcard
 	// :9090 would take that port from them.

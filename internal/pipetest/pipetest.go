@@ -40,10 +40,18 @@ const Hitrate = 1e-5
 
 var build struct {
 	once sync.Once
-	dir  string
+	dir  string // removed by Main
 	bin  string
 	err  error
 	out  []byte
+}
+
+// shared is what the tests of one process share: the world and the
+// reference run on it.
+var shared struct {
+	mu    sync.Mutex
+	world string
+	ref   *Outcome
 }
 
 // Main runs the tests of a package that uses Binary and removes the binary
@@ -55,8 +63,10 @@ func Main(m *testing.M) {
 		os.Unsetenv(v)
 	}
 	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
+	for _, d := range []string{build.dir, shared.world} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }
@@ -234,19 +244,30 @@ func Get(t testing.TB, addr, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// MakeWorld writes the lab world of these tests: seed 7, 3000 hosts, 4 /16s,
-// seed fraction 0.2.
+// MakeWorld writes the lab world of these tests (seed 7, 3000 hosts, 4 /16s,
+// seed fraction 0.2) once per test process and returns its directory; the
+// tests only read it. Main removes it.
 func MakeWorld(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "world")
-	w, err := lab.Generate(lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2}.WithDefaults())
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.world != "" {
+		return filepath.Join(shared.world, "world")
+	}
+	dir, err := os.MkdirTemp("", "gps-world-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(dir); err != nil {
+	w, err := lab.Generate(lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2}.WithDefaults())
+	if err == nil {
+		err = w.Write(filepath.Join(dir, "world"))
+	}
+	if err != nil {
+		os.RemoveAll(dir)
 		t.Fatal(err)
 	}
-	return dir
+	shared.world = dir
+	return filepath.Join(dir, "world")
 }
 
 // Outcome is what a run left in the streams.
@@ -445,11 +466,16 @@ func StreamMsgs(ctx context.Context, b *bus.Bus, stream string) int64 {
 	return int64(info.State.Msgs)
 }
 
-// Reference runs `gps all` in-process on the world (an embedded server) and
-// returns what it left in the streams: the run without faults to compare a
-// separate-process run with.
+// Reference runs `gps all` in-process on the world of MakeWorld (an
+// embedded server) once per test process and returns what it left in the
+// streams: the run without faults to compare a separate-process run with.
 func Reference(t testing.TB, world string) Outcome {
 	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.ref != nil {
+		return *shared.ref
+	}
 	b := bustest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -458,7 +484,9 @@ func Reference(t testing.TB, world string) Outcome {
 		t.Fatal(err)
 	}
 	t.Logf("gps all: %s", sum.JSON())
-	return Collect(t, b)
+	o := Collect(t, b)
+	shared.ref = &o
+	return o
 }
 
 // Warnings counts the process's log lines at warn level and above by
