@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gpsscan/gps/internal/resultpipe"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,7 +214,7 @@ func (s *modeler) open(ctx context.Context) error {
 
 // subscription is the consumer and the reader on it.
 type subscription struct {
-	rd   *reader
+	rd   *resultpipe.Reader
 	stop context.CancelFunc
 	wait func()
 }
@@ -228,9 +229,9 @@ func (s *modeler) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(ctx)
-	rd := newReader(cons, s.cfg.Fetch, s.log)
+	rd := resultpipe.NewReader(cons, s.cfg.Fetch, s.log)
 	s.resync = true
-	return &subscription{rd: rd, stop: stop, wait: rd.start(rctx)}, nil
+	return &subscription{rd: rd, stop: stop, wait: rd.Start(rctx)}, nil
 }
 
 // loop applies results in stream order, as the reader hands them on.
@@ -254,13 +255,13 @@ func (s *modeler) loop(ctx context.Context) error {
 	}
 	// On return: stop the reader and nak what it handed on and was not
 	// applied (from cur's item next on).
-	var cur *chunk
+	var cur *resultpipe.Chunk
 	next := 0
 	defer func() {
 		sub.stop()
 		sub.wait()
 		s.confirmAcks(ctx)
-		if n := sub.rd.release(cur, next); n > 0 {
+		if n := sub.rd.Release(cur, next); n > 0 {
 			s.log.Info("released unapplied results", zap.Int("messages", n))
 		}
 	}()
@@ -268,17 +269,17 @@ func (s *modeler) loop(ctx context.Context) error {
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
 	for {
-		var c *chunk
+		var c *resultpipe.Chunk
 		ok := true
 		select {
-		case c, ok = <-sub.rd.ordered:
+		case c, ok = <-sub.rd.Ordered():
 		default:
 			// Nothing waiting: do the periodic work, then wait.
 			if err := s.idle(ctx); err != nil {
 				return err
 			}
 			select {
-			case c, ok = <-sub.rd.ordered:
+			case c, ok = <-sub.rd.Ordered():
 			case e, open := <-seedCh:
 				if !open {
 					seedCh = nil
@@ -296,11 +297,11 @@ func (s *modeler) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch results: %w", sub.rd.err)
+			return fmt.Errorf("fetch results: %w", sub.rd.Err)
 		}
 		cur, next = c, 0
 		select {
-		case <-c.done:
+		case <-c.Done:
 		case <-ctx.Done():
 			return nil
 		}
@@ -314,10 +315,10 @@ func (s *modeler) loop(ctx context.Context) error {
 		default:
 		}
 		gap := false
-		for next < len(c.items) {
-			it := &c.items[next]
-			if !it.noMeta {
-				if !s.resync && it.seq > s.seq+1 {
+		for next < len(c.Items) {
+			it := &c.Items[next]
+			if !it.NoMeta {
+				if !s.resync && it.Seq > s.seq+1 {
 					gap = true
 					break
 				}
@@ -328,14 +329,14 @@ func (s *modeler) loop(ctx context.Context) error {
 			}
 			next++
 		}
-		s.observe(c.items[:next])
+		s.observe(c.Items[:next])
 		s.ackApplied()
 		if gap {
 			// Deliveries were lost (a server went away with them in
 			// flight); they come back only after AckWait, and out of
 			// order. Read again from the first result not applied.
 			s.log.Warn("gap in the results delivered: reading again from the first missing one",
-				zap.Uint64("seq", s.seq), zap.Uint64("delivered", c.items[next].seq))
+				zap.Uint64("seq", s.seq), zap.Uint64("delivered", c.Items[next].Seq))
 			s.st.Resyncs.Add(1)
 			sub.stop()
 			sub.wait()
@@ -347,7 +348,7 @@ func (s *modeler) loop(ctx context.Context) error {
 			continue
 		}
 		cur = nil
-		sub.rd.put(c)
+		sub.rd.Put(c)
 		if s.seq != s.snapSeq && time.Since(s.lastSnap) >= s.cfg.SnapshotInterval {
 			s.snapshot(ctx)
 		}
@@ -385,13 +386,13 @@ func (s *modeler) confirmAcks(ctx context.Context) {
 }
 
 // observe records the handling time of the messages applied.
-func (s *modeler) observe(items []item) {
+func (s *modeler) observe(items []resultpipe.Item) {
 	if s.handleTime == nil || len(items) == 0 {
 		return
 	}
 	now := time.Now()
 	for i := range items {
-		s.handleTime.Observe(now.Sub(items[i].recv).Seconds())
+		s.handleTime.Observe(now.Sub(items[i].Recv).Seconds())
 	}
 }
 
@@ -408,20 +409,20 @@ func (s *modeler) updateGauges(force bool) {
 }
 
 // apply applies one decoded message.
-func (s *modeler) apply(ctx context.Context, it *item) error {
-	if it.noMeta {
-		s.log.Warn("message without jetstream metadata: ignored", zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+func (s *modeler) apply(ctx context.Context, it *resultpipe.Item) error {
+	if it.NoMeta {
+		s.log.Warn("message without jetstream metadata: ignored", zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
 		return nil
 	}
-	seq := it.seq
+	seq := it.Seq
 	if seq <= s.seq {
 		// A redelivery of a message already applied.
 		s.st.Redelivered.Add(1)
-		_ = it.msg.Ack()
+		_ = it.Msg.Ack()
 		return nil
 	}
 	if !s.planned {
-		if s.seed == nil && it.err == nil && it.phase != wire.PhaseSeed {
+		if s.seed == nil && it.Err == nil && it.Phase != wire.PhaseSeed {
 			// A result of a later phase: the seed record may be on its way.
 			if err := s.getSeed(ctx); err != nil {
 				return err
@@ -434,28 +435,28 @@ func (s *modeler) apply(ctx context.Context, it *item) error {
 			}
 		}
 	}
-	if it.err != nil {
-		if err := s.b.DeadLetter(ctx, Service, it.msg, it.err); err != nil {
+	if it.Err != nil {
+		if err := s.b.DeadLetter(ctx, Service, it.Msg, it.Err); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err() // stopping: leave it to the next run
 			}
-			s.log.Error("dead-letter failed: bad result skipped", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()),
-				zap.NamedError("reason", it.err), zap.Error(err))
+			s.log.Error("dead-letter failed: bad result skipped", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()),
+				zap.NamedError("reason", it.Err), zap.Error(err))
 		} else {
-			s.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+			s.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
 			if s.deadLettered != nil {
 				s.deadLettered.Inc()
 			}
 		}
 		s.st.Bad.Add(1)
 	} else {
-		s.m.Add(&it.svc)
+		s.m.Add(&it.Svc)
 		s.st.Results.Add(1)
-		if c := s.resultsIn[it.phase]; c != nil {
+		if c := s.resultsIn[it.Phase]; c != nil {
 			c.Inc()
 		}
 		s.since++
-		s.newest = it.msg // acked cumulatively: see ackApplied
+		s.newest = it.Msg // acked cumulatively: see ackApplied
 	}
 	s.seq = seq
 	s.st.Seq.Store(seq)

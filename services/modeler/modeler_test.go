@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gpsscan/gps/internal/resultpipe"
 	"maps"
 	"slices"
 	"strconv"
@@ -518,7 +519,7 @@ func TestConsumerDeleted(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		if !consumerGone(err) {
+		if !resultpipe.ConsumerGone(err) {
 			t.Errorf("Run = %v, want %v", err, jetstream.ErrConsumerDeleted)
 		}
 	case <-time.After(20 * time.Second):

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gpsscan/gps/internal/resultpipe"
 	"slices"
 	"strconv"
 	"sync"
@@ -221,7 +222,7 @@ func (p *predictor) open(ctx context.Context) error {
 
 // subscription is the consumer and the reader on it.
 type subscription struct {
-	rd   *reader
+	rd   *resultpipe.Reader
 	stop context.CancelFunc
 	wait func()
 }
@@ -236,9 +237,9 @@ func (p *predictor) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(ctx)
-	rd := newReader(cons, p.cfg.Fetch, p.log)
+	rd := resultpipe.NewReader(cons, p.cfg.Fetch, p.log)
 	p.resync = true
-	return &subscription{rd: rd, stop: stop, wait: rd.start(rctx)}, nil
+	return &subscription{rd: rd, stop: stop, wait: rd.Start(rctx)}, nil
 }
 
 // loop applies results in stream order, as the reader hands them on; it
@@ -255,12 +256,12 @@ func (p *predictor) loop(ctx context.Context) error {
 	// On return: stop the reader and nak what it handed on and was not
 	// handled (from cur's item next on); what was handled is published and
 	// acked by Run's last flush.
-	var cur *chunk
+	var cur *resultpipe.Chunk
 	next := 0
 	defer func() {
 		sub.stop()
 		sub.wait()
-		if n := sub.rd.release(cur, next); n > 0 {
+		if n := sub.rd.Release(cur, next); n > 0 {
 			p.log.Info("released unapplied results", zap.Int("messages", n))
 		}
 	}()
@@ -268,17 +269,17 @@ func (p *predictor) loop(ctx context.Context) error {
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
 	for {
-		var c *chunk
+		var c *resultpipe.Chunk
 		ok := true
 		select {
-		case c, ok = <-sub.rd.ordered:
+		case c, ok = <-sub.rd.Ordered():
 		default:
 			// Nothing waiting: publish, acknowledge, snapshot, then wait.
 			if err := p.idle(ctx); err != nil {
 				return err
 			}
 			select {
-			case c, ok = <-sub.rd.ordered:
+			case c, ok = <-sub.rd.Ordered():
 			case <-tick.C:
 				continue
 			case <-ctx.Done():
@@ -289,19 +290,19 @@ func (p *predictor) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch results: %w", sub.rd.err)
+			return fmt.Errorf("fetch results: %w", sub.rd.Err)
 		}
 		cur, next = c, 0
 		select {
-		case <-c.done:
+		case <-c.Done:
 		case <-ctx.Done():
 			return nil
 		}
 		gap := false
-		for next < len(c.items) {
-			it := &c.items[next]
-			if !it.noMeta {
-				if !p.resync && it.seq > p.seq+1 {
+		for next < len(c.Items) {
+			it := &c.Items[next]
+			if !it.NoMeta {
+				if !p.resync && it.Seq > p.seq+1 {
 					gap = true
 					break
 				}
@@ -318,7 +319,7 @@ func (p *predictor) loop(ctx context.Context) error {
 			// order. Publish and ack what was handled, then read again
 			// from the first result not handled.
 			p.log.Warn("gap in the results delivered: reading again from the first missing one",
-				zap.Uint64("seq", p.seq), zap.Uint64("delivered", c.items[next].seq))
+				zap.Uint64("seq", p.seq), zap.Uint64("delivered", c.Items[next].Seq))
 			p.st.Resyncs.Add(1)
 			if err := p.flush(ctx); err != nil {
 				return err
@@ -345,26 +346,26 @@ func (p *predictor) loop(ctx context.Context) error {
 
 // handle applies one decoded result and publishes (without waiting) its
 // predictions.
-func (p *predictor) handle(ctx context.Context, it *item) error {
-	if it.noMeta {
-		p.log.Warn("message without jetstream metadata: ignored", zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+func (p *predictor) handle(ctx context.Context, it *resultpipe.Item) error {
+	if it.NoMeta {
+		p.log.Warn("message without jetstream metadata: ignored", zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
 		return nil
 	}
-	seq := it.seq
+	seq := it.Seq
 	if seq <= p.seq {
 		p.st.Redelivered.Add(1)
-		_ = it.msg.Ack()
+		_ = it.Msg.Ack()
 		return nil
 	}
-	if it.err != nil {
-		if err := p.b.DeadLetter(ctx, Service, it.msg, it.err); err != nil {
+	if it.Err != nil {
+		if err := p.b.DeadLetter(ctx, Service, it.Msg, it.Err); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err() // stopping: leave it to the next run
 			}
-			p.log.Error("dead-letter failed: bad result skipped", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()),
-				zap.NamedError("reason", it.err), zap.Error(err))
+			p.log.Error("dead-letter failed: bad result skipped", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()),
+				zap.NamedError("reason", it.Err), zap.Error(err))
 		} else {
-			p.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.msg.Subject()), zap.Error(it.err))
+			p.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
 			if p.deadLettered != nil {
 				p.deadLettered.Inc()
 			}
@@ -373,18 +374,18 @@ func (p *predictor) handle(ctx context.Context, it *item) error {
 		p.seq = seq
 		return nil
 	}
-	n, err := p.apply(ctx, &it.svc, it.phase, seq)
+	n, err := p.apply(ctx, &it.Svc, it.Phase, seq)
 	if err != nil {
 		p.failed = err // the model has the result, the bus not all of its predictions
 		return err
 	}
 	p.st.Results.Add(1)
-	if c := p.resultsIn[it.phase]; c != nil {
+	if c := p.resultsIn[it.Phase]; c != nil {
 		c.Inc()
 	}
-	a := pendingAck{msg: it.msg, recv: it.recv}
+	a := pendingAck{msg: it.Msg, recv: it.Recv}
 	if n > 0 {
-		a.predicted = it.time
+		a.predicted = it.Time
 	}
 	p.acks = append(p.acks, a)
 	p.seq = seq
