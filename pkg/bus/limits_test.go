@@ -150,6 +150,7 @@ func TestTransient(t *testing.T) {
 		{jetstream.ErrKeyExists, false},
 		{&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, true},
 		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"}, true},
+		{&jetstream.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"}, true},
 		{&jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}, false},
 		{nats.ErrConnectionClosed, false},
 		{nats.ErrDisconnected, true},

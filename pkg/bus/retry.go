@@ -17,6 +17,11 @@ import (
 // known to a new meta leader).
 const errNoPeers jetstream.ErrorCode = 10005
 
+// errDupInProcess is "duplicate message id is in process": a publish retried
+// (after a lost ack) while the cluster is still committing the first copy.
+// Retrying later gets the duplicate's ack.
+const errDupInProcess jetstream.ErrorCode = 10158
+
 // Retry timing. A JetStream cluster that loses a server elects new stream,
 // consumer and meta leaders within seconds; the client reconnects to another
 // server in a fraction of one. RetryFor is far beyond both, so only a cluster
@@ -34,7 +39,7 @@ const (
 // the cluster is not available: a timeout, no responders (no leader yet, or
 // the client is between servers), a 5xx API error ("JetStream system
 // temporarily unavailable", a stream full under DiscardNew), no peers for
-// a replica (a server restarting), a connection
+// a replica (a server restarting), a message id still being committed, a connection
 // reconnecting or broken. Such a request is worth trying again; a 4xx (not
 // found, exists, bad config) or a connection closed for good is not.
 func Transient(err error) bool {
@@ -43,7 +48,7 @@ func Transient(err error) bool {
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code >= 500 || apiErr.ErrorCode == errNoPeers
+		return apiErr.Code >= 500 || apiErr.ErrorCode == errNoPeers || apiErr.ErrorCode == errDupInProcess
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
