@@ -186,8 +186,9 @@ func TestClusterFaults(t *testing.T) {
 
 	// Fault 1: the server leading RESULTS goes away mid-run (the seed is
 	// in, the priors plan is being swept).
+	counter := pipetest.NewResultCounter(b)
 	pipetest.WaitFor(t, time.Minute, "the priors phase under way", func() bool {
-		return pipetest.StreamMsgs(ctx, b, bus.StreamResults) > 2500
+		return counter.Count(ctx) > 2500
 	})
 	si := results()
 	if si == nil || si.Cluster == nil || si.Cluster.Leader == "" {
@@ -196,13 +197,13 @@ func TestClusterFaults(t *testing.T) {
 	victim := cl.server(t, si.Cluster.Leader)
 	victim.Shutdown()
 	victim.WaitForShutdown()
-	t.Logf("shut down NATS server %s (leader of RESULTS) at %d results, %v in", victim.Name(), si.State.Msgs, time.Since(started).Round(time.Millisecond))
+	t.Logf("shut down NATS server %s (leader of RESULTS) at %d RESULTS messages, %v in", victim.Name(), si.State.Msgs, time.Since(started).Round(time.Millisecond))
 	pipetest.WaitFor(t, time.Minute, "a new leader of RESULTS", func() bool {
 		si := results()
 		return si != nil && si.Cluster != nil && si.Cluster.Leader != "" && si.Cluster.Leader != victim.Name()
 	})
 	si = results()
-	t.Logf("RESULTS led by %s, %d results, %v in", si.Cluster.Leader, si.State.Msgs, time.Since(started).Round(time.Millisecond))
+	t.Logf("RESULTS led by %s, %d messages, %v in", si.Cluster.Leader, si.State.Msgs, time.Since(started).Round(time.Millisecond))
 
 	// The cluster goes on with two of three servers: results are stored,
 	// predictions delivered to the prober, and no service gave up.
@@ -217,7 +218,7 @@ func TestClusterFaults(t *testing.T) {
 		if err != nil {
 			return -1
 		}
-		return int64(ci.Delivered.Stream) + pipetest.StreamMsgs(ctx, b, bus.StreamResults)
+		return int64(ci.Delivered.Stream) + counter.Count(ctx)
 	}
 	p0 := progress()
 	pipetest.WaitFor(t, time.Minute, "progress on two servers", func() bool { return progress() > p0+1000 })
@@ -229,7 +230,7 @@ func TestClusterFaults(t *testing.T) {
 
 	// Fault 2: the predictor is killed -9 mid-stream and restarted.
 	procs["predictor"].Kill9()
-	t.Logf("killed the predictor with SIGKILL at %d results, %v in", pipetest.StreamMsgs(ctx, b, bus.StreamResults), time.Since(started).Round(time.Millisecond))
+	t.Logf("killed the predictor with SIGKILL at %d results, %v in", counter.Count(ctx), time.Since(started).Round(time.Millisecond))
 	procs["predictor"] = pipetest.Start(t, bin, "predictor-restarted", args["predictor"]...)
 
 	if err := all.WaitIdle(ctx, b, time.Second, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))); err != nil {

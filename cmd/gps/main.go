@@ -36,7 +36,8 @@ func usageErr(format string, a ...any) error {
 
 func commands() []command {
 	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), labServeCmd(), evalCmd(),
-		seederCmd(), modelerCmd(), predictorCmd(), proberCmd(), allCmd(), watchCmd("predictions"), watchCmd("results")}
+		seederCmd(), modelerCmd(), predictorCmd(), proberCmd(), allCmd(), watchCmd("predictions"), watchCmd("results"),
+		benchScannersCmd()}
 }
 
 func main() {

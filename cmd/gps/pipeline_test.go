@@ -43,8 +43,9 @@ func runSeparate(t *testing.T, bin, world, crash string) (*bus.Bus, pipetest.Out
 	if crash != "" {
 		// Kill it once the run is well under way: the plan is out and
 		// results of the later phases are flowing.
+		results := pipetest.NewResultCounter(b)
 		pipetest.WaitFor(t, time.Minute, "the run to get under way", func() bool {
-			return pipetest.StreamMsgs(ctx, b, bus.StreamResults) > 3000
+			return results.Count(ctx) > 3000
 		})
 		procs[crash].Kill9()
 		t.Logf("killed %s with SIGKILL", crash)

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/batch"
@@ -274,7 +276,8 @@ func MakeWorld(t testing.TB) string {
 type Outcome struct {
 	Found, Preds map[batch.Target]bool
 	PredMsgs     int
-	Results      []wire.Result
+	Results      []wire.Result // every result in RESULTS, batches unpacked, in order
+	ResultMsgs   int           // RESULTS messages
 }
 
 // Collect reads RESULTS and PREDICTIONS.
@@ -283,13 +286,16 @@ func Collect(t testing.TB, b *bus.Bus) Outcome {
 	ctx := context.Background()
 	o := Outcome{Found: map[batch.Target]bool{}, Preds: map[batch.Target]bool{}}
 	if err := all.EachMessage(ctx, b, bus.StreamResults, func(d []byte) {
-		r, err := wire.DecodeResult(d)
+		rs, err := wire.DecodeResults(d)
 		if err != nil {
 			t.Fatalf("a bad result in RESULTS: %v", err)
 		}
-		a, _ := row.ParseAddr(r.IP)
-		o.Found[batch.Target{Addr: a, Port: uint16(r.Port)}] = true
-		o.Results = append(o.Results, r)
+		for _, r := range rs {
+			a, _ := row.ParseAddr(r.IP)
+			o.Found[batch.Target{Addr: a, Port: uint16(r.Port)}] = true
+		}
+		o.Results = append(o.Results, rs...)
+		o.ResultMsgs++
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -359,8 +365,8 @@ func CheckExact(t testing.TB, b *bus.Bus, o Outcome) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seq != uint64(len(o.Results)) {
-		t.Fatalf("modeler snapshot covers RESULTS up to %d of %d", seq, len(o.Results))
+	if seq != uint64(o.ResultMsgs) {
+		t.Fatalf("modeler snapshot covers RESULTS up to %d of %d", seq, o.ResultMsgs)
 	}
 	want := model.New()
 	for i := range o.Results {
@@ -464,6 +470,45 @@ func StreamMsgs(ctx context.Context, b *bus.Bus, stream string) int64 {
 		return -1
 	}
 	return int64(info.State.Msgs)
+}
+
+// ResultCounter counts the results in RESULTS, batches unpacked, reading
+// at each call only the messages stored since the last; not for concurrent
+// use.
+type ResultCounter struct {
+	b    *bus.Bus
+	next uint64 // sequence of the next message to read
+	n    int64
+}
+
+// NewResultCounter counts the results of b's RESULTS stream.
+func NewResultCounter(b *bus.Bus) *ResultCounter { return &ResultCounter{b: b, next: 1} }
+
+// Count is the number of results stored so far (-1 while the stream cannot
+// be read, e.g. during a leader election; the next call goes on from there).
+func (c *ResultCounter) Count(ctx context.Context) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := c.b.JS.Stream(ctx, bus.StreamResults)
+	if err != nil {
+		return -1
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	for ; c.next <= info.State.LastSeq; c.next++ {
+		m, err := s.GetMsg(ctx, c.next)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return -1
+		}
+		rs, _ := wire.DecodeResults(m.Data)
+		c.n += int64(len(rs))
+	}
+	return c.n
 }
 
 // Reference runs `gps all` in-process on the world of MakeWorld (an

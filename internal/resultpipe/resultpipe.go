@@ -1,6 +1,12 @@
 // Package resultpipe is the consuming pipeline of the modeler and the
 // predictor: RESULTS read with pull requests in flight, decoded in parallel,
 // handed on in stream order.
+//
+// A message carries one result or a batch of them (wire.DecodeResults); it
+// stays the unit of everything that involves the stream: its sequence is
+// what a snapshot covers and where a consumer resumes, it is acked, nak'ed
+// or dead-lettered whole, and its results are applied together, in order,
+// so a model never holds part of a message.
 package resultpipe
 
 import (
@@ -18,8 +24,27 @@ import (
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
-// ChunkSize is the most messages handed on at once between the stages.
-const ChunkSize = 128
+// Most handed on at once between the stages: ChunkSize messages, or as
+// many as reach ChunkBytes of data. The byte bound keeps batches of results
+// spread over the decoders (128 one-result messages are about 40 KB, one
+// batch of 128 as much).
+const (
+	ChunkSize  = 128
+	ChunkBytes = 64 << 10
+)
+
+// bufferBytes bounds what the client buffers: twice fetch results of about
+// resultBytes each (a result is 300 bytes or so, a message of one result
+// about 500 with its headers), and at least two of the largest messages the
+// server takes (a batch may pass wire.BatchBytes by its last result, and a
+// single result may be as big as the server allows; a message bigger than
+// the buffer would stall the consumer). The bound is in bytes, not
+// messages: a message may carry one result or wire.BatchResults of them,
+// and the consumer's MaxAckPending already bounds the messages.
+func bufferBytes(fetch int, maxPayload int64) int {
+	const resultBytes = 512
+	return max(2*fetch*resultBytes, 2*int(maxPayload))
+}
 
 // Timing of the Reader.
 const (
@@ -34,14 +59,19 @@ const (
 
 // Item is one message and what it decodes to.
 type Item struct {
-	Msg    jetstream.Msg
-	Recv   time.Time // when the Reader got it
-	Seq    uint64    // RESULTS stream sequence
-	NoMeta bool      // not a JetStream message
-	Svc    row.Service
-	Phase  string
-	Time   time.Time // the result's time (its first publication)
-	Err    error     // not a usable result: dead-letter it
+	Msg     jetstream.Msg
+	Recv    time.Time // when the Reader got it
+	Seq     uint64    // RESULTS stream sequence
+	NoMeta  bool      // not a JetStream message
+	Results []Result  // the message's results, in order (none when Err is set)
+	Err     error     // not usable: dead-letter the whole message
+}
+
+// Result is one result of a message, decoded and validated.
+type Result struct {
+	Svc   row.Service
+	Phase string
+	Time  time.Time // the result's time (its first publication)
 }
 
 // Chunk is messages in stream order; done closes once they are decoded.
@@ -62,6 +92,7 @@ type Chunk struct {
 type Reader struct {
 	cons    jetstream.Consumer
 	fetch   int
+	buffer  int // bytes the client may buffer
 	log     *zap.Logger
 	ordered chan *Chunk // to the applier, in stream order; closed when reading stops
 	work    chan *Chunk // to the decoders
@@ -69,8 +100,10 @@ type Reader struct {
 	Err     error       // why reading stopped early (set before ordered is closed)
 }
 
-func NewReader(cons jetstream.Consumer, fetch int, log *zap.Logger) *Reader {
-	return &Reader{cons: cons, fetch: fetch, log: log, ordered: make(chan *Chunk, 16), work: make(chan *Chunk, 16), free: make(chan *Chunk, 40)}
+// NewReader reads cons, fetch results at a time; maxPayload is the largest
+// message the server takes (nats.Conn.MaxPayload).
+func NewReader(cons jetstream.Consumer, fetch int, maxPayload int64, log *zap.Logger) *Reader {
+	return &Reader{cons: cons, fetch: fetch, buffer: bufferBytes(fetch, maxPayload), log: log, ordered: make(chan *Chunk, 16), work: make(chan *Chunk, 16), free: make(chan *Chunk, 40)}
 }
 
 // start runs the Reader and the decoders until ctx ends; wait returns when
@@ -104,11 +137,20 @@ func decode(it *Item) {
 		return
 	}
 	it.Seq = md.Sequence.Stream
-	r, err := wire.DecodeResult(it.Msg.Data())
-	if err == nil {
-		it.Svc, err = r.Service()
+	rs, err := wire.DecodeResults(it.Msg.Data())
+	if err != nil {
+		it.Err = err
+		return
 	}
-	it.Phase, it.Time, it.Err = r.Phase, r.Time, err
+	it.Results = make([]Result, len(rs))
+	for i := range rs {
+		svc, err := rs[i].Service()
+		if err != nil { // DecodeResults checked every one
+			it.Results, it.Err = nil, err
+			return
+		}
+		it.Results[i] = Result{Svc: svc, Phase: rs[i].Phase, Time: rs[i].Time}
+	}
 }
 
 func (r *Reader) Get() *Chunk {
@@ -195,7 +237,7 @@ func (r *Reader) run(ctx context.Context) {
 		case <-ctx.Done():
 			_ = m.Nak()
 		}
-	}, jetstream.PullMaxMessages(2*r.fetch), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxBytes(r.buffer), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !ConsumerGone(err) && (errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat)) {
 			// The pull requests go nowhere: is the consumer still there?
 			if _, ierr := r.cons.Info(ctx); ConsumerGone(ierr) {
@@ -214,6 +256,7 @@ func (r *Reader) run(ctx context.Context) {
 		return
 	}
 	c := r.Get()
+	size := 0 // bytes of data in c
 	defer func() {
 		// Stop pulling, let the callback finish, then nak what is held.
 		cc.Stop()
@@ -241,7 +284,7 @@ func (r *Reader) run(ctx context.Context) {
 					c = r.Get()
 					return
 				}
-				c = r.Get()
+				c, size = r.Get(), 0
 			}
 			select {
 			case msg = <-in:
@@ -250,12 +293,13 @@ func (r *Reader) run(ctx context.Context) {
 			}
 		}
 		c.Items = append(c.Items, Item{Msg: msg, Recv: time.Now()})
-		if len(c.Items) == ChunkSize {
+		size += len(msg.Data())
+		if len(c.Items) == ChunkSize || size >= ChunkBytes {
 			if !r.emit(ctx, c) {
 				c = r.Get()
 				return
 			}
-			c = r.Get()
+			c, size = r.Get(), 0
 		}
 	}
 }

@@ -49,6 +49,8 @@ type synEngine struct {
 	pending map[uint64][]chan synReply // (dst, port) -> probes waiting
 	srcs    map[uint32]uint32          // destination /24 -> source address
 
+	scan atomic.Pointer[synScan] // the SYN-only scan in progress (synscan.go), if any
+
 	stop atomic.Bool
 	done chan struct{}
 }
@@ -86,6 +88,7 @@ func newSYNEngine(p *Prober) (*synEngine, error) {
 		return nil, fmt.Errorf("syn engine: %w", err)
 	}
 	syscall.SetsockoptInt(recv, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<20)
+	forceRcvBuf(recv, 32<<20) // as root, past rmem_max: a SYN scan's replies come in bursts
 	e := &synEngine{p: p, block: block, send: send, recv: recv, pending: map[uint64][]chan synReply{},
 		srcs: map[uint32]uint32{}, done: make(chan struct{})}
 	go e.receive()
@@ -230,6 +233,9 @@ func (e *synEngine) receive() {
 			}
 			return
 		}
+		if !synCandidate(buf[:n]) {
+			continue // cheap pre-filter: not a SYN-ACK or RST to our source ports
+		}
 		if err := parser.DecodeLayers(buf[:n], &decoded); err != nil || len(decoded) < 2 {
 			continue
 		}
@@ -250,6 +256,9 @@ func (e *synEngine) receive() {
 			continue
 		}
 		r := synReply{open: tcp.SYN && tcp.ACK, window: tcp.Window}
+		if sc := e.scan.Load(); sc != nil {
+			sc.reply(from, port, r)
+		}
 		e.mu.Lock()
 		for _, ch := range e.pending[svcKey(from, port)] {
 			select {
@@ -259,6 +268,24 @@ func (e *synEngine) receive() {
 		}
 		e.mu.Unlock()
 	}
+}
+
+// synCandidate reports whether an IPv4 packet may be a reply to one of our
+// SYNs (TCP, SYN-ACK or RST, to a port of our source range), looking at the
+// bytes only; DecodeLayers and the cookie decide.
+func synCandidate(b []byte) bool {
+	if len(b) < 20 || b[0]>>4 != 4 || b[9] != syscall.IPPROTO_TCP {
+		return false
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if ihl < 20 || len(b) < ihl+20 {
+		return false
+	}
+	t := b[ihl:]
+	dport := binary.BigEndian.Uint16(t[2:])
+	flags := t[13]
+	const syn, rst, ack = 0x02, 0x04, 0x10
+	return dport >= synPortBase && dport < synPortBase+synPortRange && (flags&rst != 0 || flags&(syn|ack) == syn|ack)
 }
 
 func (e *synEngine) close() error {

@@ -1,5 +1,7 @@
 // Package wire defines the messages on the bus: results, targets and
-// predictions, as versioned JSON that downstream tools read.
+// predictions, as versioned JSON that downstream tools read. A RESULTS
+// message carries one result or a batch of them, one per line (see
+// DecodeResults and ResultBatch).
 package wire
 
 import (
@@ -30,7 +32,8 @@ func ValidPhase(p string) bool {
 	return p == PhaseSeed || p == PhasePriors || p == PhasePredicted
 }
 
-// Result is one service found (or imported): subject gps.results.<phase>.
+// Result is one service found (or imported): subject gps.results.<phase>,
+// alone or in a batch (see DecodeResults).
 type Result struct {
 	V        int       `json:"v"`
 	IP       string    `json:"ip"`
@@ -68,22 +71,14 @@ func (r *Result) Service() (row.Service, error) {
 	return row.Service{Row: rw, Addr: a}, nil
 }
 
-// DecodeResult parses and checks a result message.
+// DecodeResult parses and checks one result (a line of a RESULTS message;
+// DecodeResults reads a whole message, batch or not).
 func DecodeResult(b []byte) (Result, error) {
 	var r Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		return r, fmt.Errorf("%w: result: %v", ErrBad, err)
 	}
-	if r.V != Version {
-		return r, fmt.Errorf("%w: result version %d, want %d", ErrBad, r.V, Version)
-	}
-	if !ValidPhase(r.Phase) {
-		return r, fmt.Errorf("%w: result phase %q", ErrBad, r.Phase)
-	}
-	if _, err := r.Service(); err != nil {
-		return r, fmt.Errorf("%w: result: %v", ErrBad, err)
-	}
-	return r, nil
+	return r, r.check()
 }
 
 // Target is one probe to send, or a sweep of a port across a prefix.

@@ -104,11 +104,8 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 			return nil, nil, fmt.Errorf("run all: serve the lab: %w", err)
 		}
 		defer lab.Close()
-		// Probes of silent services wait for a timeout: more workers. The
-		// world's truth counts services that send nothing, so keep them
-		// (LZR-style filtering would drop them) to compare with truth.
-		rc.Live, rc.Engine, rc.Rate, rc.ProbeConcurrency, rc.Timeout, rc.Retries, rc.KeepEmpty = true, "connect", netprobe.DefaultRate, 512, 2*time.Second, 1, true
-		rc.Concurrency = 64
+		rc.LiveConfig = LabLive
+		rc.Pfx2AS = filepath.Join(c.World, "pfx2as.tsv")
 		rc.World = "" // the answers come from the network now
 		rc.Allow = []string{prober.LabAllow}
 	}
@@ -174,6 +171,15 @@ func ignoreCanceled(err error) error {
 
 // requestTimeout bounds each look at the streams of WaitIdle.
 const requestTimeout = 5 * time.Second
+
+// LabLive is the live engine of a run on the served lab. Loopback has no
+// round trip and no loss, so the waits are short and the rates high: a
+// service that waits for the client (HTTP, TLS) costs BannerWait, a silent
+// one BannerWait+Timeout. The world's truth counts services that send
+// nothing, so they are kept (LZR-style filtering would drop them) to
+// compare with truth.
+var LabLive = prober.LiveConfig{Live: true, Engine: netprobe.EngineConnect, Rate: 50000, ProbeConcurrency: 1024,
+	Timeout: time.Second, BannerWait: 250 * time.Millisecond, Retries: 1, KeepEmpty: true}
 
 // WaitIdle returns once the seed is in, the plan is published, and every
 // consumer has nothing pending or unacknowledged, with no stream growing,
@@ -269,7 +275,8 @@ func pipelineState(ctx context.Context, b *bus.Bus) (string, bool, error) {
 func Summarize(ctx context.Context, b *bus.Bus, world string, probes uint64) (*Summary, error) {
 	found := map[batch.Target]bool{}
 	if err := EachMessage(ctx, b, bus.StreamResults, func(data []byte) {
-		if r, err := wire.DecodeResult(data); err == nil {
+		rs, _ := wire.DecodeResults(data) // a message of one result or a batch; a bad one counts nothing
+		for _, r := range rs {
 			if a, err := row.ParseAddr(r.IP); err == nil {
 				found[batch.Target{Addr: a, Port: uint16(r.Port)}] = true
 			}

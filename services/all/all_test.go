@@ -232,3 +232,35 @@ func histogramCounts(t *testing.T, g prometheus.Gatherer) map[string]uint64 {
 	}
 	return out
 }
+
+// TestLiveMatchesSimulated: `gps all --live` on a lab world served as real
+// listeners on 127/8 ends with a coverage within two points of the
+// simulated run of the same world, having sent about the same probes.
+func TestLiveMatchesSimulated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a live scan of a served lab world (about 15 s)")
+	}
+	dir := world(t, lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run := func(live bool) *all.Summary {
+		t.Helper()
+		sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Live: live, Hitrate: 1e-5, Step: 24, Quiet: time.Second},
+			Bus: bustest.New(t), Log: zap.NewNop()})
+		if err != nil {
+			t.Fatalf("live=%v: %v", live, err)
+		}
+		t.Logf("live=%v: %s; prober found %d", live, sum.JSON(), st.Prober.Found.Load())
+		if sum.ServicesFound == 0 || sum.Predictions == 0 {
+			t.Fatalf("live=%v: a degenerate run: %+v", live, sum)
+		}
+		return sum
+	}
+	sim, live := run(false), run(true)
+	if d := math.Abs(live.Coverage - sim.Coverage); d > 0.02 {
+		t.Errorf("live coverage %.4f, simulated %.4f: %.1f points apart, want at most 2", live.Coverage, sim.Coverage, 100*d)
+	}
+	if r := float64(live.Probes) / float64(sim.Probes); r < 0.9 || r > 1.1 {
+		t.Errorf("live run sent %d probes, simulated %d", live.Probes, sim.Probes)
+	}
+}

@@ -49,8 +49,8 @@ type Deps struct {
 
 // Stats are the modeler's counters; safe to read while Run runs.
 type Stats struct {
-	Results      atomic.Int64  // results applied to the model
-	Bad          atomic.Int64  // messages dead-lettered
+	Results      atomic.Int64  // results applied to the model (a message may carry many)
+	Bad          atomic.Int64  // messages dead-lettered, whole
 	Redelivered  atomic.Int64  // deliveries of messages already applied (acked and skipped)
 	Snapshots    atomic.Int64  // snapshots stored
 	PlanGroups   atomic.Int64  // groups (prefix sweeps) of the priors plan published, extra sweeps included
@@ -229,7 +229,7 @@ func (s *modeler) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(ctx)
-	rd := resultpipe.NewReader(cons, s.cfg.Fetch, s.log)
+	rd := resultpipe.NewReader(cons, s.cfg.Fetch, s.b.NC.MaxPayload(), s.log)
 	s.resync = true
 	return &subscription{rd: rd, stop: stop, wait: rd.Start(rctx)}, nil
 }
@@ -422,7 +422,7 @@ func (s *modeler) apply(ctx context.Context, it *resultpipe.Item) error {
 		return nil
 	}
 	if !s.planned {
-		if s.seed == nil && it.Err == nil && it.Phase != wire.PhaseSeed {
+		if s.seed == nil && pastSeed(it) {
 			// A result of a later phase: the seed record may be on its way.
 			if err := s.getSeed(ctx); err != nil {
 				return err
@@ -440,22 +440,27 @@ func (s *modeler) apply(ctx context.Context, it *resultpipe.Item) error {
 			if ctx.Err() != nil {
 				return ctx.Err() // stopping: leave it to the next run
 			}
-			s.log.Error("dead-letter failed: bad result skipped", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()),
+			s.log.Error("dead-letter failed: bad results message skipped", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()),
 				zap.NamedError("reason", it.Err), zap.Error(err))
 		} else {
-			s.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
+			s.log.Warn("bad results message dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
 			if s.deadLettered != nil {
 				s.deadLettered.Inc()
 			}
 		}
 		s.st.Bad.Add(1)
 	} else {
-		s.m.Add(&it.Svc)
-		s.st.Results.Add(1)
-		if c := s.resultsIn[it.Phase]; c != nil {
-			c.Inc()
+		// Every result of the message, before its sequence counts as
+		// applied: a snapshot never holds part of a message.
+		for i := range it.Results {
+			r := &it.Results[i]
+			s.m.Add(&r.Svc)
+			if c := s.resultsIn[r.Phase]; c != nil {
+				c.Inc()
+			}
 		}
-		s.since++
+		s.st.Results.Add(int64(len(it.Results)))
+		s.since += len(it.Results)
 		s.newest = it.Msg // acked cumulatively: see ackApplied
 	}
 	s.seq = seq
@@ -469,6 +474,17 @@ func (s *modeler) apply(ctx context.Context, it *resultpipe.Item) error {
 		s.snapshot(ctx)
 	}
 	return nil
+}
+
+// pastSeed reports whether a message holds a result of a later phase than
+// the seed.
+func pastSeed(it *resultpipe.Item) bool {
+	for i := range it.Results {
+		if it.Results[i].Phase != wire.PhaseSeed {
+			return true
+		}
+	}
+	return false
 }
 
 // idle runs when no message is waiting: interval snapshots and the check for

@@ -11,19 +11,31 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
 // BenchmarkModelerIngest measures the modeler consuming results already in
 // RESULTS (about 215k seed results of a lab world), from a fresh start to
-// the last result applied.
+// the last result applied: published in batches as the seeder and the
+// prober publish them, and for comparison one result a message.
 func BenchmarkModelerIngest(b *testing.B) {
 	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 100000, Slash16s: 8, SeedFrac: 1}.WithDefaults())
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Run("batched", func(b *testing.B) { benchIngest(b, w.Seed, true) })
+	b.Run("single", func(b *testing.B) { benchIngest(b, w.Seed, false) })
+}
+
+func benchIngest(b *testing.B, rows []row.Row, batched bool) {
 	bs := bustest.New(b)
-	last := publish(b, bs, w.Seed, wire.PhaseSeed)
+	var last uint64
+	if batched {
+		last = publishBatches(b, bs, rows, wire.PhaseSeed)
+	} else {
+		last = publish(b, bs, rows, wire.PhaseSeed)
+	}
 	store, err := bs.Snapshots(context.Background())
 	if err != nil {
 		b.Fatal(err)
@@ -49,6 +61,9 @@ func BenchmarkModelerIngest(b *testing.B) {
 		total += time.Since(began)
 		cancel()
 		<-done
+		if got := st.Results.Load(); got != int64(len(rows)) {
+			b.Fatalf("%d results applied, want %d", got, len(rows))
+		}
 	}
-	b.ReportMetric(float64(len(w.Seed))*float64(b.N)/total.Seconds(), "results/s")
+	b.ReportMetric(float64(len(rows))*float64(b.N)/total.Seconds(), "results/s")
 }

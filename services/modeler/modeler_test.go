@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +89,60 @@ func publish(t testing.TB, b *bus.Bus, rows []row.Row, phase string) uint64 {
 	}
 	wait()
 	_ = ctx
+	return last
+}
+
+// publishBatches publishes rows as results of a phase in batches, as the
+// seeder and the prober do, returning the stream sequence of the last.
+func publishBatches(t testing.TB, b *bus.Bus, rows []row.Row, phase string) uint64 {
+	t.Helper()
+	var futs []jetstream.PubAckFuture
+	var last uint64
+	wait := func() {
+		for _, f := range futs {
+			select {
+			case a := <-f.Ok():
+				last = max(last, a.Sequence)
+			case err := <-f.Err():
+				t.Fatal(err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("no publish ack")
+			}
+		}
+		futs = futs[:0]
+	}
+	var batch wire.ResultBatch
+	send := func() {
+		id := batch.ID("test:" + phase)
+		f, err := b.JS.PublishAsync(wire.ResultsSubject(phase), batch.Take(), jetstream.WithMsgID(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if futs = append(futs, f); len(futs) == 100 {
+			wait()
+		}
+	}
+	now := time.Now().UTC()
+	for _, r := range rows {
+		res := wire.ResultFromRow(r, phase, now, "test")
+		ok, err := batch.Add(&res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			send()
+			if _, err := batch.Add(&res); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if batch.Full() {
+			send()
+		}
+	}
+	if batch.Len() > 0 {
+		send()
+	}
+	wait()
 	return last
 }
 
@@ -564,5 +619,71 @@ func TestStopMidStream(t *testing.T) {
 	}
 	if m.Version() != uint64(len(rows)) {
 		t.Fatalf("model applied %d results, want %d", m.Version(), len(rows))
+	}
+}
+
+// TestBatches: every result of a batch is applied, batches and single
+// results mixed; a batch with one bad result is dead-lettered whole, with
+// the reason naming the result, and nothing of it is applied; a snapshot
+// covers whole messages, so a restart applies each result once.
+func TestBatches(t *testing.T) {
+	w := world(t)
+	rows := slices.Clone(w.Seed)
+	third := len(rows) / 3
+	extra := later(w, 3) // the bad batch's results: in no model
+	var lines []string
+	for i, r := range extra {
+		res := wire.ResultFromRow(r, wire.PhaseSeed, time.Now().UTC(), "test")
+		if i == 1 {
+			res.IP = "300.1.2.3"
+		}
+		data, _ := json.Marshal(res)
+		lines = append(lines, string(data))
+	}
+	bad := []byte(strings.Join(lines, "\n"))
+
+	b := bustest.New(t)
+	cfg := Config{SnapshotEvery: 100}
+	publishBatches(t, b, rows[:third], wire.PhaseSeed)
+	publish(t, b, rows[third:third+10], wire.PhaseSeed)
+	badSeq := publishRaw(t, b, wire.ResultsSubject(wire.PhaseSeed), bad, "bad-batch")
+	mid := publishBatches(t, b, rows[third+10:2*third], wire.PhaseSeed)
+	r := start(t, b, cfg)
+	waitFor(t, "two thirds", func() bool { return r.st.Seq.Load() == mid })
+	r.stop(t)
+	if r.st.Results.Load() != int64(2*third) || r.st.Bad.Load() != 1 {
+		t.Fatalf("results %d bad %d, want %d and 1", r.st.Results.Load(), r.st.Bad.Load(), 2*third)
+	}
+	if m, seq := storedModel(t, b); seq != mid || !maps.Equal(modelCounts(m), modelCounts(direct(t, rows[:2*third]))) {
+		t.Fatalf("snapshot at stop: seq %d, want %d, or counts differ", seq, mid)
+	}
+	s, err := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
+	if err != nil {
+		t.Fatalf("dead letter: %v", err)
+	}
+	if reason := m.Header.Get(bus.HeaderReason); !bytes.Equal(m.Data, bad) || !strings.Contains(reason, "result 2 of 3") {
+		t.Fatalf("dead letter %q, reason %q: want the whole batch, and its bad result named", m.Data, reason)
+	}
+	if got, want := m.Header.Get(jetstream.MsgIDHeader), "modeler:RESULTS:"+strconv.FormatUint(badSeq, 10); got != want {
+		t.Errorf("dead letter id = %q, want %q", got, want)
+	}
+
+	last := publishBatches(t, b, rows[2*third:], wire.PhaseSeed)
+	r = start(t, b, cfg)
+	waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
+	r.stop(t)
+	if got, want := r.st.Results.Load(), int64(len(rows)-2*third); got != want {
+		t.Errorf("the restarted modeler applied %d results, want %d", got, want)
+	}
+	got, seq := storedModel(t, b)
+	if err := got.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if seq != last || got.Version() != direct(t, rows).Version() || !maps.Equal(modelCounts(got), modelCounts(direct(t, rows))) {
+		t.Fatalf("final model: seq %d (want %d), version %d (want %d), or counts differ", seq, last, got.Version(), direct(t, rows).Version())
 	}
 }

@@ -144,10 +144,14 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 				break
 			}
 			seq = md.Sequence.Stream
-			if r, err := wire.DecodeResult(msg.Data()); err == nil {
-				if svc, err := r.Service(); err == nil {
-					m.Add(&svc)
-					n++
+			// A bad message was dead-lettered whole by the live run:
+			// skipped whole here too.
+			if rs, err := wire.DecodeResults(msg.Data()); err == nil {
+				for i := range rs {
+					if svc, err := rs[i].Service(); err == nil {
+						m.Add(&svc)
+						n++
+					}
 				}
 			}
 			if seq == last || md.NumPending == 0 {

@@ -57,8 +57,8 @@ type Deps struct {
 
 // Stats are the predictor's counters; safe to read while Run runs.
 type Stats struct {
-	Results     atomic.Int64  // results applied to the model
-	Bad         atomic.Int64  // messages dead-lettered
+	Results     atomic.Int64  // results applied to the model (a message may carry many)
+	Bad         atomic.Int64  // messages dead-lettered, whole
 	Redelivered atomic.Int64  // deliveries of messages already applied (acked and skipped)
 	Predictions atomic.Int64  // predictions published (a republish after a restart counts again)
 	Hosts       atomic.Int64  // hosts the predictor tracks
@@ -79,10 +79,11 @@ type predictor struct {
 	resync bool   // the next message delivered starts a new subscription
 	feats  []features.ID
 
-	pub    publisher
-	acks   []pendingAck  // processed results whose predictions are not yet acknowledged
-	held   jetstream.Msg // processed and published, not yet acked (see flush)
-	failed error         // a publish failed: the state is ahead of the bus, never snapshot it
+	pub         publisher
+	acks        []pendingAck  // processed messages whose predictions are not yet acknowledged
+	predictedAt []time.Time   // times of the results whose predictions are not yet acknowledged
+	held        jetstream.Msg // processed and published, not yet acked (see flush)
+	failed      error         // a publish failed: the state is ahead of the bus, never snapshot it
 
 	ready        func()
 	metrics      *telemetry.Metrics // nil: no metrics
@@ -237,7 +238,7 @@ func (p *predictor) subscribe(ctx context.Context) (*subscription, error) {
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(ctx)
-	rd := resultpipe.NewReader(cons, p.cfg.Fetch, p.log)
+	rd := resultpipe.NewReader(cons, p.cfg.Fetch, p.b.NC.MaxPayload(), p.log)
 	p.resync = true
 	return &subscription{rd: rd, stop: stop, wait: rd.Start(rctx)}, nil
 }
@@ -344,8 +345,8 @@ func (p *predictor) loop(ctx context.Context) error {
 	}
 }
 
-// handle applies one decoded result and publishes (without waiting) its
-// predictions.
+// handle applies the results of one decoded message and publishes (without
+// waiting) their predictions.
 func (p *predictor) handle(ctx context.Context, it *resultpipe.Item) error {
 	if it.NoMeta {
 		p.log.Warn("message without jetstream metadata: ignored", zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
@@ -362,10 +363,10 @@ func (p *predictor) handle(ctx context.Context, it *resultpipe.Item) error {
 			if ctx.Err() != nil {
 				return ctx.Err() // stopping: leave it to the next run
 			}
-			p.log.Error("dead-letter failed: bad result skipped", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()),
+			p.log.Error("dead-letter failed: bad results message skipped", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()),
 				zap.NamedError("reason", it.Err), zap.Error(err))
 		} else {
-			p.log.Warn("bad result dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
+			p.log.Warn("bad results message dead-lettered", zap.Uint64("seq", seq), zap.String("subject", it.Msg.Subject()), zap.Error(it.Err))
 			if p.deadLettered != nil {
 				p.deadLettered.Inc()
 			}
@@ -374,30 +375,34 @@ func (p *predictor) handle(ctx context.Context, it *resultpipe.Item) error {
 		p.seq = seq
 		return nil
 	}
-	n, err := p.apply(ctx, &it.Svc, it.Phase, seq)
-	if err != nil {
-		p.failed = err // the model has the result, the bus not all of its predictions
-		return err
+	// Every result of the message in order, each predicted from the model
+	// with the ones before it; the message counts as processed (p.seq, its
+	// ack) only after the last.
+	for i := range it.Results {
+		r := &it.Results[i]
+		n, err := p.apply(ctx, &r.Svc, r.Phase, seq)
+		if err != nil {
+			p.failed = err // the model has the result, the bus not all of its predictions
+			return err
+		}
+		if c := p.resultsIn[r.Phase]; c != nil {
+			c.Inc()
+		}
+		if n > 0 {
+			p.predictedAt = append(p.predictedAt, r.Time)
+		}
 	}
-	p.st.Results.Add(1)
-	if c := p.resultsIn[it.Phase]; c != nil {
-		c.Inc()
-	}
-	a := pendingAck{msg: it.Msg, recv: it.Recv}
-	if n > 0 {
-		a.predicted = it.Time
-	}
-	p.acks = append(p.acks, a)
+	p.st.Results.Add(int64(len(it.Results)))
+	p.acks = append(p.acks, pendingAck{msg: it.Msg, recv: it.Recv})
 	p.seq = seq
-	p.since++
+	p.since += len(it.Results)
 	return nil
 }
 
-// pendingAck is a processed result waiting for its predictions' acks.
+// pendingAck is a processed message waiting for its predictions' acks.
 type pendingAck struct {
-	msg       jetstream.Msg
-	recv      time.Time // when the reader got it
-	predicted time.Time // the result's time, when it made predictions (else zero)
+	msg  jetstream.Msg
+	recv time.Time // when the reader got it
 }
 
 // apply adds a service to the model and the host, and publishes the host's
@@ -479,17 +484,18 @@ func (p *predictor) flush(ctx context.Context) error {
 		}
 		p.held = p.acks[len(p.acks)-1].msg
 	}
-	now := time.Now()
-	for _, a := range p.acks {
-		if p.metrics != nil {
+	if p.metrics != nil {
+		now := time.Now()
+		for _, a := range p.acks {
 			p.handleTime.Observe(now.Sub(a.recv).Seconds())
-			if !a.predicted.IsZero() {
-				p.metrics.PredictionLatency.Observe(max(0, now.Sub(a.predicted).Seconds()))
-			}
+		}
+		for _, t := range p.predictedAt {
+			p.metrics.PredictionLatency.Observe(max(0, now.Sub(t).Seconds()))
 		}
 	}
 	clear(p.acks)
 	p.acks = p.acks[:0]
+	p.predictedAt = p.predictedAt[:0]
 	p.st.Seq.Store(p.seq)
 	return nil
 }

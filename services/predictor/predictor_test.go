@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,41 +70,67 @@ func scenario(t testing.TB, hosts int, more bool) []result {
 	return append(out, rest...)
 }
 
-// publish publishes results, returning the stream sequence of the last.
+// publish publishes results, one a message, returning the stream sequence
+// of the last.
 func publish(t testing.TB, b *bus.Bus, rs []result) uint64 {
 	t.Helper()
+	seqs := publishBatches(t, b, rs, 1)
+	return seqs[len(seqs)-1]
+}
+
+// publishBatches publishes results in batches of up to per consecutive
+// results of one phase (one a message with per 1), as the prober and the
+// seeder do; it returns the stream sequence of each result's message.
+func publishBatches(t testing.TB, b *bus.Bus, rs []result, per int) []uint64 {
+	t.Helper()
 	var futs []jetstream.PubAckFuture
-	var last uint64
+	var sizes []int // results of each message in futs
+	var seqs []uint64
 	wait := func() {
-		for _, f := range futs {
+		for i, f := range futs {
 			select {
 			case a := <-f.Ok():
-				last = max(last, a.Sequence)
+				for range sizes[i] {
+					seqs = append(seqs, a.Sequence)
+				}
 			case err := <-f.Err():
 				t.Fatal(err)
 			case <-time.After(30 * time.Second):
 				t.Fatal("no publish ack")
 			}
 		}
-		futs = futs[:0]
+		futs, sizes = futs[:0], sizes[:0]
 	}
-	now := time.Now().UTC()
-	for i, x := range rs {
-		data, err := json.Marshal(wire.ResultFromRow(x.r, x.phase, now, "test"))
+	var batch wire.ResultBatch
+	phase := ""
+	send := func() {
+		n := batch.Len()
+		id := fmt.Sprintf("test:%d:%s", time.Now().UnixNano(), batch.ID(""))
+		f, err := b.JS.PublishAsync(wire.ResultsSubject(phase), batch.Take(), jetstream.WithMsgID(id))
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := b.JS.PublishAsync(wire.ResultsSubject(x.phase), data, jetstream.WithMsgID(fmt.Sprintf("test:%d:%s:%d:%d", time.Now().UnixNano(), x.r.IP, x.r.Port, i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		futs = append(futs, f)
+		futs, sizes = append(futs, f), append(sizes, n)
 		if len(futs) == 1000 {
 			wait()
 		}
 	}
+	now := time.Now().UTC()
+	for _, x := range rs {
+		if batch.Len() > 0 && (x.phase != phase || batch.Len() == per) {
+			send()
+		}
+		phase = x.phase
+		res := wire.ResultFromRow(x.r, x.phase, now, "test")
+		if ok, err := batch.Add(&res); !ok || err != nil {
+			t.Fatalf("add to a batch: %v %v", ok, err)
+		}
+	}
+	if batch.Len() > 0 {
+		send()
+	}
 	wait()
-	return last
+	return seqs
 }
 
 type running struct {
@@ -200,8 +227,18 @@ func predictions(t testing.TB, b *bus.Bus) (map[target]pred, int) {
 }
 
 // expected runs the predictor's semantics directly on a model: results in
-// order, stream sequences from 1.
+// order, stream sequences from 1, one result a message.
 func expected(t testing.TB, rs []result, hitrate float64) map[target]pred {
+	t.Helper()
+	seqs := make([]uint64, len(rs))
+	for i := range seqs {
+		seqs[i] = uint64(i + 1)
+	}
+	return expectedAt(t, rs, hitrate, seqs)
+}
+
+// expectedAt is expected with the stream sequence of each result's message.
+func expectedAt(t testing.TB, rs []result, hitrate float64, seqs []uint64) map[target]pred {
 	t.Helper()
 	m := model.New()
 	found := make(map[uint32][]model.Found)
@@ -232,7 +269,7 @@ func expected(t testing.TB, rs []result, hitrate float64) map[target]pred {
 			}
 			done[k] = true
 			out[k] = pred{wire.PredictionsSubject(x.phase), p.Hitrate,
-				wire.Evidence{Port: int(p.Evidence.Port), Feature: m.Dict().String(p.Feat), Count: p.Count, Support: p.Support}, uint64(i + 1)}
+				wire.Evidence{Port: int(p.Evidence.Port), Feature: m.Dict().String(p.Feat), Count: p.Count, Support: p.Support}, seqs[i]}
 		}
 	}
 	return out
@@ -265,24 +302,32 @@ func TestPredict(t *testing.T) {
 	cases := []struct {
 		name string
 		rs   []result
+		per  int // results a message
 	}{
-		{"priors first services", scenario(t, 100, false)},
-		{"priors then predicted services", scenario(t, 100, true)},
-		{"duplicate results", dup},
+		{"priors first services", scenario(t, 100, false), 1},
+		{"priors then predicted services", scenario(t, 100, true), 1},
+		{"duplicate results", dup, 1},
+		// Every result of a batch is applied and predicted from, in order.
+		{"batches", scenario(t, 100, true), 37},
+		{"duplicate results in batches", dup, 7},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			want := expected(t, tc.rs, DefaultHitrate)
+			b := bustest.New(t)
+			seqs := publishBatches(t, b, tc.rs, tc.per)
+			last := seqs[len(seqs)-1]
+			if tc.per == 1 && last != uint64(len(tc.rs)) {
+				t.Fatalf("last seq %d, want %d", last, len(tc.rs))
+			}
+			want := expectedAt(t, tc.rs, DefaultHitrate, seqs)
 			if len(want) < 20 {
 				t.Fatalf("only %d predictions expected: a poor test world", len(want))
 			}
-			b := bustest.New(t)
-			last := publish(t, b, tc.rs)
-			if last != uint64(len(tc.rs)) {
-				t.Fatalf("last seq %d, want %d", last, len(tc.rs))
-			}
 			r := start(t, b, Config{})
 			waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
+			if got := r.st.Results.Load(); got != int64(len(tc.rs)) {
+				t.Errorf("%d results applied, want %d", got, len(tc.rs))
+			}
 			got, n := predictions(t, b)
 			if n != len(got) {
 				t.Errorf("%d prediction messages for %d predictions", n, len(got))
@@ -295,19 +340,30 @@ func TestPredict(t *testing.T) {
 	}
 }
 
+// TestRestart: a predictor restarted from its snapshot, or from an older
+// one as a crash leaves (it then reads again, and predicts again from,
+// results it had processed: whole batches), publishes every prediction
+// once.
 func TestRestart(t *testing.T) {
 	rs := scenario(t, 300, true)
-	want := expected(t, rs, DefaultHitrate)
 	first := len(rs) * 2 / 3
 	cases := []struct {
 		name  string
 		crash bool // restart from a snapshot older than the last processed result
+		per   int  // results a message
 	}{
-		{"clean stop", false},
-		{"crash", true},
+		{"clean stop", false, 1},
+		{"crash", true, 1},
+		{"clean stop, batches", false, 50},
+		{"crash, batches", true, 50},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			var seqs []uint64
+			publish := func(t testing.TB, b *bus.Bus, rs []result) uint64 {
+				seqs = append(seqs, publishBatches(t, b, rs, tc.per)...)
+				return seqs[len(seqs)-1]
+			}
 			b := bustest.New(t)
 			cfg := Config{SnapshotEvery: 200}
 			store, err := b.Snapshots(context.Background())
@@ -347,9 +403,11 @@ func TestRestart(t *testing.T) {
 			r = start(t, b, cfg)
 			waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
 			r.stop(t)
-			if got := r.st.Results.Load(); got != int64(last-resume) {
-				t.Errorf("the restarted predictor applied %d results, want %d (from its snapshot on)", got, last-resume)
+			after := len(seqs) - slices.IndexFunc(seqs, func(q uint64) bool { return q > resume })
+			if got := r.st.Results.Load(); got != int64(after) {
+				t.Errorf("the restarted predictor applied %d results, want %d (from its snapshot on)", got, after)
 			}
+			want := expectedAt(t, rs, DefaultHitrate, seqs)
 			got, n := predictions(t, b)
 			if n != len(got) {
 				t.Errorf("%d prediction messages for %d predictions", n, len(got))
@@ -359,26 +417,38 @@ func TestRestart(t *testing.T) {
 	}
 }
 
+// TestDeadLetter: a bad message, a single result or a batch with one bad
+// result, is dead-lettered whole with its reason; nothing of it is applied.
 func TestDeadLetter(t *testing.T) {
 	rs := scenario(t, 20, false)
-	b := bustest.New(t)
-	publish(t, b, rs[:10])
-	if _, err := b.JS.Publish(context.Background(), wire.ResultsSubject(wire.PhasePriors), []byte(`{"v":1,"ip":"1.2.3.4","port":0}`)); err != nil {
-		t.Fatal(err)
-	}
-	last := publish(t, b, rs[10:])
-	r := start(t, b, Config{})
-	waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
-	if r.st.Bad.Load() != 1 || r.st.Results.Load() != int64(len(rs)) {
-		t.Errorf("bad %d results %d, want 1 and %d", r.st.Bad.Load(), r.st.Results.Load(), len(rs))
-	}
-	s, _ := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
-	m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Header.Get(bus.HeaderReason) == "" {
-		t.Error("no reason on the dead letter")
+	good, _ := json.Marshal(wire.ResultFromRow(rs[len(rs)-1].r, wire.PhasePriors, time.Now().UTC(), "test"))
+	for _, tc := range []struct {
+		name, data, reason string
+	}{
+		{"single", `{"v":1,"ip":"1.2.3.4","port":0}`, "result phase"},
+		{"batch", string(good) + "\n" + `{"v":1,"ip":"1.2.3.4","port":0,"phase":"priors"}`, "result 2 of 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bustest.New(t)
+			publish(t, b, rs[:10])
+			if _, err := b.JS.Publish(context.Background(), wire.ResultsSubject(wire.PhasePriors), []byte(tc.data)); err != nil {
+				t.Fatal(err)
+			}
+			last := publish(t, b, rs[10:])
+			r := start(t, b, Config{})
+			waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
+			if r.st.Bad.Load() != 1 || r.st.Results.Load() != int64(len(rs)) {
+				t.Errorf("bad %d results %d, want 1 and %d", r.st.Bad.Load(), r.st.Results.Load(), len(rs))
+			}
+			s, _ := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
+			m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(m.Data) != tc.data || !strings.Contains(m.Header.Get(bus.HeaderReason), tc.reason) {
+				t.Errorf("dead letter %q, reason %q; want the message whole, and a reason saying %q", m.Data, m.Header.Get(bus.HeaderReason), tc.reason)
+			}
+		})
 	}
 }
 

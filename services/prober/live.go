@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -21,8 +22,10 @@ type LiveConfig struct {
 	Rate             float64       // probes per second
 	ProbeConcurrency int           // probes in flight
 	Timeout          time.Duration // connect and handshake timeout
+	BannerWait       time.Duration // wait for a server to speak first; 0: Timeout
 	Retries          int           // retries of a probe that got no answer
 	KeepEmpty        bool          // keep services that sent no data (LZR would drop them)
+	Pfx2AS           string        // prefix-to-AS table that fills each service's asn (empty: asn null)
 }
 
 // RegisterFlags registers the live engine's flags.
@@ -32,7 +35,9 @@ func (c *LiveConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Rate, "rate", netprobe.DefaultRate, "live: probes (packets) per second")
 	fs.IntVar(&c.ProbeConcurrency, "probe-concurrency", 512, "live: probes and handshakes in flight")
 	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "live: connect and handshake timeout")
+	fs.DurationVar(&c.BannerWait, "banner-wait", 0, "live: how long to wait for a server to speak first before sending an HTTP request (0: --timeout); every service that waits for the client (HTTP, TLS) costs this much")
 	fs.IntVar(&c.Retries, "retries", 1, "live: retries of a probe that got no answer")
+	fs.StringVar(&c.Pfx2AS, "pfx2as", "", "live: prefix-to-AS table (prefix<TAB>len<TAB>asn a line, as CAIDA's pfx2as and a lab world's pfx2as.tsv) that fills the asn of each service found; without it asn is null and the model has no network features")
 	fs.BoolVar(&c.KeepEmpty, "keep-empty", false, "live: keep services that completed the handshake but sent no data (LZR-style filtering drops them)")
 }
 
@@ -43,19 +48,41 @@ func newLive(c LiveConfig, pol *ipv4.Policy, st *Stats, log *zap.Logger) (Respon
 	if c.Engine != "connect" && c.Engine != "syn" {
 		return nil, nil, fmt.Errorf("%w: --engine %q: want connect or syn", ErrConfig, c.Engine)
 	}
+	var asns *lab.ASLookup
+	if c.Pfx2AS != "" {
+		pfx, err := lab.ReadPfx2AS(c.Pfx2AS)
+		if err != nil {
+			return nil, nil, err
+		}
+		if asns, err = lab.NewASLookup(pfx); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", c.Pfx2AS, err)
+		}
+		log.Info("prefix-to-AS table loaded", zap.String("file", c.Pfx2AS), zap.Int("prefixes", len(pfx)))
+	}
 	np, err := netprobe.New(netprobe.Options{Policy: pol, Engine: c.Engine, Rate: c.Rate, Concurrency: c.ProbeConcurrency,
-		Timeout: c.Timeout, Retries: c.Retries, KeepEmpty: c.KeepEmpty, Log: log.With(zap.String("engine", c.Engine))})
+		Timeout: c.Timeout, BannerWait: c.BannerWait, Retries: c.Retries, KeepEmpty: c.KeepEmpty, Log: log.With(zap.String("engine", c.Engine))})
 	if err != nil {
 		return nil, nil, err
 	}
 	log.Info("live engine", zap.String("engine", c.Engine), zap.Float64("rate", c.Rate),
-		zap.Int("probe_concurrency", c.ProbeConcurrency), zap.Duration("timeout", c.Timeout))
-	return liveResponder{np: np, st: st}, func() { np.Close() }, nil
+		zap.Int("probe_concurrency", c.ProbeConcurrency), zap.Duration("timeout", c.Timeout), zap.Duration("banner_wait", c.BannerWait))
+	return liveResponder{np: np, st: st, asns: asns}, func() { np.Close() }, nil
 }
 
 type liveResponder struct {
-	np *netprobe.Prober
-	st *Stats
+	np   *netprobe.Prober
+	st   *Stats
+	asns *lab.ASLookup // nil: asn stays null
+}
+
+// withASN fills r's asn from the prefix-to-AS table.
+func (l liveResponder) withASN(r row.Row, addr uint32) row.Row {
+	if l.asns != nil {
+		if asn, ok := l.asns.Lookup(addr); ok {
+			r.ASN = &asn
+		}
+	}
+	return r
 }
 
 func (l liveResponder) Probe(ctx context.Context, addr uint32, port uint16) (row.Row, bool, error) {
@@ -64,9 +91,14 @@ func (l liveResponder) Probe(ctx context.Context, addr uint32, port uint16) (row
 		l.st.Refused.Add(1)
 		return row.Row{}, false, nil
 	}
-	return r, ok, err
+	return l.withASN(r, addr), ok, err
 }
 
 func (l liveResponder) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
-	return l.np.Sweep(ctx, prefix, bits, port, fn)
+	return l.np.Sweep(ctx, prefix, bits, port, func(r row.Row) {
+		if a, err := row.ParseAddr(r.IP); err == nil {
+			r = l.withASN(r, a)
+		}
+		fn(r)
+	})
 }

@@ -53,9 +53,13 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultConcurrency  = 4
-	DefaultDrainTimeout = 10 * time.Second
-	DefaultHitrate      = 1e-5 // as batch.DefaultHitrate, GPS's default
+	DefaultConcurrency = 4
+	// DefaultLiveConcurrency is the workers per stream of a live prober: a
+	// worker handles one message at a time, and a live probe of a service
+	// waits for the network (a banner, a handshake, a timeout).
+	DefaultLiveConcurrency = 256
+	DefaultDrainTimeout    = 10 * time.Second
+	DefaultHitrate         = 1e-5 // as batch.DefaultHitrate, GPS's default
 	// LabAllow is the allow list of a world run without one.
 	LabAllow = "127.0.0.0/8"
 	// Durable is the consumer name of the probers on TARGETS and PREDICTIONS.
@@ -71,7 +75,7 @@ type Config struct {
 	Allow       []string      // allowed prefixes (each may be comma-separated); required unless World is set (then 127.0.0.0/8)
 	AllowFile   string        // file of allowed prefixes
 	BlockFile   string        // file of blocked prefixes (the IANA ranges are always blocked)
-	Concurrency int           // workers per stream (targets, predictions); 0: 4
+	Concurrency int           // workers per stream (targets, predictions); 0: 4, live 256
 	Latency     time.Duration // world: wait per probe (once per sweep)
 	Loss        float64       // world: probability a service does not answer
 	LossSeed    int64         // world: which services are lost
@@ -88,7 +92,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*listFlag)(&c.Allow), "allow", "allowed prefix or address (repeatable, comma-separated); required unless --world, which defaults it to "+LabAllow)
 	fs.StringVar(&c.AllowFile, "allow-file", "", "file of allowed prefixes, one a line, # comments")
 	fs.StringVar(&c.BlockFile, "block-file", "", "file of blocked prefixes (the IANA special-purpose ranges are always blocked)")
-	fs.IntVar(&c.Concurrency, "concurrency", DefaultConcurrency, "workers for targets and for predictions")
+	fs.IntVar(&c.Concurrency, "concurrency", 0, fmt.Sprintf("workers for targets and for predictions, each handling one message at a time (0: %d, with --live %d)", DefaultConcurrency, DefaultLiveConcurrency))
 	fs.DurationVar(&c.Latency, "latency", 0, "world: simulated round trip of a probe")
 	fs.Float64Var(&c.Loss, "loss", 0, "world: probability that a service does not answer (0..1)")
 	fs.Int64Var(&c.LossSeed, "loss-seed", 0, "world: seed of which services are lost")
@@ -98,11 +102,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 }
 
 // WithDefaults returns c with zero fields set to their defaults: Concurrency
-// 4, and with a World but no allow list, the allow list 127.0.0.0/8. A zero
+// 4 (256 when Live), and with a World but no allow list, the allow list 127.0.0.0/8. A zero
 // Hitrate stays zero (every prediction with probability > 0 is probed).
 func (c Config) WithDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
+		if c.Live {
+			c.Concurrency = DefaultLiveConcurrency
+		}
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout

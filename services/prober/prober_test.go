@@ -112,14 +112,25 @@ func decodeResults(t *testing.T, msgs []*jetstream.RawStreamMsg) []wire.Result {
 	t.Helper()
 	var out []wire.Result
 	for _, m := range msgs {
-		r, err := wire.DecodeResult(m.Data)
+		rs, err := wire.DecodeResults(m.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id := m.Header.Get(jetstream.MsgIDHeader); id != fmt.Sprintf("res:%s:%d", r.IP, r.Port) || r.Source != "probe" {
-			t.Fatalf("result %s:%d with Nats-Msg-Id %q source %q", r.IP, r.Port, id, r.Source)
+		var batch wire.ResultBatch
+		for i := range rs {
+			if rs[i].Source != "probe" || len(rs) > wire.BatchResults {
+				t.Fatalf("result %s:%d source %q in a batch of %d", rs[i].IP, rs[i].Port, rs[i].Source, len(rs))
+			}
+			batch.Add(&rs[i])
 		}
-		out = append(out, r)
+		// The id of a batch is its first result's, with its length and hash.
+		if id, want := m.Header.Get(jetstream.MsgIDHeader), batch.ID("res"); id != want {
+			t.Fatalf("%d results with Nats-Msg-Id %q, want %q", len(rs), id, want)
+		}
+		if len(rs) == 1 && m.Header.Get(jetstream.MsgIDHeader) != fmt.Sprintf("res:%s:%d", rs[0].IP, rs[0].Port) {
+			t.Fatalf("a single result's Nats-Msg-Id %q", m.Header.Get(jetstream.MsgIDHeader))
+		}
+		out = append(out, rs...)
 	}
 	return out
 }
@@ -309,7 +320,7 @@ func TestSharedWorkQueue(t *testing.T) {
 		publish(t, b, wire.TargetsSubject(wire.PhaseSeed), fmt.Sprint("q", i), targetsMsg(wire.PhaseSeed, wire.Target{IP: r.IP, Port: r.Port}))
 	}
 	eventually(t, "the targets", func() bool { return st1.Targets.Load()+st2.Targets.Load() == n })
-	if got := len(stored(t, b, bus.StreamResults)); got != n {
+	if got := len(decodeResults(t, stored(t, b, bus.StreamResults))); got != n {
 		t.Fatalf("%d results, want %d", got, n)
 	}
 	if p := st1.Probes.Load() + st2.Probes.Load(); p != n {
@@ -346,8 +357,12 @@ func TestConfig(t *testing.T) {
 	}
 	var c Config
 	c.RegisterFlags(flag.NewFlagSet("prober", flag.ContinueOnError))
-	if c.Concurrency != DefaultConcurrency || c.Hitrate != 1e-5 {
+	if c.WithDefaults().Concurrency != DefaultConcurrency || c.Hitrate != 1e-5 {
 		t.Fatalf("defaults %+v", c)
+	}
+	c.Live = true
+	if got := c.WithDefaults().Concurrency; got != DefaultLiveConcurrency {
+		t.Fatalf("live concurrency %d, want %d", got, DefaultLiveConcurrency)
 	}
 	if got := (Config{World: "w"}).WithDefaults().Allow; !slices.Equal(got, []string{"127.0.0.0/8"}) {
 		t.Fatalf("world allow %v", got)
@@ -472,7 +487,7 @@ func TestStopMidStream(t *testing.T) {
 			if len(got) != len(want) {
 				t.Errorf("%d targets probed, want %d", len(got), len(want))
 			}
-			if n := len(stored(t, b, bus.StreamResults)); n != len(want) {
+			if n := len(decodeResults(t, stored(t, b, bus.StreamResults))); n != len(want) {
 				t.Errorf("%d results, want %d", n, len(want))
 			}
 			if p := st.Probes.Load() + st2.Probes.Load(); !tc.released && p != uint64(len(want)) {

@@ -2,7 +2,6 @@ package prober
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/ipv4"
@@ -27,7 +27,7 @@ const (
 	pullWait     = 2 * time.Second  // expiry of a pull request (and the longest wait for one on stop)
 	ackWait      = 10 * time.Second // of the prober's consumers: a delivery lost in flight, or a crashed prober's messages, come back after this
 	keepAlive    = 3 * time.Second  // InProgress on a message being handled, so it is never redelivered meanwhile
-	asyncWindow  = 256              // results in flight before waiting for acks
+	asyncWindow  = 256              // result messages in flight before waiting for acks
 	maxAcks      = 256              // acks waiting for their confirmation
 	pendingEvery = 5 * time.Second  // consumer lag gauge refresh
 )
@@ -262,11 +262,26 @@ func (p *prober) remember(w *work) {
 	}
 }
 
-// results publishes the results of one message.
+// results publishes the results of one message, in batches
+// (wire.ResultBatch): a batch goes when it is full, when its first result
+// has waited wire.BatchDelay (a timer: a probe may take seconds, and the
+// services found before it must not wait for it), and at the end of the
+// message (flush). Its Nats-Msg-Id is "res:<ip>:<port>" of its first
+// result, and for more than one ":<results>:<hash>" (wire.ResultBatch.ID):
+// a message handled again after a failed publish makes the same batches
+// when they filled up the same way, and the server drops them; when a
+// batch was cut by time instead, its results are stored twice, which the
+// consumers take as they take a service found twice (the model merges an
+// (ip, port) it has, the predictor predicts a port of a host once).
 type results struct {
 	p     *prober
-	async *bus.Async
 	phase string
+
+	mu    sync.Mutex // the worker adds, the timer may send
+	async *bus.Async
+	batch wire.ResultBatch
+	timer *time.Timer
+	err   error // of a send by the timer: the next add or flush returns it
 	n     uint64
 }
 
@@ -283,24 +298,93 @@ func (r *results) add(ctx context.Context, rw row.Row, wantPort uint16, in ipv4.
 			zap.Stringer("probed", in), zap.Error(err))
 		return nil
 	}
-	b, err := json.Marshal(wire.ResultFromRow(rw, r.phase, r.p.now(), "probe"))
-	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
+	res := wire.ResultFromRow(rw, r.phase, r.p.now(), "probe")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
 	}
-	if err := r.async.Publish(ctx, wire.ResultsSubject(r.phase), fmt.Sprintf("res:%s:%d", rw.IP, rw.Port), b); err != nil {
+	ok, err := r.batch.Add(&res)
+	if err != nil {
 		return err
+	}
+	if !ok { // past the batch's bytes: send it, and start the next with res
+		if err := r.send(ctx); err != nil {
+			return err
+		}
+		if _, err := r.batch.Add(&res); err != nil {
+			return err
+		}
 	}
 	r.n++
 	r.p.log.Debug("service found", zap.String("ip", rw.IP), zap.Int("port", rw.Port), zap.String("phase", r.phase))
+	if r.batch.Full() {
+		return r.send(ctx)
+	}
+	if r.batch.Len() == 1 {
+		r.arm(ctx)
+	}
 	return nil
 }
 
+// arm starts the wait of a new batch's first result.
+func (r *results) arm(ctx context.Context) {
+	if r.timer == nil {
+		r.timer = time.AfterFunc(wire.BatchDelay, func() { r.sendDue(ctx) })
+		return
+	}
+	r.timer.Reset(wire.BatchDelay)
+}
+
+// sendDue sends the batch if it has waited long enough (it may have been
+// sent full meanwhile, and a new one started).
+func (r *results) sendDue(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil && r.batch.Due(time.Now()) {
+		r.err = r.send(ctx)
+	}
+}
+
+// send publishes the batch; r.mu is held.
+func (r *results) send(ctx context.Context) error {
+	id := r.batch.ID("res")
+	return r.async.Publish(ctx, wire.ResultsSubject(r.phase), id, r.batch.Take())
+}
+
+// flush sends what is batched and waits until every result is stored.
 func (r *results) flush(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopTimer()
+	if r.err != nil {
+		return r.err
+	}
+	if r.batch.Len() > 0 {
+		if err := r.send(ctx); err != nil {
+			return err
+		}
+	}
 	if err := r.async.Flush(ctx); err != nil {
 		return err
 	}
 	r.p.st.Found.Add(r.n)
 	return nil
+}
+
+// close stops the timer, and drops what a message given up had batched
+// (it is retried: that is found again).
+func (r *results) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopTimer()
+	r.batch = wire.ResultBatch{}
+}
+
+func (r *results) stopTimer() {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
 }
 
 // retry naks msg after a transient error (nothing is remembered as done),
@@ -403,75 +487,31 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	res := p.newResults(ts.Phase)
-	var w work
-	local := make(map[uint64]bool) // repeats inside this message
-	var refused []string
-	for _, t := range ts.Targets {
-		port := uint16(t.Port)
-		if t.IP != "" {
-			a, _ := row.ParseAddr(t.IP) // valid: DecodeTargets checked it
-			if !p.pol.Allowed(a) {
-				refused = append(refused, fmt.Sprintf("%s:%d", t.IP, t.Port))
-				continue
-			}
-			k := svcKey(a, port)
-			if local[k] || p.done(a, port) {
-				p.st.Skipped.Add(1)
-				continue
-			}
-			local[k] = true
-			rw, ok, err := p.resp.Probe(ctx, a, port)
-			if err != nil {
-				p.retry(msg, "probe", err)
-				return
-			}
-			p.probes(ts.Phase, 1)
-			w.probed = append(w.probed, k)
-			if ok {
-				if err := res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
-					p.retry(msg, "publish", err)
-					return
-				}
-			}
-			continue
-		}
-		pr, _ := ipv4.ParsePrefix(t.Prefix) // valid: DecodeTargets checked it
-		parts := []ipv4.Prefix{pr}
-		if !p.pol.AllowedPrefix(pr) {
-			parts = p.pol.Clip(pr)
-			if len(parts) == 0 {
-				refused = append(refused, fmt.Sprintf("%s:%d", t.Prefix, t.Port))
-				continue
-			}
-			p.log.Info("sweep clipped to the allow policy", zap.String("prefix", t.Prefix), zap.Int("port", t.Port),
-				zap.Int("parts", len(parts)))
-		}
-		for _, part := range parts {
-			if p.sweptAlready(part, port) {
-				p.st.Skipped.Add(1)
-				continue
-			}
-			var found []row.Row
-			probes, err := p.resp.Sweep(ctx, part.Addr, part.Bits, port, func(r row.Row) { found = append(found, r) })
-			if err != nil {
-				p.retry(msg, "sweep", err)
-				return
-			}
-			p.probes(ts.Phase, probes)
-			w.swept = append(w.swept, sweepKey{part.First(), part.Bits, port})
-			for _, rw := range found {
-				if err := res.add(ctx, rw, port, part); err != nil {
-					p.retry(msg, "publish", err)
-					return
-				}
-			}
-		}
+	defer res.close()
+	tr := &targetRun{p: p, res: res, phase: ts.Phase, local: make(map[uint64]bool)}
+	// Live, the targets of a message go in parallel: a sweep waits for its
+	// slowest probe (a silent service costs a timeout), and a plan message
+	// holds many groups; the engine bounds the probes in flight. A world
+	// answers at once, and in order the results reach the stream in the
+	// plan's order, as in every other run of the same world.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(1)
+	if p.c.Live {
+		g.SetLimit(liveTargetsInFlight)
 	}
+	for _, t := range ts.Targets {
+		g.Go(func() error { return tr.one(gctx, t) })
+	}
+	if err := g.Wait(); err != nil {
+		p.retry(msg, "targets", err)
+		return
+	}
+	w, refused := &tr.w, tr.refused
 	if err := res.flush(ctx); err != nil {
 		p.retry(msg, "publish", err)
 		return
 	}
-	p.remember(&w)
+	p.remember(w)
 	// The counters move after the results are stored and the ack or dead
 	// letter is sent: who polls them sees their effect.
 	defer p.st.Targets.Add(1)
@@ -484,6 +524,96 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	p.ack(ctx, msg)
+}
+
+// liveTargetsInFlight bounds the targets of one message probed at once.
+const liveTargetsInFlight = 32
+
+// targetRun is the handling of one targets message.
+type targetRun struct {
+	p     *prober
+	res   *results
+	phase string
+
+	mu      sync.Mutex
+	local   map[uint64]bool // (addr, port) taken by this message: repeats inside it are skipped
+	w       work
+	refused []string
+}
+
+// one probes or sweeps one target; an error is worth another try of the
+// whole message.
+func (tr *targetRun) one(ctx context.Context, t wire.Target) error {
+	p := tr.p
+	port := uint16(t.Port)
+	if t.IP != "" {
+		a, _ := row.ParseAddr(t.IP) // valid: DecodeTargets checked it
+		if !p.pol.Allowed(a) {
+			tr.refuse(fmt.Sprintf("%s:%d", t.IP, t.Port))
+			return nil
+		}
+		k := svcKey(a, port)
+		tr.mu.Lock()
+		repeat := tr.local[k]
+		tr.local[k] = true
+		tr.mu.Unlock()
+		if repeat || p.done(a, port) {
+			p.st.Skipped.Add(1)
+			return nil
+		}
+		rw, ok, err := p.resp.Probe(ctx, a, port)
+		if err != nil {
+			return fmt.Errorf("probe: %w", err)
+		}
+		p.probes(tr.phase, 1)
+		tr.mu.Lock()
+		tr.w.probed = append(tr.w.probed, k)
+		tr.mu.Unlock()
+		if ok {
+			if err := tr.res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+		}
+		return nil
+	}
+	pr, _ := ipv4.ParsePrefix(t.Prefix) // valid: DecodeTargets checked it
+	parts := []ipv4.Prefix{pr}
+	if !p.pol.AllowedPrefix(pr) {
+		parts = p.pol.Clip(pr)
+		if len(parts) == 0 {
+			tr.refuse(fmt.Sprintf("%s:%d", t.Prefix, t.Port))
+			return nil
+		}
+		p.log.Info("sweep clipped to the allow policy", zap.String("prefix", t.Prefix), zap.Int("port", t.Port),
+			zap.Int("parts", len(parts)))
+	}
+	for _, part := range parts {
+		if p.sweptAlready(part, port) {
+			p.st.Skipped.Add(1)
+			continue
+		}
+		var found []row.Row
+		probes, err := p.resp.Sweep(ctx, part.Addr, part.Bits, port, func(r row.Row) { found = append(found, r) })
+		if err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		p.probes(tr.phase, probes)
+		tr.mu.Lock()
+		tr.w.swept = append(tr.w.swept, sweepKey{part.First(), part.Bits, port})
+		tr.mu.Unlock()
+		for _, rw := range found {
+			if err := tr.res.add(ctx, rw, port, part); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (tr *targetRun) refuse(t string) {
+	tr.mu.Lock()
+	tr.refused = append(tr.refused, t)
+	tr.mu.Unlock()
 }
 
 // sample lists the first few of xs.
@@ -533,6 +663,7 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 	}
 	p.probes(wire.PhasePredicted, 1)
 	res := p.newResults(wire.PhasePredicted)
+	defer res.close()
 	if ok {
 		if err := res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
 			p.retry(msg, "publish", err)

@@ -87,12 +87,11 @@ func runImport(ctx context.Context, d *Deps) error {
 	}
 	log.Info("seed file valid", zap.Uint64("services", rows), zap.Uint64("skipped", skipped))
 
-	// Pass 2: publish.
+	// Pass 2: publish, in batches (wire.BatchResults).
 	meter := progress.Start(log, "seed results", int64(rows), progressEvery)
 	defer meter.Done()
-	pub := newPublisher(d.Bus, c.Batch)
+	rb := newResultBatcher(newPublisher(d.Bus, importWindow(c.Batch)))
 	repeats := make(map[uint64]uint32)
-	subject := wire.ResultsSubject(wire.PhaseSeed)
 	now := d.Now()
 	var n uint64
 	err = read(c.Import, func(r row.Row) error {
@@ -106,18 +105,16 @@ func runImport(ctx context.Context, d *Deps) error {
 		k := repeatKey(a, r.Port)
 		rep := repeats[k]
 		repeats[k] = rep + 1
-		b, err := json.Marshal(wire.ResultFromRow(r, wire.PhaseSeed, now, "import"))
-		if err != nil {
-			return fmt.Errorf("encode result: %w", err)
-		}
 		n++
 		d.Stats.Rows.Add(1)
 		meter.Add(1)
-		return pub.publish(ctx, subject, fmt.Sprintf("seed:%s:%d:%d", r.IP, r.Port, rep), b)
+		res := wire.ResultFromRow(r, wire.PhaseSeed, now, "import")
+		return rb.add(ctx, &res, rep)
 	}, func() { d.Stats.Skipped.Add(1) })
 	if err == nil {
-		err = pub.flush(ctx)
+		err = rb.flush(ctx)
 	}
+	pub := rb.pub
 	d.Stats.Results.Store(pub.acked)
 	d.Stats.Duplicates.Store(pub.dups)
 	if err != nil {
@@ -207,7 +204,7 @@ func runSample(ctx context.Context, d *Deps) error {
 		if err != nil {
 			return fmt.Errorf("encode targets: %w", err)
 		}
-		if err := pub.publish(ctx, subject, fmt.Sprintf("%s%d", idPrefix, batches), b); err != nil {
+		if err := pub.publish(ctx, subject, fmt.Sprintf("%s%d", idPrefix, batches), b, 1); err != nil {
 			return err
 		}
 		batches++

@@ -6,11 +6,14 @@
 // Import (--import FILE): an existing seed scan, as GPS rows, LZR JSON lines
 // or zgrab2 JSON output (gzip if the name ends in .gz), is validated whole
 // first, so a bad line (reported as FILE:LINE) publishes nothing; then every
-// service is published as a wire.Result of phase seed to gps.results.seed
-// with the Nats-Msg-Id "seed:<ip>:<port>:<n>", n counting the earlier rows
-// of that (ip, port) in the file (0 for the first), so a re-run is
-// de-duplicated by the server while a repeated row of the file is still
-// delivered. Once every publish is acknowledged, the control record
+// service is published as a wire.Result of phase seed to gps.results.seed,
+// in batches of up to wire.BatchResults results a message, in the file's
+// order. A batch's Nats-Msg-Id is "seed:<ip>:<port>:<n>" of its first row,
+// n counting the earlier rows of that (ip, port) in the file (0 for the
+// first), then, for more than one result, ":<results>:<hash>" (the hash of
+// its (ip, port)s): a re-run makes the same batches and is de-duplicated
+// by the server, while a repeated row of the file is still delivered. Once
+// every publish is acknowledged, the control record
 // wire.SeedDone (results published, the highest RESULTS sequence they were
 // stored at) is put at key "seed" of the control bucket: a consumer that has
 // read up to LastSeq has the whole seed. A later run finds the record and
@@ -79,7 +82,7 @@ type Config struct {
 	Seed      int64    // sample: random seed of the permutations (0: a random one, logged)
 	Shards    int      // sample: number of seeders splitting the targets (default 1)
 	Shard     int      // sample: this seeder's shard, 0..Shards-1
-	Batch     int      // targets per message (sample), publishes in flight (import); default 1000
+	Batch     int      // targets per message (sample), results in flight (import); default 1000
 }
 
 // RegisterFlags registers the seeder's flags on fs with their defaults.
@@ -96,7 +99,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Seed, "rand-seed", 0, "sample: seed of the random permutations (0: random, logged; sharded seeders must share one)")
 	fs.IntVar(&c.Shards, "shards", 1, "sample: number of seeders splitting the targets")
 	fs.IntVar(&c.Shard, "shard", 0, "sample: this seeder's shard (0..shards-1)")
-	fs.IntVar(&c.Batch, "batch", DefaultBatch, "targets per message (sample), publishes in flight (import)")
+	fs.IntVar(&c.Batch, "batch", DefaultBatch, "targets per message (sample), results in flight (import)")
 }
 
 // WithDefaults returns c with every zero field set to its default (for a

@@ -80,19 +80,21 @@ func run(t *testing.T, b *bus.Bus, c Config) (*Stats, error) {
 	return st, err
 }
 
-// results decodes stored results as rows.
+// results decodes stored results (batches or not) as rows.
 func results(t *testing.T, msgs []*jetstream.RawStreamMsg) []row.Row {
 	t.Helper()
 	var out []row.Row
 	for _, m := range msgs {
-		r, err := wire.DecodeResult(m.Data)
+		rs, err := wire.DecodeResults(m.Data)
 		if err != nil {
 			t.Fatalf("stored result: %v", err)
 		}
-		if r.Phase != wire.PhaseSeed || r.Source != "import" || m.Subject != wire.ResultsSubject(wire.PhaseSeed) {
-			t.Fatalf("result %+v on %s", r, m.Subject)
+		for _, r := range rs {
+			if r.Phase != wire.PhaseSeed || r.Source != "import" || m.Subject != wire.ResultsSubject(wire.PhaseSeed) {
+				t.Fatalf("result %+v on %s", r, m.Subject)
+			}
+			out = append(out, r.Row())
 		}
-		out = append(out, r.Row())
 	}
 	return out
 }
@@ -126,17 +128,24 @@ func TestImportGPSRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := storedMsgs(t, b, bus.StreamResults)
-	if len(msgs) != len(want) || int(st.Results.Load()) != len(want) || st.Duplicates.Load() != 0 {
-		t.Fatalf("%d results stored, stats %d acked %d dups; want %d", len(msgs), st.Results.Load(), st.Duplicates.Load(), len(want))
+	got := results(t, msgs)
+	if len(got) != len(want) || int(st.Results.Load()) != len(want) || st.Duplicates.Load() != 0 {
+		t.Fatalf("%d results stored, stats %d acked %d dups; want %d", len(got), st.Results.Load(), st.Duplicates.Load(), len(want))
+	}
+	// Batches of wire.BatchResults in the file's order, the last one the
+	// rest: its first row is the repeated one when the file's length says so.
+	if wantMsgs := (len(want) + wire.BatchResults - 1) / wire.BatchResults; len(msgs) != wantMsgs {
+		t.Fatalf("%d messages for %d results, want %d", len(msgs), len(want), wantMsgs)
 	}
 	ids := make(map[string]bool)
 	for _, m := range msgs {
 		ids[m.Header.Get(jetstream.MsgIDHeader)] = true
 	}
-	if len(ids) != len(want) || !ids["seed:"+want[0].IP+":"+itoa(want[0].Port)+":1"] {
-		t.Fatalf("%d distinct Nats-Msg-Ids for %d rows", len(ids), len(want))
+	first := "seed:" + want[0].IP + ":" + itoa(want[0].Port) + ":0:" + itoa(wire.BatchResults) + ":"
+	if len(ids) != len(msgs) || !strings.HasPrefix(msgs[0].Header.Get(jetstream.MsgIDHeader), first) {
+		t.Fatalf("%d distinct Nats-Msg-Ids for %d messages; first %q, want %q...", len(ids), len(msgs),
+			msgs[0].Header.Get(jetstream.MsgIDHeader), first)
 	}
-	got := results(t, msgs)
 	key := func(r row.Row) string { b, _ := json.Marshal(r); return string(b) }
 	gs, ws := make([]string, len(got)), make([]string, len(want))
 	for i := range got {
@@ -154,7 +163,7 @@ func TestImportGPSRows(t *testing.T) {
 
 	t.Run("re-run does nothing", func(t *testing.T) {
 		st, err := run(t, b, c)
-		if err != nil || st.Rows.Load() != 0 || len(storedMsgs(t, b, bus.StreamResults)) != len(want) {
+		if err != nil || st.Rows.Load() != 0 || len(storedMsgs(t, b, bus.StreamResults)) != len(msgs) {
 			t.Fatalf("re-run: %v, %d rows read", err, st.Rows.Load())
 		}
 	})
@@ -165,7 +174,7 @@ func TestImportGPSRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(storedMsgs(t, b, bus.StreamResults)); n != len(want) || int(st.Duplicates.Load()) != len(want) {
+		if n := len(results(t, storedMsgs(t, b, bus.StreamResults))); n != len(want) || int(st.Duplicates.Load()) != len(want) {
 			t.Fatalf("after a forced re-run %d results stored, %d duplicates; want %d", n, st.Duplicates.Load(), len(want))
 		}
 		again, _ := seedDone(t, b)
