@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -244,6 +245,7 @@ func oidsOf(c *x509.Certificate) []string {
 // TestServe serves a small world in one process and in several, talks to
 // every service as a client and checks the answers against the rows.
 func TestServe(t *testing.T) {
+	labtest.Lock(t) // the lab addresses are shared with other packages' tests
 	dir, w := writeWorld(t, lab.Config{Seed: 1, Hosts: 300, Slash16s: 1, SeedFrac: 0.2})
 	want := firstRows(w.Truth)
 	for _, tc := range []struct {
@@ -328,6 +330,7 @@ func TestServeRejects(t *testing.T) {
 // this machine's file descriptors may allow one process: then helper
 // processes serve the rest), checks a sample, and closes it.
 func TestServeLarge(t *testing.T) {
+	labtest.Lock(t) // the lab addresses are shared with other packages' tests
 	if testing.Short() {
 		t.Skip("a 20,000-service world takes a few seconds")
 	}

@@ -48,8 +48,10 @@
 // row's w is the SYN-ACK's window. It needs CAP_NET_RAW: New fails with
 // ErrEngine where raw sockets are denied. It finds the source address with
 // the kernel's route (a UDP connect), so it works on loopback and inside a
-// network namespace; it sends one SYN per probe from a goroutine, it is not
-// a line-rate sender.
+// network namespace. Probe sends a SYN per target from its goroutine, with
+// retries; Sweep sends a prefix's SYNs as SYNScan does (batches from one
+// sender, sendmmsg, one SYN per address as ZMap sends by default) and grabs
+// each address that answered while the rest are still being sent.
 package netprobe
 
 import (
@@ -307,6 +309,9 @@ func (p *Prober) Sweep(ctx context.Context, prefix uint32, bits int, port uint16
 		p.st.Refused.Add(pr.Size())
 		return 0, fmt.Errorf("sweep %s port %d: %w", pr, port, ErrRefused)
 	}
+	if p.syn != nil {
+		return p.synSweep(ctx, pr, port, fn)
+	}
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
@@ -383,6 +388,12 @@ func (p *Prober) probe(ctx context.Context, addr uint32, port uint16) (row.Row, 
 		w := int64(rep.window)
 		window = &w
 	}
+	return p.grabOpen(ctx, addr, port, window)
+}
+
+// grabOpen connects to a port found open (or to probe, for the connect
+// engine), grabs what answers and filters it; window is the SYN-ACK's.
+func (p *Prober) grabOpen(ctx context.Context, addr uint32, port uint16, window *int64) (row.Row, bool, error) {
 	c, err := p.connect(ctx, addr, port)
 	if err != nil {
 		return row.Row{}, false, err

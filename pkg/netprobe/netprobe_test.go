@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/labserve"
@@ -48,6 +49,7 @@ func policy(t testing.TB, allow ...string) *ipv4.Policy {
 // minute.
 func serve(t *testing.T, ctx context.Context, start func() (*labserve.Lab, error)) *labserve.Lab {
 	t.Helper()
+	labtest.Lock(t) // no other package's lab on these addresses meanwhile
 	deadline := time.Now().Add(time.Minute)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		l, err := start()
@@ -609,18 +611,56 @@ func TestSYN(t *testing.T) {
 		}
 	})
 
-	t.Run("sweep", func(t *testing.T) {
-		a := truth.order[0].Addr &^ 0xff
-		port := uint16(truth.order[0].Port)
-		want := truth.sweep(a, 24, port)
-		var got []row.Row
-		n, err := p.Sweep(ctx, a, 24, port, func(r row.Row) { got = append(got, r) })
-		if err != nil || n != 256 {
-			t.Fatalf("Sweep = %d, %v", n, err)
+	t.Run("sweeps at once", func(t *testing.T) {
+		// Several (/24, port) groups swept concurrently: each finds exactly
+		// its services, with the SYN-ACK's window.
+		type group struct {
+			a    uint32
+			port uint16
 		}
-		if len(got) != len(want) {
-			t.Fatalf("sweep %s/24:%d found %d, want %d", row.FormatAddr(a), port, len(got), len(want))
+		var groups []group
+		seen := map[group]bool{}
+		for _, s := range truth.order {
+			g := group{s.Addr &^ 0xff, uint16(s.Port)}
+			if !seen[g] && len(truth.sweep(g.a, 24, g.port)) > 0 {
+				seen[g] = true
+				groups = append(groups, g)
+			}
+			if len(groups) == 6 {
+				break
+			}
 		}
+		var wg sync.WaitGroup
+		for _, g := range groups {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				want := map[string]row.Row{}
+				for _, r := range truth.sweep(g.a, 24, g.port) {
+					want[r.IP] = r
+				}
+				var got []row.Row
+				n, err := p.Sweep(ctx, g.a, 24, g.port, func(r row.Row) { got = append(got, r) })
+				if err != nil || n != 256 {
+					t.Errorf("Sweep = %d, %v", n, err)
+					return
+				}
+				if len(got) != len(want) {
+					t.Errorf("sweep %s/24:%d found %d, want %d", row.FormatAddr(g.a), g.port, len(got), len(want))
+				}
+				for _, r := range got {
+					if r.Window == nil {
+						t.Errorf("%s:%d: no window from the SYN-ACK", r.IP, r.Port)
+						continue
+					}
+					r.Window = nil
+					if err := same(r, want[r.IP]); err != nil {
+						t.Errorf("%s:%d: %v", r.IP, r.Port, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
 	})
 }
 

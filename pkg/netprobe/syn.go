@@ -23,8 +23,9 @@ import (
 
 // SYN engine: ZMap's design on raw sockets. A SYN is built with gopacket
 // (IPv4 + TCP, lengths and checksums computed) and sent on a raw IP socket;
-// replies are read from a raw TCP socket and decoded with one
-// DecodingLayerParser. Probes keep no state on the wire: the sequence number
+// replies are read from an AF_PACKET socket whose classic BPF filter passes
+// only SYN-ACKs and RSTs to our source ports (synrecv_linux.go; a raw TCP
+// socket elsewhere) and decoded with one DecodingLayerParser. Probes keep no state on the wire: the sequence number
 // and the source port are a keyed cookie of (source, destination, port),
 // AES under a key drawn for each run (ZMap's validate.c); a SYN-ACK is valid
 // when it acknowledges cookie+1 on the cookie's port, a RST when it
@@ -49,7 +50,8 @@ type synEngine struct {
 	pending map[uint64][]chan synReply // (dst, port) -> probes waiting
 	srcs    map[uint32]uint32          // destination /24 -> source address
 
-	scan atomic.Pointer[synScan] // the SYN-only scan in progress (synscan.go), if any
+	scans   atomic.Pointer[[]*synScan] // the SYN-only scans in progress (synscan.go)
+	scansMu sync.Mutex                 // serialises changes of scans
 
 	stop atomic.Bool
 	done chan struct{}
@@ -75,10 +77,10 @@ func newSYNEngine(p *Prober) (*synEngine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: syn engine: raw IP socket: %w (needs CAP_NET_RAW; use engine %q)", ErrEngine, err, EngineConnect)
 	}
-	recv, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_TCP)
+	recv, err := openReplySocket()
 	if err != nil {
 		syscall.Close(send)
-		return nil, fmt.Errorf("%w: syn engine: raw TCP socket: %w (needs CAP_NET_RAW; use engine %q)", ErrEngine, err, EngineConnect)
+		return nil, fmt.Errorf("%w: syn engine: %w (needs CAP_NET_RAW; use engine %q)", ErrEngine, err, EngineConnect)
 	}
 	// Wake the receiver now and then to see whether it should stop.
 	tv := syscall.NsecToTimeval(int64(100 * time.Millisecond))
@@ -223,7 +225,7 @@ func (e *synEngine) receive() {
 	parser.IgnoreUnsupported = true
 	buf := make([]byte, 65536)
 	for !e.stop.Load() {
-		n, _, err := syscall.Recvfrom(e.recv, buf, 0)
+		n, sa, err := syscall.Recvfrom(e.recv, buf, 0)
 		if err != nil {
 			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
 				continue
@@ -233,7 +235,7 @@ func (e *synEngine) receive() {
 			}
 			return
 		}
-		if !synCandidate(buf[:n]) {
+		if !incoming(sa) || !synCandidate(buf[:n]) {
 			continue // cheap pre-filter: not a SYN-ACK or RST to our source ports
 		}
 		if err := parser.DecodeLayers(buf[:n], &decoded); err != nil || len(decoded) < 2 {
@@ -256,8 +258,10 @@ func (e *synEngine) receive() {
 			continue
 		}
 		r := synReply{open: tcp.SYN && tcp.ACK, window: tcp.Window}
-		if sc := e.scan.Load(); sc != nil {
-			sc.reply(from, port, r)
+		if scans := e.scans.Load(); scans != nil {
+			for _, sc := range *scans {
+				sc.reply(from, port, r)
+			}
 		}
 		e.mu.Lock()
 		for _, ch := range e.pending[svcKey(from, port)] {

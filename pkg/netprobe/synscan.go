@@ -3,8 +3,8 @@ package netprobe
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/row"
 )
 
 // SYN-only scanning: ZMap's job, L4 only. SYNScan sweeps a prefix on one
@@ -25,10 +26,6 @@ import (
 // checked for every address as its packet is built, right before the send.
 // Replies are validated by the engine's receiver exactly as for Probe (the
 // cookie, then the policy) and reported once per address.
-
-// ErrScanBusy is returned when a SYN scan is started while another runs on
-// the same Prober.
-var ErrScanBusy = errors.New("a syn scan is already running on this prober")
 
 // SYNScanStats summarise one SYNScan.
 type SYNScanStats struct {
@@ -52,8 +49,9 @@ func (s SYNScanStats) PacketsPerSecond() float64 {
 // then listens wait longer for late replies, and calls fn (never
 // concurrently) once for each address that answered with a SYN-ACK, with
 // the SYN-ACK's window. It needs the "syn" engine (ErrEngine otherwise); a
-// prefix wholly outside the policy is ErrRefused. Probe and Sweep may run
-// meanwhile; one SYNScan at a time (ErrScanBusy).
+// prefix wholly outside the policy is ErrRefused. Probe, Sweep and other
+// SYNScans may run meanwhile (each gets the replies of its own prefix and
+// port; the rate limit is shared).
 func (p *Prober) SYNScan(ctx context.Context, prefix uint32, bits int, port uint16, wait time.Duration,
 	fn func(addr uint32, window uint16)) (SYNScanStats, error) {
 	var st SYNScanStats
@@ -74,10 +72,8 @@ func (p *Prober) SYNScan(ctx context.Context, prefix uint32, bits int, port uint
 		return st, fmt.Errorf("syn scan %s port %d: %w", pr, port, ErrRefused)
 	}
 	sc := &synScan{first: pr.First(), last: pr.Last(), port: port, fn: fn, seen: map[uint32]struct{}{}}
-	if !p.syn.scan.CompareAndSwap(nil, sc) {
-		return st, fmt.Errorf("syn scan %s port %d: %w", pr, port, ErrScanBusy)
-	}
-	defer p.syn.scan.Store(nil)
+	p.syn.addScan(sc)
+	defer p.syn.removeScan(sc)
 	start := time.Now()
 	sent, err := p.syn.sweep(ctx, parts, port)
 	st.SendTime = time.Since(start)
@@ -123,6 +119,26 @@ type synScan struct {
 	mu   sync.Mutex
 	seen map[uint32]struct{}
 	fn   func(addr uint32, window uint16)
+}
+
+// addScan registers a scan with the receiver. The list is copied on write:
+// the receiver reads it for every reply without a lock.
+func (e *synEngine) addScan(sc *synScan) {
+	e.scansMu.Lock()
+	defer e.scansMu.Unlock()
+	var l []*synScan
+	if old := e.scans.Load(); old != nil {
+		l = slices.Clone(*old)
+	}
+	l = append(l, sc)
+	e.scans.Store(&l)
+}
+
+func (e *synEngine) removeScan(sc *synScan) {
+	e.scansMu.Lock()
+	defer e.scansMu.Unlock()
+	l := slices.DeleteFunc(slices.Clone(*e.scans.Load()), func(x *synScan) bool { return x == sc })
+	e.scans.Store(&l)
 }
 
 // reply takes a validated reply from the engine's receiver.
@@ -255,4 +271,53 @@ func fold(s uint32) uint16 {
 		s = s>>16 + s&0xffff
 	}
 	return uint16(s)
+}
+
+// synSweep is Sweep on the SYN engine: a SYNScan of the prefix, each
+// address that answers SYN-ACK grabbed at once (bounded by Concurrency)
+// while the scan goes on. No retries: one SYN per address.
+func (p *Prober) synSweep(ctx context.Context, pr ipv4.Prefix, port uint16, fn func(row.Row)) (uint64, error) {
+	var (
+		mu      sync.Mutex // fn is never called concurrently
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+	)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := p.SYNScan(sctx, pr.Addr, pr.Bits, port, p.o.Timeout, func(addr uint32, window uint16) {
+		w := int64(window)
+		wg.Add(1)
+		go func() { // never block the receiver
+			defer wg.Done()
+			if p.acquire(sctx) != nil {
+				return
+			}
+			defer p.release()
+			r, ok, err := p.grabOpen(sctx, addr, port, &w)
+			switch {
+			case err != nil:
+				errOnce.Do(func() { first = err; cancel() })
+			case ok:
+				mu.Lock()
+				fn(r)
+				mu.Unlock()
+			}
+		}()
+	})
+	wg.Wait()
+	p.st.Closed.Add(st.Closed)
+	if silent := st.Sent - min(st.Sent, st.Open+st.Closed); silent > 0 {
+		p.st.Timeouts.Add(silent)
+	}
+	if err == nil {
+		err = first
+	}
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return st.Sent, fmt.Errorf("sweep %s port %d: %w", pr, port, err)
+	}
+	return st.Sent, nil
 }

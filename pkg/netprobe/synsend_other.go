@@ -2,7 +2,10 @@
 
 package netprobe
 
-import "syscall"
+import (
+	"fmt"
+	"syscall"
+)
 
 type mmsghdr struct{}
 
@@ -18,3 +21,15 @@ func (b *synBatch) send(fd int) error {
 	}
 	return nil
 }
+
+// openReplySocket opens the socket the SYN engine reads replies from: off
+// Linux, a raw TCP socket (a copy of every TCP segment received).
+func openReplySocket() (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_TCP)
+	if err != nil {
+		return -1, fmt.Errorf("raw TCP socket: %w", err)
+	}
+	return fd, nil
+}
+
+func incoming(syscall.Sockaddr) bool { return true }

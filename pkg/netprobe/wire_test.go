@@ -1,3 +1,5 @@
+//go:build linux
+
 package netprobe
 
 import (
@@ -62,8 +64,6 @@ func startCapture(t *testing.T) *capture {
 	go c.run()
 	return c
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func (c *capture) run() {
 	defer close(c.done)

@@ -40,6 +40,7 @@ type Config struct {
 	Loss    float64       // world responder: probability a service does not answer
 	Quiet   time.Duration // how long every queue must stay empty before the run counts as done
 	Live    bool          // serve the world as real listeners on 127/8 and probe them for real
+	Engine  string        // live: "connect" (default) or "syn"
 }
 
 // RegisterFlags registers the flags of Config.
@@ -49,7 +50,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Step, "step", batch.DefaultStep, "prefix length of the priors plan groups")
 	fs.DurationVar(&c.Latency, "latency", 0, "world responder: latency of each probe")
 	fs.Float64Var(&c.Loss, "loss", 0, "world responder: probability that a service does not answer")
-	fs.BoolVar(&c.Live, "live", false, "with --world: serve the world as real TCP listeners on its 127.0.0.0/8 addresses and probe them for real (connect engine, zgrab2)")
+	fs.BoolVar(&c.Live, "live", false, "with --world: serve the world as real TCP listeners on its 127.0.0.0/8 addresses and probe them for real (zgrab2 grabs)")
+	fs.StringVar(&c.Engine, "engine", netprobe.EngineConnect, "with --live: connect (TCP connect, no privileges) or syn (raw-socket SYN scan, needs CAP_NET_RAW)")
 	fs.DurationVar(&c.Quiet, "quiet", time.Second, "how long the queues must stay empty before a world run is done")
 }
 
@@ -105,6 +107,9 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 		}
 		defer lab.Close()
 		rc.LiveConfig = LabLive
+		if c.Engine != "" {
+			rc.Engine = c.Engine
+		}
 		rc.Pfx2AS = filepath.Join(c.World, "pfx2as.tsv")
 		rc.World = "" // the answers come from the network now
 		rc.Allow = []string{prober.LabAllow}

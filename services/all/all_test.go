@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
@@ -241,6 +242,7 @@ func TestLiveMatchesSimulated(t *testing.T) {
 		t.Skip("a live scan of a served lab world (about 15 s)")
 	}
 	dir := world(t, lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05})
+	labtest.Lock(t) // its sweeps must not find another package's lab
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run := func(live bool) *all.Summary {
