@@ -291,23 +291,34 @@ func (p *Prober) acquire(ctx context.Context) error {
 
 func (p *Prober) release() { <-p.sem }
 
-// Sweep probes port on every allowed address of prefix/bits, calling fn
-// (never concurrently, in no particular order) for each service found, and
-// returns the number of addresses probed. Addresses outside the policy are
-// skipped, never dialled; a prefix wholly outside it is ErrRefused.
-func (p *Prober) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
+// clip returns prefix/bits (its first address) and the parts of it the
+// policy allows; none is ErrRefused, and so is a port where a wildcard
+// listener of this machine would answer on every address.
+func (p *Prober) clip(prefix uint32, bits int, port uint16) (ipv4.Prefix, []ipv4.Prefix, error) {
 	if bits < 0 || bits > 32 {
-		return 0, fmt.Errorf("sweep: prefix length %d out of range", bits)
+		return ipv4.Prefix{}, nil, fmt.Errorf("prefix length %d out of range", bits)
 	}
 	pr := ipv4.Prefix{Addr: prefix, Bits: bits}
 	pr.Addr = pr.First()
 	parts := p.pol.Clip(pr)
 	if len(parts) > 0 && p.hostPort(pr.First(), port) && p.hostPort(pr.Last(), port) {
-		parts = nil // a wildcard listener of this machine would answer on every address
+		parts = nil
 	}
 	if len(parts) == 0 {
 		p.st.Refused.Add(pr.Size())
-		return 0, fmt.Errorf("sweep %s port %d: %w", pr, port, ErrRefused)
+		return pr, nil, fmt.Errorf("%s port %d: %w", pr, port, ErrRefused)
+	}
+	return pr, parts, nil
+}
+
+// Sweep probes port on every allowed address of prefix/bits, calling fn
+// (never concurrently, in no particular order) for each service found, and
+// returns the number of addresses probed. Addresses outside the policy are
+// skipped, never dialled; a prefix wholly outside it is ErrRefused.
+func (p *Prober) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
+	pr, parts, err := p.clip(prefix, bits, port)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
 	}
 	if p.syn != nil {
 		return p.synSweep(ctx, pr, port, fn)

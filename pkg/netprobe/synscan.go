@@ -58,18 +58,9 @@ func (p *Prober) SYNScan(ctx context.Context, prefix uint32, bits int, port uint
 	if p.syn == nil {
 		return st, fmt.Errorf("syn scan: %w: needs engine %q", ErrEngine, EngineSYN)
 	}
-	if bits < 0 || bits > 32 {
-		return st, fmt.Errorf("syn scan: prefix length %d out of range", bits)
-	}
-	pr := ipv4.Prefix{Addr: prefix, Bits: bits}
-	pr.Addr = pr.First()
-	parts := p.pol.Clip(pr)
-	if len(parts) > 0 && p.hostPort(pr.First(), port) && p.hostPort(pr.Last(), port) {
-		parts = nil // a wildcard listener of this machine would answer on every address
-	}
-	if len(parts) == 0 {
-		p.st.Refused.Add(pr.Size())
-		return st, fmt.Errorf("syn scan %s port %d: %w", pr, port, ErrRefused)
+	pr, parts, err := p.clip(prefix, bits, port)
+	if err != nil {
+		return st, fmt.Errorf("syn scan: %w", err)
 	}
 	sc := &synScan{first: pr.First(), last: pr.Last(), port: port, fn: fn, seen: map[uint32]struct{}{}}
 	p.syn.addScan(sc)
