@@ -84,7 +84,6 @@ func mask(addr uint32, n int) uint32    { return addr &^ (1<<(32-n) - 1) }
 type Dict struct {
 	ids  map[string]uint32
 	strs []string
-	buf  []byte
 }
 
 // NewDict returns an empty dictionary.
@@ -129,33 +128,42 @@ func (d *Dict) Of(dst []ID, s *row.Service, intern bool) []ID {
 	if hasASN {
 		asn = uint32(*s.ASN)
 	}
+	// The strings are built in a buffer of this call's own, so that
+	// readers share nothing.
 	var local [32]uint32
-	ids := local[:0]
+	var bufArr [256]byte
+	ids, buf := local[:0], bufArr[:0]
+	add := func(prefix, v string) {
+		buf = append(append(buf[:0], prefix...), v...)
+		if id, ok := d.lookup(buf, intern); ok {
+			ids = append(ids, id)
+		}
+	}
 	rest := s.Data
 	for {
 		i := strings.IndexByte(rest, '\n')
 		if i < 0 {
-			ids = d.add(ids, "http line: ", rest, intern)
+			add("http line: ", rest)
 			break
 		}
-		ids = d.add(ids, "http line: ", rest[:i], intern)
+		add("http line: ", rest[:i])
 		rest = rest[i+1:]
 	}
-	ids = d.add(ids, "fingerprint: ", s.Fingerprint, intern)
+	add("fingerprint: ", s.Fingerprint)
 	if s.Window != nil {
-		d.buf = strconv.AppendInt(append(d.buf[:0], "window: "...), *s.Window, 10)
-		ids = d.addBuf(ids, intern)
+		var w [24]byte
+		add("window: ", string(strconv.AppendInt(w[:0], *s.Window, 10)))
 	}
 	switch s.Fingerprint {
 	case "ssh":
-		ids = d.add(ids, "ssh banner: ", s.Data, intern)
+		add("ssh banner: ", s.Data)
 	case "tls":
 		if s.TLSCert != nil {
-			ids = d.add(ids, "tls cert: ", *s.TLSCert, intern)
+			add("tls cert: ", *s.TLSCert)
 		}
 		for _, o := range s.TLSOIDs {
 			if utf8.RuneCountInString(o) > 7 {
-				ids = d.add(ids, "tls oid: ", o, intern)
+				add("tls oid: ", o)
 			}
 		}
 	}
@@ -187,18 +195,6 @@ func (d *Dict) Of(dst []ID, s *row.Service, intern bool) []ID {
 		}
 	}
 	return dst
-}
-
-func (d *Dict) add(ids []uint32, prefix, v string, intern bool) []uint32 {
-	d.buf = append(append(d.buf[:0], prefix...), v...)
-	return d.addBuf(ids, intern)
-}
-
-func (d *Dict) addBuf(ids []uint32, intern bool) []uint32 {
-	if id, ok := d.lookup(d.buf, intern); ok {
-		ids = append(ids, id)
-	}
-	return ids
 }
 
 // AppendString appends the exact GPS string of f to b.
