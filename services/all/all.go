@@ -187,9 +187,9 @@ var LabLive = prober.LiveConfig{Live: true, Engine: netprobe.EngineConnect, Rate
 	Timeout: time.Second, BannerWait: 250 * time.Millisecond, Retries: 1, KeepEmpty: true}
 
 // WaitIdle returns once the seed is in, the plan is published, and every
-// consumer has nothing pending or unacknowledged, with no stream growing,
-// for the quiet period. A look that fails while the cluster is unavailable
-// (bus.Transient) is tried again.
+// stream's consumers exist and have nothing pending or unacknowledged, with
+// no stream growing, for the quiet period. A look that fails while the
+// cluster is unavailable (bus.Transient) is tried again.
 func WaitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Logger) error {
 	kv, err := b.Control(ctx)
 	if err != nil {
@@ -246,8 +246,18 @@ func WaitIdle(ctx context.Context, b *bus.Bus, quiet time.Duration, log *zap.Log
 	}
 }
 
-// pipelineState describes the streams and consumers; idle is true when no
-// consumer has anything pending or unacknowledged.
+// consumersOf are the durable consumers each stream must have before its
+// messages count as handled: a service still starting (loading a world or
+// a snapshot) has not made its consumer yet, and its stream looks idle.
+var consumersOf = map[string][]string{
+	bus.StreamResults:     {modeler.Service, predictor.Service},
+	bus.StreamTargets:     {prober.Durable},
+	bus.StreamPredictions: {prober.Durable},
+}
+
+// pipelineState describes the streams and consumers; idle is true when every
+// stream with messages has its consumers and none has anything pending or
+// unacknowledged.
 func pipelineState(ctx context.Context, b *bus.Bus) (string, bool, error) {
 	idle := true
 	state := ""
@@ -262,7 +272,14 @@ func pipelineState(ctx context.Context, b *bus.Bus) (string, bool, error) {
 		}
 		state += fmt.Sprintf("%s:%d ", s, info.State.LastSeq)
 		lister := str.ListConsumers(ctx)
+		missing := map[string]bool{}
+		if info.State.LastSeq > 0 {
+			for _, name := range consumersOf[s] {
+				missing[name] = true
+			}
+		}
 		for ci := range lister.Info() {
+			delete(missing, ci.Name)
 			if ci.NumPending > 0 || ci.NumAckPending > 0 || ci.NumRedelivered > 0 && ci.NumAckPending > 0 {
 				idle = false
 			}
@@ -270,6 +287,10 @@ func pipelineState(ctx context.Context, b *bus.Bus) (string, bool, error) {
 		}
 		if err := lister.Err(); err != nil {
 			return "", false, fmt.Errorf("list consumers of %s: %w", s, err)
+		}
+		for name := range missing {
+			idle = false
+			state += fmt.Sprintf("%s/%s:not-yet ", s, name)
 		}
 	}
 	return state, idle, nil
