@@ -18,8 +18,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/wire"
 )
@@ -311,3 +313,36 @@ func ConsumerGone(err error) bool {
 // Ordered delivers the chunks in stream order; it is closed when reading
 // stops (Err says why, if early).
 func (r *Reader) Ordered() <-chan *Chunk { return r.ordered }
+
+// LagEvery is how often RunLoop refreshes the consumer lag gauge.
+const LagEvery = 5 * time.Second
+
+// RunLoop runs a consuming service's loop until it returns, with its
+// progress reporter (which must return once stop is closed) and, with a
+// gauge, the durable consumer's lag on RESULTS polled every LagEvery. A
+// loop ended by ctx's cancellation is a clean stop (nil). The background
+// work is gone when it returns.
+func RunLoop(ctx context.Context, b *bus.Bus, durable string, lag prometheus.Gauge,
+	progress func(stop <-chan struct{}), loop func(context.Context) error) error {
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() { progress(stop) })
+	if lag != nil {
+		pctx, stopPending := context.WithCancel(ctx)
+		defer stopPending()
+		wg.Go(func() {
+			b.PollPending(pctx, bus.StreamResults, durable, LagEvery, func(n uint64) { lag.Set(float64(n)) })
+		})
+		go func() { // PollPending returns when pctx ends: end it with the loop
+			<-stop
+			stopPending()
+		}()
+	}
+	err := loop(ctx)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // stopped while starting or waiting
+	}
+	close(stop)
+	wg.Wait()
+	return err
+}

@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gpsscan/gps/internal/resultpipe"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/resultpipe"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/telemetry"
@@ -34,7 +33,7 @@ const (
 	progressInterval = 5 * time.Second
 	tickInterval     = time.Second
 	shutdownTimeout  = time.Minute
-	gaugeInterval    = 5 * time.Second // model gauges and consumer lag
+	gaugeInterval    = 5 * time.Second // model gauges
 )
 
 // Deps are what Run needs.
@@ -130,35 +129,11 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	s.updateGauges(true)
 
-	var wg sync.WaitGroup
-	stopProgress := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.progress(stopProgress)
-	}()
+	var lag prometheus.Gauge
 	if d.Metrics != nil {
-		gauge := d.Metrics.ConsumerPending.WithLabelValues(Service, bus.StreamResults)
-		pctx, stopPending := context.WithCancel(ctx)
-		defer stopPending()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.b.PollPending(pctx, bus.StreamResults, Service, gaugeInterval, func(n uint64) { gauge.Set(float64(n)) })
-		}()
-		go func() { // PollPending returns when pctx ends: end it with the loop
-			<-stopProgress
-			stopPending()
-		}()
+		lag = d.Metrics.ConsumerPending.WithLabelValues(Service, bus.StreamResults)
 	}
-
-	err := s.loop(ctx)
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		err = nil // stopped while starting or waiting: a clean stop
-	}
-
-	close(stopProgress)
-	wg.Wait()
+	err := resultpipe.RunLoop(ctx, s.b, Service, lag, s.progress, s.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if e := s.finalSnapshot(sctx); e != nil {

@@ -11,10 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gpsscan/gps/internal/resultpipe"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/resultpipe"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/model"
@@ -39,7 +38,7 @@ const (
 	progressInterval = 5 * time.Second
 	tickInterval     = time.Second
 	shutdownTimeout  = time.Minute
-	gaugeInterval    = 5 * time.Second // model gauges and consumer lag
+	gaugeInterval    = 5 * time.Second // model gauges
 	// maxAsync bounds the publishes in flight before waiting for their acks
 	// (below the client's limit of stalled publishes).
 	maxAsync = 1000
@@ -139,35 +138,11 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	p.updateGauges(true)
 
-	var wg sync.WaitGroup
-	stopProgress := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		p.progress(stopProgress)
-	}()
+	var lag prometheus.Gauge
 	if d.Metrics != nil {
-		gauge := d.Metrics.ConsumerPending.WithLabelValues(Service, bus.StreamResults)
-		pctx, stopPending := context.WithCancel(ctx)
-		defer stopPending()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.b.PollPending(pctx, bus.StreamResults, Service, gaugeInterval, func(n uint64) { gauge.Set(float64(n)) })
-		}()
-		go func() { // PollPending returns when pctx ends: end it with the loop
-			<-stopProgress
-			stopPending()
-		}()
+		lag = d.Metrics.ConsumerPending.WithLabelValues(Service, bus.StreamResults)
 	}
-
-	err := p.loop(ctx)
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		err = nil // stopped while starting or waiting: a clean stop
-	}
-
-	close(stopProgress)
-	wg.Wait()
+	err := resultpipe.RunLoop(ctx, p.b, Service, lag, p.progress, p.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	// Finish what was processed: publish its predictions and ack it, so the
