@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/row"
 )
 
 func TestFingerprint(t *testing.T) {
@@ -131,5 +132,39 @@ func TestCertFields(t *testing.T) {
 	want := []string{"1.2.840.10045.4.3.2", "2.5.4.6", "2.5.4.10", "2.5.4.3", "2.5.29.15", "2.5.29.37", "2.5.29.17", "1.3.6.1.5.5.7.3.1"}
 	if got := CertOIDs(c); !slices.Equal(got, want) {
 		t.Errorf("CertOIDs = %v, want %v", got, want)
+	}
+}
+
+// TestFilterReasons: the LZR-style rules, each with its reason and counter.
+func TestFilterReasons(t *testing.T) {
+	p, err := New(Options{Policy: policy(t, "127.1.0.0/16"), PseudoPorts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w0, w := int64(0), int64(64240)
+	for _, tc := range []struct {
+		name string
+		r    row.Row
+		want string
+	}{
+		{"banner", row.Row{Port: 21, Data: "220 ready", Fingerprint: "ftp", Window: &w}, ""},
+		{"tls without data", row.Row{Port: 443, Fingerprint: "tls"}, ""},
+		{"no data", row.Row{Port: 23, Fingerprint: "unknown"}, ReasonNoData},
+		{"zero window", row.Row{Port: 22, Data: "SSH-2.0-x", Fingerprint: "ssh", Window: &w0}, ReasonZeroWindow},
+	} {
+		if got := p.filter(0x7f010001, &tc.r); got != tc.want {
+			t.Errorf("%s: reason %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	for port := range 4 { // the same answer on a third port and on: a pseudo host
+		got := p.filter(0x7f010002, &row.Row{Port: 8000 + port, Data: "HTTP/1.1 200 OK", Fingerprint: "http"})
+		if want := map[bool]string{true: ReasonPseudo, false: ""}[port >= 2]; got != want {
+			t.Errorf("same answer on port %d: reason %q, want %q", 8000+port, got, want)
+		}
+	}
+	st := p.Stats()
+	if st.DropNoData.Load() != 1 || st.DropZeroWindow.Load() != 1 || st.DropPseudo.Load() != 2 {
+		t.Errorf("counters: no-data %d, zero-window %d, pseudo %d; want 1, 1, 2",
+			st.DropNoData.Load(), st.DropZeroWindow.Load(), st.DropPseudo.Load())
 	}
 }

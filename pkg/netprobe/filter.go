@@ -9,12 +9,17 @@ import (
 
 // Reasons a completed connection is not returned as a service.
 const (
-	ReasonNoData = "no-data" // the handshake completed, nothing was said (LZR: a SYN-ACK is not a service)
-	ReasonPseudo = "pseudo"  // the host answers the same on too many ports
+	ReasonNoData     = "no-data"     // the handshake completed, nothing was said (LZR: a SYN-ACK is not a service)
+	ReasonZeroWindow = "zero-window" // the SYN-ACK offered a window of 0: a middlebox or tarpit, not a server (LZR)
+	ReasonPseudo     = "pseudo"      // the host answers the same on too many ports
 )
 
 // filter applies the LZR-style rules to a grabbed row; "" keeps it.
 func (p *Prober) filter(addr uint32, r *row.Row) string {
+	if r.Window != nil && *r.Window == 0 && !p.o.KeepEmpty {
+		p.st.DropZeroWindow.Add(1)
+		return ReasonZeroWindow
+	}
 	if r.Data == "" && r.Fingerprint != "tls" && !p.o.KeepEmpty {
 		p.st.DropNoData.Add(1)
 		return ReasonNoData

@@ -36,7 +36,8 @@
 //
 // LZR-style filtering: a completed handshake is not a service. A row with
 // no data is dropped (reason "no-data") unless a TLS handshake completed or
-// Options.KeepEmpty is set; a host answering more than PseudoPorts distinct
+// Options.KeepEmpty is set; so is one whose SYN-ACK offered a zero window
+// ("zero-window", syn engine only: LZR's sign of a middlebox); a host answering more than PseudoPorts distinct
 // ports with identical (fingerprint, data, certificate) is a pseudo-service
 // host, and its further answers of that kind are dropped (reason "pseudo").
 // The memory of answers is in-process and bounded (MaxHosts hosts).
@@ -190,22 +191,23 @@ func (o Options) Validate() error {
 
 // Stats count what a Prober did; safe for concurrent reads.
 type Stats struct {
-	Probes       atomic.Uint64 // targets probed (allowed ones)
-	Connects     atomic.Uint64 // connect() calls, retries and L7 reconnections included
-	Retries      atomic.Uint64 // connect attempts repeated after a timeout
-	Open         atomic.Uint64 // targets whose connect completed
-	Closed       atomic.Uint64 // targets that refused the connection
-	Timeouts     atomic.Uint64 // targets that never answered (after the retries)
-	Refused      atomic.Uint64 // targets outside the policy (never dialled)
-	Found        atomic.Uint64 // services returned
-	DropNoData   atomic.Uint64 // dropped: connection completed but no data
-	DropPseudo   atomic.Uint64 // dropped: pseudo-service host
-	GrabErrors   atomic.Uint64 // L7 grabs that failed after the connect
-	LocalErrors  atomic.Uint64 // local failures returned as errors (fds, ports)
-	HTTP, TLS    atomic.Uint64 // services found by kind
-	SSH, Banner  atomic.Uint64
-	Silent, Shut atomic.Uint64 // silent services, and ones that closed at once
-	SYNInvalid   atomic.Uint64 // syn engine: replies to our ports that failed validation
+	Probes         atomic.Uint64 // targets probed (allowed ones)
+	Connects       atomic.Uint64 // connect() calls, retries and L7 reconnections included
+	Retries        atomic.Uint64 // connect attempts repeated after a timeout
+	Open           atomic.Uint64 // targets whose connect completed
+	Closed         atomic.Uint64 // targets that refused the connection
+	Timeouts       atomic.Uint64 // targets that never answered (after the retries)
+	Refused        atomic.Uint64 // targets outside the policy (never dialled)
+	Found          atomic.Uint64 // services returned
+	DropNoData     atomic.Uint64 // dropped: connection completed but no data
+	DropPseudo     atomic.Uint64 // dropped: pseudo-service host
+	DropZeroWindow atomic.Uint64 // dropped: the SYN-ACK's window was 0 (syn engine)
+	GrabErrors     atomic.Uint64 // L7 grabs that failed after the connect
+	LocalErrors    atomic.Uint64 // local failures returned as errors (fds, ports)
+	HTTP, TLS      atomic.Uint64 // services found by kind
+	SSH, Banner    atomic.Uint64
+	Silent, Shut   atomic.Uint64 // silent services, and ones that closed at once
+	SYNInvalid     atomic.Uint64 // syn engine: replies to our ports that failed validation
 }
 
 // Prober is the network Responder. It is safe for concurrent use.

@@ -24,7 +24,7 @@ type LiveConfig struct {
 	Timeout          time.Duration // connect and handshake timeout
 	BannerWait       time.Duration // wait for a server to speak first; 0: Timeout
 	Retries          int           // retries of a probe that got no answer
-	KeepEmpty        bool          // keep services that sent no data (LZR would drop them)
+	KeepEmpty        bool          // keep services that sent no data or a zero window (LZR would drop them)
 	Pfx2AS           string        // prefix-to-AS table that fills each service's asn (empty: asn null)
 }
 
@@ -38,7 +38,7 @@ func (c *LiveConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BannerWait, "banner-wait", 0, "live: how long to wait for a server to speak first before sending an HTTP request (0: --timeout); every service that waits for the client (HTTP, TLS) costs this much")
 	fs.IntVar(&c.Retries, "retries", 1, "live: retries of a probe that got no answer")
 	fs.StringVar(&c.Pfx2AS, "pfx2as", "", "live: prefix-to-AS table (prefix<TAB>len<TAB>asn a line, as CAIDA's pfx2as and a lab world's pfx2as.tsv) that fills the asn of each service found; without it asn is null and the model has no network features")
-	fs.BoolVar(&c.KeepEmpty, "keep-empty", false, "live: keep services that completed the handshake but sent no data (LZR-style filtering drops them)")
+	fs.BoolVar(&c.KeepEmpty, "keep-empty", false, "live: keep services that completed the handshake but sent no data, or whose SYN-ACK had a zero window (LZR-style filtering drops them; the drops are counted in the log at stop)")
 }
 
 // newLive builds the network responder; a target the engine refuses (the
@@ -66,7 +66,19 @@ func newLive(c LiveConfig, pol *ipv4.Policy, st *Stats, log *zap.Logger) (Respon
 	}
 	log.Info("live engine", zap.String("engine", c.Engine), zap.Float64("rate", c.Rate),
 		zap.Int("probe_concurrency", c.ProbeConcurrency), zap.Duration("timeout", c.Timeout), zap.Duration("banner_wait", c.BannerWait))
-	return liveResponder{np: np, st: st, asns: asns}, func() { np.Close() }, nil
+	done := func() {
+		// What the engine did, and why what answered was not a service.
+		ns := np.Stats()
+		log.Info("live engine stopped", zap.Uint64("probes", ns.Probes.Load()), zap.Uint64("open", ns.Open.Load()),
+			zap.Uint64("closed", ns.Closed.Load()), zap.Uint64("timeouts", ns.Timeouts.Load()),
+			zap.Uint64("found", ns.Found.Load()), zap.Uint64("dropped_no_data", ns.DropNoData.Load()),
+			zap.Uint64("dropped_zero_window", ns.DropZeroWindow.Load()), zap.Uint64("dropped_pseudo", ns.DropPseudo.Load()),
+			zap.Uint64("grab_errors", ns.GrabErrors.Load()), zap.Uint64("refused", ns.Refused.Load()))
+		if err := np.Close(); err != nil {
+			log.Warn("close live engine", zap.Error(err))
+		}
+	}
+	return liveResponder{np: np, st: st, asns: asns}, done, nil
 }
 
 type liveResponder struct {
