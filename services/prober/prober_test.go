@@ -496,3 +496,44 @@ func TestStopMidStream(t *testing.T) {
 		})
 	}
 }
+
+// heldSweep sweeps only once release is closed, and counts its calls.
+type heldSweep struct {
+	counting
+	started chan struct{} // closed when a sweep has begun
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *heldSweep) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
+	g.once.Do(func() { close(g.started) })
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return g.counting.Sweep(ctx, prefix, bits, port, fn)
+}
+
+// TestPredictionInASweepInProgress: live, a prediction of an address in a
+// group being swept is not probed (the sweep covers it); one outside it is.
+func TestPredictionInASweepInProgress(t *testing.T) {
+	b := bustest.New(t)
+	g := &heldSweep{started: make(chan struct{}), release: make(chan struct{})}
+	live := Config{Allow: []string{"127.1.0.0/16"}, LiveConfig: LiveConfig{Live: true}} // the responder stands in for the network
+	st := start(t, b, Deps{Config: live, Responder: g})
+	publish(t, b, wire.TargetsSubject(wire.PhasePriors), "plan:1", targetsMsg(wire.PhasePriors, wire.Target{Prefix: "127.1.0.0/24", Port: 80}))
+	<-g.started
+	publish(t, b, wire.PredictionsSubject(wire.PhasePriors), "pred:1", predictionMsg("127.1.0.9", 80, 0.5))
+	publish(t, b, wire.PredictionsSubject(wire.PhasePriors), "pred:2", predictionMsg("127.1.1.9", 80, 0.5))
+	eventually(t, "both predictions handled", func() bool { return st.Predictions.Load() == 2 })
+	close(g.release)
+	eventually(t, "the sweep done", func() bool { return st.Targets.Load() == 1 })
+	probes, sweeps := g.calls()
+	if !slices.Equal(probes, []string{"127.1.1.9:80"}) || !slices.Equal(sweeps, []string{"127.1.0.0/24:80"}) {
+		t.Fatalf("probes %v, sweeps %v; want the prediction outside the sweep probed, the one inside skipped", probes, sweeps)
+	}
+	if st.Skipped.Load() != 1 {
+		t.Fatalf("skipped %d, want 1", st.Skipped.Load())
+	}
+}

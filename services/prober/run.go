@@ -102,7 +102,7 @@ func run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("run prober: %w", err)
 	}
 	p := &prober{c: c, bus: d.Bus, log: log, st: d.Stats, resp: resp, pol: pol, now: d.Now, m: d.Metrics, ackSem: make(chan struct{}, maxAcks),
-		probed: make(map[uint64]struct{}), swept: make(map[sweepKey]struct{})}
+		probed: make(map[uint64]struct{}), swept: make(map[sweepKey]struct{}), sweeping: make(map[sweepKey]int)}
 	if p.m != nil {
 		p.m.Init(Durable)
 		p.handleTime = p.m.MessageHandle.WithLabelValues(Durable)
@@ -166,6 +166,8 @@ type prober struct {
 	probed    map[uint64]struct{}   // (addr, port) probed by this prober
 	swept     map[sweepKey]struct{} // (prefix, port) groups swept
 	sweptBits [33]bool              // prefix lengths present in swept
+	sweeping  map[sweepKey]int      // groups being swept now (by how many workers)
+	sweepingN [33]int               // groups being swept now, by prefix length
 }
 
 // consume runs Concurrency workers on c until ctx ends; each message is
@@ -227,6 +229,37 @@ func (p *prober) done(addr uint32, port uint16) bool {
 		}
 	}
 	return false
+}
+
+// beingSwept reports whether (addr, port) lies in a group being swept now:
+// its sweep will probe it (or, failing, be handled again), so a live
+// prediction of it need not be probed too. (A world's sweeps take no time:
+// there the check would only move results between phases.)
+func (p *prober) beingSwept(addr uint32, port uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for bits, n := range p.sweepingN {
+		if n > 0 && p.sweeping[sweepKey{ipv4.Prefix{Addr: addr, Bits: bits}.First(), bits, port}] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// startSweep marks a group as being swept until the returned func is called.
+func (p *prober) startSweep(k sweepKey) (end func()) {
+	p.mu.Lock()
+	p.sweeping[k]++
+	p.sweepingN[k.bits]++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		if p.sweeping[k]--; p.sweeping[k] == 0 {
+			delete(p.sweeping, k)
+		}
+		p.sweepingN[k.bits]--
+		p.mu.Unlock()
+	}
 }
 
 // sweptAlready reports whether a sweep of pr on port is covered by one done.
@@ -593,7 +626,9 @@ func (tr *targetRun) one(ctx context.Context, t wire.Target) error {
 			continue
 		}
 		var found []row.Row
+		end := p.startSweep(sweepKey{part.First(), part.Bits, port})
 		probes, err := p.resp.Sweep(ctx, part.Addr, part.Bits, port, func(r row.Row) { found = append(found, r) })
+		end()
 		if err != nil {
 			return fmt.Errorf("sweep: %w", err)
 		}
@@ -650,7 +685,7 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 		p.st.Predictions.Add(1)
 		return
 	}
-	if p.done(a, port) {
+	if p.done(a, port) || p.c.Live && p.beingSwept(a, port) {
 		p.ack(ctx, msg)
 		p.st.Skipped.Add(1)
 		p.st.Predictions.Add(1)
