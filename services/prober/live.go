@@ -58,6 +58,8 @@ func newLive(c LiveConfig, pol *ipv4.Policy, st *Stats, log *zap.Logger) (Respon
 			return nil, nil, fmt.Errorf("%s: %w", c.Pfx2AS, err)
 		}
 		log.Info("prefix-to-AS table loaded", zap.String("file", c.Pfx2AS), zap.Int("prefixes", len(pfx)))
+	} else {
+		log.Warn("no --pfx2as: live results carry no asn, so the model learns no AS features from them")
 	}
 	np, err := netprobe.New(netprobe.Options{Policy: pol, Engine: c.Engine, Rate: c.Rate, Concurrency: c.ProbeConcurrency,
 		Timeout: c.Timeout, BannerWait: c.BannerWait, Retries: c.Retries, KeepEmpty: c.KeepEmpty, Log: log.With(zap.String("engine", c.Engine))})
