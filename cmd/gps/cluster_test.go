@@ -108,7 +108,8 @@ func (c *natsCluster) server(t *testing.T, name string) *server.Server {
 // stream, each result applied once; the predictions are those of the
 // stream replayed by a predictor that never crashed, each published once
 // (pipetest.CheckExact, as in TestSeparateProcesses); and the services
-// found are those `gps all` finds on one server.
+// found are those `gps all` finds on one server, the predictions nearly
+// (pipetest.CheckClose).
 func TestClusterFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-node NATS cluster and the services as processes")
@@ -243,15 +244,10 @@ func TestClusterFaults(t *testing.T) {
 	}
 	o := pipetest.Collect(t, b)
 	pipetest.CheckExact(t, b, o)
-	// Against `gps all` without faults: the same services found. (The
-	// predictions themselves are checked exactly above, against the stream;
-	// their number depends on the order in which results reach the
-	// predictor, which the faults change: a predictor that was down while
-	// the prober swept predicts later, from more results, and more.)
-	df := pipetest.SymDiff(o.Found, ref.Found)
-	t.Logf("found %d (gps all %d, %d differ); predictions %d (gps all %d)", len(o.Found), len(ref.Found), df, len(o.Preds), len(ref.Preds))
-	if float64(df) > 0.005*float64(len(ref.Found)) {
-		t.Fatalf("found services differ from gps all's by more than 0.5%%")
-	}
+	// Against `gps all` without faults: the same services found, nearly
+	// the same predictions (pipetest.CheckClose: their number depends on the
+	// order in which results reach the predictor, which faults move; the
+	// predictions of this run's own stream are checked exactly above).
+	pipetest.CheckClose(t, o, ref)
 	t.Logf("done in %v", time.Since(started).Round(time.Millisecond))
 }
