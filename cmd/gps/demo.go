@@ -14,6 +14,7 @@ import (
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/eval"
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/services/all"
 )
 
@@ -24,6 +25,7 @@ func demoCmd() command {
 		flags: func(fs *flag.FlagSet) func(context.Context, *zap.Logger) error {
 			dir := fs.String("dir", "", "working directory (default: a new temporary directory)")
 			live := fs.Bool("live", false, "also serve the world as real TCP listeners on 127.0.0.0/8 and scan it for real (connect engine, zgrab2), and compare with the simulated run; the world then defaults to 3,000 hosts in one /16 and the plan to /20 groups, so the live scan takes about a minute")
+			engine := fs.String("engine", netprobe.EngineConnect, "with --live: connect (TCP connect) or syn (raw-socket SYN scan, needs CAP_NET_RAW)")
 			c := lab.Config{Seed: 1, Hosts: 10000, Slash16s: 8, SeedFrac: 0.05}.WithDefaults()
 			step := batch.DefaultStep
 			fs.Int64Var(&c.Seed, "seed", c.Seed, "world seed")
@@ -63,7 +65,7 @@ func demoCmd() command {
 				}
 				var liveSum *all.Summary
 				if *live {
-					if liveSum, err = demoRun(ctx, log, d, "nats-live", all.Config{World: world, Live: true, Hitrate: batch.DefaultHitrate, Step: step, Quiet: time.Second}); err != nil {
+					if liveSum, err = demoRun(ctx, log, d, "nats-live", all.Config{World: world, Live: true, Engine: *engine, Hitrate: batch.DefaultHitrate, Step: step, Quiet: time.Second}); err != nil {
 						return err
 					}
 				}
