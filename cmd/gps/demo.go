@@ -41,6 +41,9 @@ func demoCmd() command {
 				if err := c.Validate(); err != nil {
 					return usageErr("%v", err)
 				}
+				if *engine != netprobe.EngineConnect && *engine != netprobe.EngineSYN {
+					return usageErr("--engine %q: want %s or %s", *engine, netprobe.EngineConnect, netprobe.EngineSYN)
+				}
 				d := *dir
 				if d == "" {
 					var err error
