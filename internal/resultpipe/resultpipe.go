@@ -346,3 +346,52 @@ func RunLoop(ctx context.Context, b *bus.Bus, durable string, lag prometheus.Gau
 	wg.Wait()
 	return err
 }
+
+// Subscription is a durable in-order consumer on RESULTS and the Reader on
+// it.
+type Subscription struct {
+	*Reader
+	cancel context.CancelFunc
+	wait   func()
+	resync bool // the next message delivered is taken whatever its sequence
+}
+
+// Subscribe (re)creates the durable consumer to deliver from stream
+// sequence from and starts reading it. The first message it delivers is
+// taken whatever its sequence (the ones before it may have been deleted by
+// the stream's limits); after that a gap means deliveries were lost.
+func Subscribe(ctx context.Context, b *bus.Bus, durable string, from uint64, fetch int, log *zap.Logger) (*Subscription, error) {
+	cons, err := b.InOrderConsumer(ctx, bus.StreamResults, durable, nil, from, 4*fetch)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	rd := NewReader(cons, fetch, b.NC.MaxPayload(), log)
+	return &Subscription{Reader: rd, cancel: cancel, wait: rd.Start(rctx), resync: true}, nil
+}
+
+// Stop stops reading and waits until the reader and the decoders are gone.
+func (s *Subscription) Stop() {
+	s.cancel()
+	s.wait()
+}
+
+// Apply calls apply on c's items in order from index from, and returns the
+// index of the first item not applied. It stops with gap true before an
+// item whose stream sequence is past *seq+1 (deliveries were lost in
+// flight: read again from the first one missing); apply advances *seq.
+func (s *Subscription) Apply(c *Chunk, from int, seq *uint64, apply func(*Item) error) (next int, gap bool, err error) {
+	for next = from; next < len(c.Items); next++ {
+		it := &c.Items[next]
+		if !it.NoMeta {
+			if !s.resync && it.Seq > *seq+1 {
+				return next, true, nil
+			}
+			s.resync = false
+		}
+		if err := apply(it); err != nil {
+			return next, false, err
+		}
+	}
+	return next, false, nil
+}

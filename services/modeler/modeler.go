@@ -70,7 +70,6 @@ type modeler struct {
 
 	m      *model.Model
 	seq    uint64        // RESULTS sequence of the last message processed
-	resync bool          // the next message delivered starts a new subscription
 	newest jetstream.Msg // the last message applied
 	held   jetstream.Msg // applied, not yet acked (see ackApplied)
 
@@ -187,28 +186,6 @@ func (s *modeler) open(ctx context.Context) error {
 	return nil
 }
 
-// subscription is the consumer and the reader on it.
-type subscription struct {
-	rd   *resultpipe.Reader
-	stop context.CancelFunc
-	wait func()
-}
-
-// subscribe (re)creates the consumer to deliver from the message after
-// s.seq and starts reading it. The first message it delivers is taken
-// whatever its sequence (the ones before it may have been deleted by the
-// stream's limits); after that a gap means deliveries were lost.
-func (s *modeler) subscribe(ctx context.Context) (*subscription, error) {
-	cons, err := s.b.InOrderConsumer(ctx, bus.StreamResults, Service, nil, s.seq+1, 4*s.cfg.Fetch)
-	if err != nil {
-		return nil, err
-	}
-	rctx, stop := context.WithCancel(ctx)
-	rd := resultpipe.NewReader(cons, s.cfg.Fetch, s.b.NC.MaxPayload(), s.log)
-	s.resync = true
-	return &subscription{rd: rd, stop: stop, wait: rd.Start(rctx)}, nil
-}
-
 // loop applies results in stream order, as the reader hands them on.
 func (s *modeler) loop(ctx context.Context) error {
 	var w jetstream.KeyWatcher
@@ -221,7 +198,7 @@ func (s *modeler) loop(ctx context.Context) error {
 	defer w.Stop()
 	seedCh := w.Updates()
 
-	sub, err := s.subscribe(ctx)
+	sub, err := resultpipe.Subscribe(ctx, s.b, Service, s.seq+1, s.cfg.Fetch, s.log)
 	if err != nil {
 		return err
 	}
@@ -233,10 +210,9 @@ func (s *modeler) loop(ctx context.Context) error {
 	var cur *resultpipe.Chunk
 	next := 0
 	defer func() {
-		sub.stop()
-		sub.wait()
+		sub.Stop()
 		s.confirmAcks(ctx)
-		if n := sub.rd.Release(cur, next); n > 0 {
+		if n := sub.Release(cur, next); n > 0 {
 			s.log.Info("released unapplied results", zap.Int("messages", n))
 		}
 	}()
@@ -247,14 +223,14 @@ func (s *modeler) loop(ctx context.Context) error {
 		var c *resultpipe.Chunk
 		ok := true
 		select {
-		case c, ok = <-sub.rd.Ordered():
+		case c, ok = <-sub.Ordered():
 		default:
 			// Nothing waiting: do the periodic work, then wait.
 			if err := s.idle(ctx); err != nil {
 				return err
 			}
 			select {
-			case c, ok = <-sub.rd.Ordered():
+			case c, ok = <-sub.Ordered():
 			case e, open := <-seedCh:
 				if !open {
 					seedCh = nil
@@ -272,7 +248,7 @@ func (s *modeler) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch results: %w", sub.rd.Err)
+			return fmt.Errorf("fetch results: %w", sub.Err)
 		}
 		cur, next = c, 0
 		select {
@@ -289,20 +265,9 @@ func (s *modeler) loop(ctx context.Context) error {
 			}
 		default:
 		}
-		gap := false
-		for next < len(c.Items) {
-			it := &c.Items[next]
-			if !it.NoMeta {
-				if !s.resync && it.Seq > s.seq+1 {
-					gap = true
-					break
-				}
-				s.resync = false
-			}
-			if err := s.apply(ctx, it); err != nil {
-				return err
-			}
-			next++
+		var gap bool
+		if next, gap, err = sub.Apply(c, 0, &s.seq, func(it *resultpipe.Item) error { return s.apply(ctx, it) }); err != nil {
+			return err
 		}
 		s.observe(c.Items[:next])
 		s.ackApplied()
@@ -313,17 +278,16 @@ func (s *modeler) loop(ctx context.Context) error {
 			s.log.Warn("gap in the results delivered: reading again from the first missing one",
 				zap.Uint64("seq", s.seq), zap.Uint64("delivered", c.Items[next].Seq))
 			s.st.Resyncs.Add(1)
-			sub.stop()
-			sub.wait()
+			sub.Stop()
 			s.held, s.newest = nil, nil // the consumer is recreated: nothing to ack on the old one
 			cur = nil
-			if sub, err = s.subscribe(ctx); err != nil {
+			if sub, err = resultpipe.Subscribe(ctx, s.b, Service, s.seq+1, s.cfg.Fetch, s.log); err != nil {
 				return err
 			}
 			continue
 		}
 		cur = nil
-		sub.rd.Put(c)
+		sub.Put(c)
 		if s.seq != s.snapSeq && time.Since(s.lastSnap) >= s.cfg.SnapshotInterval {
 			s.snapshot(ctx)
 		}

@@ -74,9 +74,8 @@ type predictor struct {
 	store jetstream.ObjectStore
 
 	state
-	seq    uint64 // RESULTS sequence of the last message processed
-	resync bool   // the next message delivered starts a new subscription
-	feats  []features.ID
+	seq   uint64 // RESULTS sequence of the last message processed
+	feats []features.ID
 
 	pub         publisher
 	acks        []pendingAck  // processed messages whose predictions are not yet acknowledged
@@ -196,33 +195,11 @@ func (p *predictor) open(ctx context.Context) error {
 	return nil
 }
 
-// subscription is the consumer and the reader on it.
-type subscription struct {
-	rd   *resultpipe.Reader
-	stop context.CancelFunc
-	wait func()
-}
-
-// subscribe (re)creates the consumer to deliver from the message after
-// p.seq and starts reading it. The first message it delivers is taken
-// whatever its sequence (the ones before it may have been deleted by the
-// stream's limits); after that a gap means deliveries were lost.
-func (p *predictor) subscribe(ctx context.Context) (*subscription, error) {
-	cons, err := p.b.InOrderConsumer(ctx, bus.StreamResults, Service, nil, p.seq+1, 4*p.cfg.Fetch)
-	if err != nil {
-		return nil, err
-	}
-	rctx, stop := context.WithCancel(ctx)
-	rd := resultpipe.NewReader(cons, p.cfg.Fetch, p.b.NC.MaxPayload(), p.log)
-	p.resync = true
-	return &subscription{rd: rd, stop: stop, wait: rd.Start(rctx)}, nil
-}
-
 // loop applies results in stream order, as the reader hands them on; it
 // publishes and acknowledges whenever nothing more is waiting (and every
 // maxAsync predictions), so a prediction never waits for a batch to fill.
 func (p *predictor) loop(ctx context.Context) error {
-	sub, err := p.subscribe(ctx)
+	sub, err := resultpipe.Subscribe(ctx, p.b, Service, p.seq+1, p.cfg.Fetch, p.log)
 	if err != nil {
 		return err
 	}
@@ -235,9 +212,8 @@ func (p *predictor) loop(ctx context.Context) error {
 	var cur *resultpipe.Chunk
 	next := 0
 	defer func() {
-		sub.stop()
-		sub.wait()
-		if n := sub.rd.Release(cur, next); n > 0 {
+		sub.Stop()
+		if n := sub.Release(cur, next); n > 0 {
 			p.log.Info("released unapplied results", zap.Int("messages", n))
 		}
 	}()
@@ -248,14 +224,14 @@ func (p *predictor) loop(ctx context.Context) error {
 		var c *resultpipe.Chunk
 		ok := true
 		select {
-		case c, ok = <-sub.rd.Ordered():
+		case c, ok = <-sub.Ordered():
 		default:
 			// Nothing waiting: publish, acknowledge, snapshot, then wait.
 			if err := p.idle(ctx); err != nil {
 				return err
 			}
 			select {
-			case c, ok = <-sub.rd.Ordered():
+			case c, ok = <-sub.Ordered():
 			case <-tick.C:
 				continue
 			case <-ctx.Done():
@@ -266,7 +242,7 @@ func (p *predictor) loop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch results: %w", sub.rd.Err)
+			return fmt.Errorf("fetch results: %w", sub.Err)
 		}
 		cur, next = c, 0
 		select {
@@ -274,20 +250,9 @@ func (p *predictor) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		gap := false
-		for next < len(c.Items) {
-			it := &c.Items[next]
-			if !it.NoMeta {
-				if !p.resync && it.Seq > p.seq+1 {
-					gap = true
-					break
-				}
-				p.resync = false
-			}
-			if err := p.handle(ctx, it); err != nil {
-				return err
-			}
-			next++
+		var gap bool
+		if next, gap, err = sub.Apply(c, 0, &p.seq, func(it *resultpipe.Item) error { return p.handle(ctx, it) }); err != nil {
+			return err
 		}
 		if gap {
 			// Deliveries were lost (a server went away with them in
@@ -300,11 +265,10 @@ func (p *predictor) loop(ctx context.Context) error {
 			if err := p.flush(ctx); err != nil {
 				return err
 			}
-			sub.stop()
-			sub.wait()
+			sub.Stop()
 			p.held = nil // the consumer is recreated: nothing to ack on the old one
 			cur = nil
-			if sub, err = p.subscribe(ctx); err != nil {
+			if sub, err = resultpipe.Subscribe(ctx, p.b, Service, p.seq+1, p.cfg.Fetch, p.log); err != nil {
 				return err
 			}
 			continue
