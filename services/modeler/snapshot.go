@@ -2,16 +2,15 @@ package modeler
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/model"
 )
 
@@ -22,12 +21,6 @@ const SnapshotObject = "modeler"
 // followed by the RESULTS stream sequence the model covers (uint64, big
 // endian) and the model itself (model.WriteTo).
 const snapMagic = "GPSMODL\x01"
-
-// putTimeout bounds one snapshot upload: 15 s, and a second for every
-// 20 MB.
-func putTimeout(n int) time.Duration {
-	return 15*time.Second + time.Duration(n/20e6)*time.Second
-}
 
 // ErrSnapshot marks a snapshot that cannot be read.
 var ErrSnapshot = errors.New("bad snapshot")
@@ -71,29 +64,17 @@ func DecodeSnapshot(r io.Reader) (*model.Model, uint64, error) {
 
 // loadSnapshot reads the named snapshot; found is false when there is none.
 func loadSnapshot(ctx context.Context, store jetstream.ObjectStore, name string) (m *model.Model, seq uint64, found bool, err error) {
-	obj, err := store.Get(ctx, name)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, 0, false, nil
-	}
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("get snapshot %s: %w", name, err)
-	}
-	defer obj.Close()
-	if m, seq, err = DecodeSnapshot(obj); err != nil {
-		return nil, 0, false, fmt.Errorf("read snapshot %s: %w", name, err)
+	found, err = bus.GetObject(ctx, store, name, func(r io.Reader) (err error) {
+		m, seq, err = DecodeSnapshot(r)
+		return err
+	})
+	if err != nil || !found {
+		return nil, 0, false, err
 	}
 	return m, seq, true, nil
 }
 
 // putSnapshot stores an encoded snapshot under name, replacing the last one.
 func putSnapshot(ctx context.Context, store jetstream.ObjectStore, name string, data []byte) error {
-	// An object store put waits for the acks of all its chunks with ctx
-	// only: a lost ack (a server going away) would hold it until ctx ends.
-	ctx, cancel := context.WithTimeout(ctx, putTimeout(len(data)))
-	defer cancel()
-	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: name, Description: "model snapshot: magic, RESULTS sequence, model"},
-		bytes.NewReader(data)); err != nil {
-		return fmt.Errorf("put snapshot %s: %w", name, err)
-	}
-	return nil
+	return bus.PutObject(ctx, store, name, "model snapshot: magic, RESULTS sequence, model", data)
 }

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gpsscan/gps/pkg/features"
+	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/model"
 )
 
@@ -31,12 +31,6 @@ const SnapshotObject = "predictor"
 // endian each) and the ports already predicted for it (the number, then the
 // ports). Features are ids of the model's dictionary.
 const snapMagic = "GPSPRED\x01"
-
-// putTimeout bounds one snapshot upload: 15 s, and a second for every
-// 20 MB.
-func putTimeout(n int) time.Duration {
-	return 15*time.Second + time.Duration(n/20e6)*time.Second
-}
 
 // ErrSnapshot marks a snapshot that cannot be read.
 var ErrSnapshot = errors.New("bad snapshot")
@@ -176,29 +170,17 @@ func decodeHosts(sec []byte) (map[uint32]*hostState, error) {
 
 // loadSnapshot reads the predictor's snapshot; found is false when there is none.
 func loadSnapshot(ctx context.Context, store jetstream.ObjectStore) (st *state, seq uint64, found bool, err error) {
-	obj, err := store.Get(ctx, SnapshotObject)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, 0, false, nil
-	}
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("get snapshot %s: %w", SnapshotObject, err)
-	}
-	defer obj.Close()
-	if st, seq, err = decodeSnapshot(obj); err != nil {
-		return nil, 0, false, fmt.Errorf("read snapshot %s: %w", SnapshotObject, err)
+	found, err = bus.GetObject(ctx, store, SnapshotObject, func(r io.Reader) (err error) {
+		st, seq, err = decodeSnapshot(r)
+		return err
+	})
+	if err != nil || !found {
+		return nil, 0, false, err
 	}
 	return st, seq, true, nil
 }
 
 // putSnapshot stores an encoded snapshot, replacing the last one.
 func putSnapshot(ctx context.Context, store jetstream.ObjectStore, data []byte) error {
-	// An object store put waits for the acks of all its chunks with ctx
-	// only: a lost ack (a server going away) would hold it until ctx ends.
-	ctx, cancel := context.WithTimeout(ctx, putTimeout(len(data)))
-	defer cancel()
-	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: SnapshotObject,
-		Description: "predictor snapshot: magic, RESULTS sequence, hosts found and predicted, model"}, bytes.NewReader(data)); err != nil {
-		return fmt.Errorf("put snapshot %s: %w", SnapshotObject, err)
-	}
-	return nil
+	return bus.PutObject(ctx, store, SnapshotObject, "predictor snapshot: magic, RESULTS sequence, hosts found and predicted, model", data)
 }
