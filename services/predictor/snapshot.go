@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/model"
 )
 
