@@ -171,23 +171,40 @@ func (m *Model) Version() uint64 { return m.version }
 // seen into it) and updates every count it affects. It reports whether the
 // (ip, port) was new.
 func (m *Model) Add(s *row.Service) bool {
+	hid := m.hostOf(s.Addr)
+	if m.hosts[hid].state == statePseudo {
+		// Out of every count for good: nothing reads the features of its
+		// services, so they are not computed (on a seed, a third of the
+		// services sit on such hosts).
+		return m.add(hid, uint16(s.Port), nil)
+	}
 	m.scratch = m.dict.Of(m.scratch[:0], s, true)
-	return m.AddFeatures(s.Addr, uint16(s.Port), m.scratch)
+	return m.add(hid, uint16(s.Port), m.scratch)
 }
 
-// AddFeatures is Add with the features already computed (sorted, distinct,
-// from this model's Dict).
+// AddFeatures is Add with the features already computed (from this model's
+// Dict).
 func (m *Model) AddFeatures(addr uint32, port uint16, feats []features.ID) bool {
 	if !sortedDistinct(feats) {
 		feats = slices.Compact(slices.Sorted(slices.Values(feats)))
 	}
-	m.version++
+	return m.add(m.hostOf(addr), port, feats)
+}
+
+// hostOf finds or makes the id of the host at addr.
+func (m *Model) hostOf(addr uint32) uint32 {
 	hid, ok := m.hostIdx[addr]
 	if !ok {
 		hid = uint32(len(m.hosts))
 		m.hostIdx[addr] = hid
 		m.hosts = append(m.hosts, host{addr: addr})
 	}
+	return hid
+}
+
+// add adds service port of host hid with its features (sorted, distinct).
+func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
+	m.version++
 	if hid != m.pend {
 		m.flush()
 		m.pend, m.pendFrom = hid, 0
@@ -278,6 +295,7 @@ func (m *Model) flush() {
 	sortPorts(fresh[:n-from])
 	// Old services' keys gain the new ports.
 	for _, sv := range m.svcs.block(h.svcs, from) {
+		m.touch(m.ids.block(sv.off, int(sv.n)))
 		for _, k := range m.ids.block(sv.off, int(sv.n)) {
 			m.bumpMany(m.keys.at(k), fresh[:n-from], 1)
 		}
@@ -298,6 +316,7 @@ func (m *Model) flush() {
 			off = m.ids.alloc(classOf(len(feats)))
 			ids := m.ids.block(off, len(feats))
 			m.keysOf(sv.port, feats, ids)
+			m.touch(ids)
 			for _, k := range ids {
 				ks := m.keys.at(k)
 				m.addHost(ks, hid)
@@ -498,6 +517,26 @@ func (m *Model) keysOf(p uint16, feats []features.ID, ids []uint32) {
 		}
 		feats, ids = feats[len(fb):], ids[len(fb):]
 	}
+}
+
+// touch loads the keys of ids and then their count lists and host lists,
+// in loops without dependencies between iterations, so that their cache
+// misses overlap instead of coming one by one in the updates that follow.
+func (m *Model) touch(ids []uint32) {
+	var sink uint64
+	for _, k := range ids {
+		sink += uint64(m.keys.at(k).coLen)
+	}
+	for _, k := range ids {
+		ks := m.keys.at(k)
+		if ks.coLen > 0 {
+			sink += uint64(m.co.at(ks.co).N)
+		}
+		if ks.support > inlineHosts && ks.support <= listHosts {
+			sink += uint64(*m.hl.at(ks.hosts[0]))
+		}
+	}
+	m.sink = sink
 }
 
 // key finds or makes the index of key (p, f).

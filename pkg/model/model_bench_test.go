@@ -26,8 +26,9 @@ func labSeed(b *testing.B, hosts int) []row.Service {
 	return out
 }
 
-// BenchmarkAdd measures incremental updates: services/s into a model that
-// already holds the first half of a seed (so hosts grow and counts move).
+// BenchmarkAdd measures incremental updates: services/s of a model built
+// one Add at a time from empty, from a lab seed in its order (host by host:
+// each host's services arrive together).
 func BenchmarkAdd(b *testing.B) {
 	for _, hosts := range []int{100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("hosts=%d", hosts), func(b *testing.B) {

@@ -133,3 +133,28 @@ func TestConcurrentReads(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestPseudoHostFeaturesSkipped: once a host is past MaxPorts, its further
+// services change no count and intern nothing, yet they are still services
+// of the model (and a duplicate of one is still not new).
+func TestPseudoHostFeaturesSkipped(t *testing.T) {
+	m := New()
+	for p := 1; p <= MaxPorts+1; p++ {
+		m.Add(new(svc("127.0.0.9", p, "same banner", "http")))
+	}
+	before, dict := snapshot(m), m.Dict().Len()
+	late := svc("127.0.0.9", 9999, "a banner nobody else has", "rare-proto")
+	if !m.Add(&late) {
+		t.Fatal("a new port of a pseudo host was not new")
+	}
+	if m.Add(&late) {
+		t.Fatal("a repeated port of a pseudo host was new")
+	}
+	if got := m.Dict().Len(); got != dict {
+		t.Fatalf("dictionary grew from %d to %d strings on a pseudo host's service", dict, got)
+	}
+	equalCounts(t, snapshot(m), before)
+	if s := m.Stats(); s.Services != MaxPorts+2 || s.PseudoHosts != 1 {
+		t.Fatalf("stats %+v, want %d services on 1 pseudo host", s, MaxPorts+2)
+	}
+}
