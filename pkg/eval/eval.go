@@ -4,6 +4,7 @@
 package eval
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,8 +92,10 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 		timed("popularity", func() *Curve { return Popularity(w, c.Params) }),
 		timed("gps-batch", func() *Curve { br = Batch(w, c.Params); return br.Curve }),
 		timed("gps-stream", func() *Curve {
-			cv, st := Stream(w, c.Params, func(p uint64) {
-				log.Info("gps-stream progress", zap.Uint64("probes", p))
+			t := time.Now()
+			cv, st := Stream(w, c.Params, func(p Point) {
+				log.Info("gps-stream progress", zap.Uint64("probes", p.Probes), zap.Int("found", p.Found),
+					zap.Duration("elapsed", time.Since(t)))
 			})
 			log.Info("gps-stream done", zap.Int("groups", st.Groups), zap.Int("predictions", st.Predictions),
 				zap.Int("hits", st.Hits), zap.Int("model_services", st.ModelServices))
@@ -101,18 +104,29 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 		timed("oracle", func() *Curve { return Oracle(w, c.Params) }),
 	}
 	s := summarize(w, c, curves, br.Curve.End().Probes)
+	// Everything is rendered before OUT is touched, so that an error here
+	// leaves the previous outputs as they were.
+	sumPath, csvPath, pngPath := filepath.Join(c.Out, "summary.json"), filepath.Join(c.Out, "curves.csv"), filepath.Join(c.Out, "coverage.png")
+	var sumBuf, csvBuf, pngBuf bytes.Buffer
+	enc := json.NewEncoder(&sumBuf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("render %s: %w", sumPath, err)
+	}
+	if err := writeCSV(&csvBuf, w, curves); err != nil {
+		return nil, fmt.Errorf("render %s: %w", csvPath, err)
+	}
+	if err := plotCurves(&pngBuf, w, curves, c.World); err != nil {
+		return nil, fmt.Errorf("render %s: %w", pngPath, err)
+	}
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("make output dir: %w", err)
 	}
-	sumPath, csvPath, pngPath := filepath.Join(c.Out, "summary.json"), filepath.Join(c.Out, "curves.csv"), filepath.Join(c.Out, "coverage.png")
+	copyOf := func(b *bytes.Buffer) func(io.Writer) error {
+		return func(wr io.Writer) error { _, err := wr.Write(b.Bytes()); return err }
+	}
 	err = atomicfile.Set(map[string]func(io.Writer) error{
-		sumPath: func(wr io.Writer) error {
-			enc := json.NewEncoder(wr)
-			enc.SetIndent("", "  ")
-			return enc.Encode(s)
-		},
-		csvPath: func(wr io.Writer) error { return writeCSV(wr, w, curves) },
-		pngPath: func(wr io.Writer) error { return plotCurves(wr, w, curves, c.World) },
+		sumPath: copyOf(&sumBuf), csvPath: copyOf(&csvBuf), pngPath: copyOf(&pngBuf),
 	}, []string{sumPath, csvPath, pngPath})
 	if err != nil {
 		return nil, err

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -181,23 +183,136 @@ func TestBudget(t *testing.T) {
 	}
 }
 
+// TestMalformedWorld: a bad line in any file of a world is an error naming
+// FILE:LINE, and OUT is left as it was (absent, or the previous outputs).
 func TestMalformedWorld(t *testing.T) {
-	dir := makeWorld(t, lab.Config{Seed: 3, Hosts: 2000, Slash16s: 2, SeedFrac: 0.1})
-	f, err := os.OpenFile(filepath.Join(dir, "truth.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	good := makeWorld(t, lab.Config{Seed: 3, Hosts: 2000, Slash16s: 2, SeedFrac: 0.1})
+	// replace line n (1-based) of a file; n == 0 appends.
+	edit := func(file string, n int, text string) func(t *testing.T, dir string) int {
+		return func(t *testing.T, dir string) int {
+			path := filepath.Join(dir, file)
+			lines := strings.SplitAfter(string(must(os.ReadFile(path))), "\n")
+			if lines[len(lines)-1] == "" {
+				lines = lines[:len(lines)-1]
+			}
+			if n == 0 {
+				lines, n = append(lines, text+"\n"), len(lines)+1
+			} else {
+				lines[n-1] = text + "\n"
+			}
+			if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	seedLine := strings.SplitAfter(string(must(os.ReadFile(filepath.Join(good, "seed.jsonl")))), "\n")[2]
+	cases := []struct {
+		name, file string
+		break_     func(t *testing.T, dir string) int
+	}{
+		{"truth bad type", "truth.jsonl", edit("truth.jsonl", 0, `{"ip":"127.1.0.1","p":"eighty"}`)},
+		{"truth bad ip", "truth.jsonl", edit("truth.jsonl", 17, `{"ip":"127.0.0.300","p":80}`)},
+		{"truth cut line", "truth.jsonl", edit("truth.jsonl", 5, `{"ip":"127.0.0.1","p":`)},
+		{"seed not json", "seed.jsonl", edit("seed.jsonl", 7, `not json`)},
+		{"seed bad port", "seed.jsonl", edit("seed.jsonl", 2, `{"ip":"127.0.0.1","p":70000}`)},
+		{"seed not in truth", "seed.jsonl", edit("seed.jsonl", 3, strings.Replace(seedLine, `"ip":"127.`, `"ip":"10.`, 1))},
+		{"pfx2as bad len", "pfx2as.tsv", edit("pfx2as.tsv", 2, "127.0.0.0\tx\t5")},
+		{"meta bad syntax", "meta.json", edit("meta.json", 3, `  "services": 1,,`)},
+		{"meta bad type", "meta.json", edit("meta.json", 2, `  "hosts": "many",`)},
+		{"meta trailing garbage", "meta.json", edit("meta.json", 0, `xyz`)},
+		{"meta empty", "meta.json", func(t *testing.T, dir string) int {
+			os.WriteFile(filepath.Join(dir, "meta.json"), nil, 0o644)
+			return 1
+		}},
+	}
+	prevOut := filepath.Join(t.TempDir(), "prev")
+	if _, err := Run(Config{World: good, Out: prevOut, Params: Params{Hitrate: 1e-5, Step: 16}}, &bytes.Buffer{}, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func(dir string) map[string]string {
+		m := map[string]string{}
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			m[e.Name()] = string(must(os.ReadFile(filepath.Join(dir, e.Name()))))
+		}
+		return m
+	}
+	prev := snapshot(prevOut)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range []string{"truth.jsonl", "seed.jsonl", "pfx2as.tsv", "meta.json"} {
+				if err := os.WriteFile(filepath.Join(dir, f), must(os.ReadFile(filepath.Join(good, f))), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			line := tc.break_(t, dir)
+			fresh := filepath.Join(t.TempDir(), "eval")
+			out := filepath.Join(t.TempDir(), "out")
+			if err := os.CopyFS(out, os.DirFS(prevOut)); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []string{fresh, out} {
+				_, err := Run(Config{World: dir, Out: o, Params: Params{Hitrate: 1e-5, Step: 16}}, &bytes.Buffer{}, zap.NewNop())
+				var le *row.LineError
+				if !errors.As(err, &le) || le.Line != line || le.File != filepath.Join(dir, tc.file) {
+					t.Fatalf("error %v, want %s:%d", err, tc.file, line)
+				}
+				if want := fmt.Sprintf("%s:%d:", filepath.Join(dir, tc.file), line); !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %q does not say %q", err, want)
+				}
+			}
+			if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+				t.Fatalf("output dir made despite the error")
+			}
+			got := snapshot(out)
+			if len(got) != len(prev) {
+				t.Fatalf("OUT has %d files after the error, had %d", len(got), len(prev))
+			}
+			for name, b := range prev {
+				if got[name] != b {
+					t.Fatalf("%s changed despite the error", name)
+				}
+			}
+		})
+	}
+}
+
+// TestStreamDeterministic: two replays of one world give the same curve
+// (map iteration order must not leak into the order of the work).
+func TestStreamDeterministic(t *testing.T) {
+	w, err := LoadWorld(makeWorld(t, lab.Config{Seed: 2, Hosts: 20000, Slash16s: 16, SeedFrac: 0.03}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(`{"ip":"127.1.0.1","p":"eighty"}` + "\n")
-	f.Close()
-	lines := bytes.Count(must(os.ReadFile(filepath.Join(dir, "truth.jsonl"))), []byte("\n"))
-	out := filepath.Join(t.TempDir(), "eval")
-	_, err = Run(Config{World: dir, Out: out, Params: Params{Hitrate: 1e-5, Step: 16}}, &bytes.Buffer{}, zap.NewNop())
-	var le *row.LineError
-	if !errors.As(err, &le) || le.Line != lines || !strings.HasSuffix(le.File, "truth.jsonl") {
-		t.Fatalf("error %v, want truth.jsonl:%d", err, lines)
+	p := Params{Hitrate: batch.DefaultHitrate, Step: 16}
+	a, sa := Stream(w, p, nil)
+	for i := 0; i < 2; i++ {
+		b, sb := Stream(w, p, nil)
+		if sa != sb || !slices.Equal(a.Points, b.Points) {
+			t.Fatalf("run %d differs: %+v %d points vs %+v %d points", i+2, sa, len(a.Points), sb, len(b.Points))
+		}
 	}
-	if _, err := os.Stat(out); !os.IsNotExist(err) {
-		t.Fatalf("output dir made despite the error")
+}
+
+// TestStreamProgress: progress is reported by time, with the curve's end.
+func TestStreamProgress(t *testing.T) {
+	w, err := LoadWorld(makeWorld(t, lab.Config{Seed: 1, Hosts: 10000, Slash16s: 8, SeedFrac: 0.05}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { ProgressEvery = d }(ProgressEvery)
+	ProgressEvery = 0
+	var got []Point
+	c, _ := Stream(w, Params{Hitrate: batch.DefaultHitrate, Step: 16}, func(p Point) { got = append(got, p) })
+	if len(got) == 0 {
+		t.Fatal("no progress reported")
+	}
+	for i, p := range got {
+		if p.Probes > c.End().Probes || p.Found > c.End().Found || (i > 0 && p.Probes < got[i-1].Probes) {
+			t.Fatalf("progress %d = %+v, end %+v", i, p, c.End())
+		}
 	}
 }
 

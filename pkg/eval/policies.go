@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"container/heap"
 	"slices"
+	"time"
 
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/features"
@@ -94,12 +95,17 @@ func Popularity(w *World, p Params) *Curve {
 	return c
 }
 
-// groupIndex maps (prefix/step, port) to the truth services in it.
+// groupIndex maps (prefix/step, port) to the truth services in it, each
+// group's in address order: the order a group's hits update the model in
+// must not depend on map iteration, or two runs differ.
 func groupIndex(w *World, step int) map[batch.Target][]batch.Target {
 	g := map[batch.Target][]batch.Target{}
 	for t := range w.byTarget {
 		k := batch.Target{Addr: batch.Mask(t.Addr, step), Port: t.Port}
 		g[k] = append(g[k], t)
+	}
+	for _, ts := range g {
+		slices.SortFunc(ts, func(a, b batch.Target) int { return cmp.Compare(a.Addr, b.Addr) })
 	}
 	return g
 }
@@ -187,6 +193,9 @@ func (h *workHeap) Pop() any {
 	return x
 }
 
+// ProgressEvery is how often Stream reports progress.
+var ProgressEvery = 2 * time.Second
+
 // StreamStats says what gps-stream did.
 type StreamStats struct {
 	Groups, Predictions, Hits int
@@ -200,8 +209,9 @@ type StreamStats struct {
 // model is updated and that host's predictions are queued at once (and again
 // after each new service: iterative). Seed addresses are skipped inside
 // groups (they were scanned on every port already), and a probe already
-// covered by a swept group or sent before is not sent again.
-func Stream(w *World, p Params, progress func(probes uint64)) (*Curve, StreamStats) {
+// covered by a swept group or sent before is not sent again. progress, if
+// not nil, is called with the curve's end about every ProgressEvery.
+func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 	m := seedModel(w)
 	dict := m.Dict()
 	rows := m.Rows(p.Hitrate)
@@ -248,8 +258,12 @@ func Stream(w *World, p Params, progress func(probes uint64)) (*Curve, StreamSta
 			push(work{yield: pr.Hitrate, group: -1, target: u})
 		}
 	}
-	var lastReport uint64
-	for q.Len() > 0 {
+	lastReport := time.Now()
+	for n := 1; q.Len() > 0; n++ {
+		if progress != nil && n%1024 == 0 && time.Since(lastReport) >= ProgressEvery {
+			lastReport = time.Now()
+			progress(c.End())
+		}
 		x := heap.Pop(q).(work)
 		if x.group >= 0 {
 			g := plan[x.group]
@@ -287,10 +301,6 @@ func Stream(w *World, p Params, progress func(probes uint64)) (*Curve, StreamSta
 			if hit {
 				onFound(t)
 			}
-		}
-		if progress != nil && c.End().Probes-lastReport >= 1<<24 {
-			lastReport = c.End().Probes
-			progress(lastReport)
 		}
 	}
 	st.ModelServices = m.Stats().Services

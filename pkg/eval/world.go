@@ -1,8 +1,13 @@
 package eval
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 
 	"github.com/gpsscan/gps/pkg/batch"
@@ -38,24 +43,35 @@ func (w *World) SeedAddresses() uint64 {
 // SeedCost is the probes the seed took: every port of every seed address.
 func (w *World) SeedCost() uint64 { return w.SeedAddresses() * 65535 }
 
-// LoadWorld reads DIR/truth.jsonl, DIR/seed.jsonl and DIR/meta.json.
+// LoadWorld reads DIR/meta.json, DIR/truth.jsonl and DIR/seed.jsonl, and
+// checks DIR/pfx2as.tsv if there is one (eval does not use it, but a world
+// with a bad one is a bad world). A malformed line is an error naming
+// FILE:LINE (a *row.LineError).
 func LoadWorld(dir string) (*World, error) {
+	metaPath := filepath.Join(dir, lab.MetaFile)
+	if err := checkJSON(metaPath); err != nil {
+		return nil, fmt.Errorf("load world: %w", err)
+	}
 	meta, err := lab.ReadMeta(dir)
 	if err != nil {
-		return nil, fmt.Errorf("load world: %w", err)
+		return nil, fmt.Errorf("load world: %w", jsonLineError(metaPath, err))
 	}
 	w := &World{Meta: meta, byTarget: map[batch.Target][]int32{}, seedSet: map[batch.Target]bool{}, seedAddr: map[uint32]bool{}}
 	s16, ok1 := number(meta.Params["slash16s"])
 	frac, ok2 := number(meta.Params["seed_frac"])
 	if !ok1 || !ok2 || s16 < 1 || frac <= 0 || frac > 1 {
 		return nil, fmt.Errorf("load world: %s: params need slash16s >= 1 and 0 < seed_frac <= 1, have %v and %v",
-			filepath.Join(dir, "meta.json"), meta.Params["slash16s"], meta.Params["seed_frac"])
+			metaPath, meta.Params["slash16s"], meta.Params["seed_frac"])
 	}
 	w.NSlash16, w.SeedFrac = int(s16), frac
-	if w.Truth, err = row.ReadAll(filepath.Join(dir, "truth.jsonl")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, lab.Pfx2ASFile)); err == nil {
+		if _, err := lab.ReadPfx2AS(filepath.Join(dir, lab.Pfx2ASFile)); err != nil {
+			return nil, fmt.Errorf("load world: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load world: %w", err)
 	}
-	if w.Seed, err = row.ReadAll(filepath.Join(dir, "seed.jsonl")); err != nil {
+	if w.Truth, err = row.ReadAll(filepath.Join(dir, lab.TruthFile)); err != nil {
 		return nil, fmt.Errorf("load world: %w", err)
 	}
 	seen16 := map[uint32]bool{}
@@ -64,18 +80,62 @@ func LoadWorld(dir string) (*World, error) {
 		w.byTarget[t] = append(w.byTarget[t], int32(i))
 		seen16[s.Addr>>16] = true
 	}
-	for _, s := range w.Seed {
+	// A seed service missing from truth is an error at its line.
+	err = row.ReadFile(filepath.Join(dir, lab.SeedFile), func(s row.Service) error {
 		t := batch.Target{Addr: s.Addr, Port: uint16(s.Port)}
 		if _, ok := w.byTarget[t]; !ok {
-			return nil, fmt.Errorf("load world: seed service %s:%d is not in truth.jsonl", s.IP, s.Port)
+			return fmt.Errorf("seed service %s:%d is not in %s", s.IP, s.Port, lab.TruthFile)
 		}
+		w.Seed = append(w.Seed, s)
 		w.seedSet[t] = true
 		w.seedAddr[s.Addr] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load world: %w", err)
 	}
 	if len(seen16) > w.NSlash16 {
-		return nil, fmt.Errorf("load world: truth spans %d /16s but meta.json says slash16s %d", len(seen16), w.NSlash16)
+		return nil, fmt.Errorf("load world: truth spans %d /16s but %s says slash16s %d", len(seen16), metaPath, w.NSlash16)
 	}
 	return w, nil
+}
+
+// checkJSON reports a file that is not one whole JSON value (bad syntax,
+// empty, or trailing garbage) as a *row.LineError at the place of the fault.
+// A file that cannot be read is left to the reader to report.
+func checkJSON(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var v any
+	return jsonLineError(path, json.Unmarshal(b, &v))
+}
+
+// jsonLineError turns a JSON syntax or type error carrying a byte offset
+// into path into a *row.LineError with the line (and the column in the
+// message); other errors are returned as they are.
+func jsonLineError(path string, err error) error {
+	var off int64
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off, err = se.Offset, se
+	case errors.As(err, &te):
+		off, err = te.Offset, te
+	default:
+		return err
+	}
+	b, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return err
+	}
+	off = min(max(off, 0), int64(len(b)))
+	line := 1 + bytes.Count(b[:off], []byte("\n"))
+	// the offset is just past the faulty byte
+	col := max(off-1-int64(bytes.LastIndexByte(b[:off], '\n')), 1)
+	return &row.LineError{File: path, Line: line, Err: fmt.Errorf("column %d: %w", col, err)}
 }
 
 func number(v any) (float64, bool) {
