@@ -70,7 +70,7 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	plan := append(gpsPlan, extra...)
 	now := time.Now().UTC()
 	msgs := PlanTargets(plan, s.cfg.PlanBatch, now)
-	pub := newPublisher(s.b)
+	pub := newPublisher(s.Bus)
 	subject := wire.TargetsSubject(wire.PhasePriors)
 	var probes uint64
 	for _, g := range plan {
@@ -92,7 +92,7 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("encode plan record: %w", err)
 	}
-	if err := s.b.Retry(ctx, "record plan", func(ctx context.Context) error {
+	if err := s.Bus.Retry(ctx, "record plan", func(ctx context.Context) error {
 		_, err := s.kv.Create(ctx, bus.KeyPlan, rec)
 		return err
 	}); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
@@ -103,7 +103,7 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	s.st.PlanGroups.Store(int64(len(plan)))
 	s.st.ExtraGroups.Store(int64(len(extra)))
 	s.st.PlanMessages.Store(int64(len(msgs)))
-	s.log.Info("priors plan published", zap.Uint64("model_seq", seq), zap.Int("model_rows", len(rows)),
+	s.Log.Info("priors plan published", zap.Uint64("model_seq", seq), zap.Int("model_rows", len(rows)),
 		zap.Int("groups", len(plan)), zap.Int("gps_groups", len(gpsPlan)), zap.Int("extra_groups", len(extra)), zap.Int("messages", len(msgs)), zap.Uint64("probes", probes),
 		zap.Int("step", s.cfg.Step), zap.Float64("hitrate", s.cfg.Hitrate), zap.Duration("took", time.Since(started)))
 	return nil
@@ -112,13 +112,13 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 // replay rebuilds the model of RESULTS sequences 1..last in a new model.
 func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error) {
 	started := time.Now()
-	c, err := s.b.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	c, err := s.Bus.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		return nil, fmt.Errorf("replay seed: %w", err)
 	}
 	defer func() {
 		if ci := c.CachedInfo(); ci != nil {
-			_ = s.b.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamResults, ci.Name)
+			_ = s.Bus.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamResults, ci.Name)
 		}
 	}()
 	m := model.New()
@@ -161,7 +161,7 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 		}
 		if got == 0 && !done {
 			// Nothing more: the stream ends before last.
-			info, err := s.b.JS.Stream(ctx, bus.StreamResults)
+			info, err := s.Bus.JS.Stream(ctx, bus.StreamResults)
 			if err != nil {
 				return nil, fmt.Errorf("replay seed: %w", err)
 			}
@@ -170,7 +170,7 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 			}
 		}
 	}
-	s.log.Info("seed model rebuilt from the stream", zap.Uint64("last_seq", last), zap.Uint64("seq", seq),
+	s.Log.Info("seed model rebuilt from the stream", zap.Uint64("last_seq", last), zap.Uint64("seq", seq),
 		zap.Int("results", n), zap.Duration("took", time.Since(started)))
 	return m, nil
 }
