@@ -2,6 +2,7 @@ package eval
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -350,5 +351,48 @@ func TestCurve(t *testing.T) {
 	}
 	if e := b.End(); e.Probes != 150 || e.Found != 15 {
 		t.Errorf("cut at %+v, want 150 probes, 15 found", e)
+	}
+}
+
+// TestGzippedWorld: a world kept as truth.jsonl.gz and seed.jsonl.gz loads
+// to the same world as the plain files.
+func TestGzippedWorld(t *testing.T) {
+	dir := makeWorld(t, lab.Config{Seed: 4, Hosts: 2000, Slash16s: 2, SeedFrac: 0.1})
+	plain, err := LoadWorld(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{lab.TruthFile, lab.SeedFile} {
+		p := filepath.Join(dir, name)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		if _, err := zw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p+".gz", buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gz, err := LoadWorld(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gz.Truth) != len(plain.Truth) || len(gz.Seed) != len(plain.Seed) || gz.Services() != plain.Services() {
+		t.Fatalf("gzipped world: %d truth, %d seed; plain: %d, %d", len(gz.Truth), len(gz.Seed), len(plain.Truth), len(plain.Seed))
+	}
+	for i := range plain.Truth {
+		if gz.Truth[i].Addr != plain.Truth[i].Addr || gz.Truth[i].Port != plain.Truth[i].Port || gz.Truth[i].Data != plain.Truth[i].Data {
+			t.Fatalf("truth row %d differs", i)
+		}
 	}
 }

@@ -71,7 +71,7 @@ func LoadWorld(dir string) (*World, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load world: %w", err)
 	}
-	if w.Truth, err = row.ReadAll(filepath.Join(dir, lab.TruthFile)); err != nil {
+	if w.Truth, err = row.ReadAll(lab.WorldFile(dir, lab.TruthFile)); err != nil {
 		return nil, fmt.Errorf("load world: %w", err)
 	}
 	seen16 := map[uint32]bool{}
@@ -81,7 +81,7 @@ func LoadWorld(dir string) (*World, error) {
 		seen16[s.Addr>>16] = true
 	}
 	// A seed service missing from truth is an error at its line.
-	err = row.ReadFile(filepath.Join(dir, lab.SeedFile), func(s row.Service) error {
+	err = row.ReadFile(lab.WorldFile(dir, lab.SeedFile), func(s row.Service) error {
 		t := batch.Target{Addr: s.Addr, Port: uint16(s.Port)}
 		if _, ok := w.byTarget[t]; !ok {
 			return fmt.Errorf("seed service %s:%d is not in %s", s.IP, s.Port, lab.TruthFile)

@@ -226,6 +226,19 @@ const (
 	MetaFile   = "meta.json"
 )
 
+// WorldFile is the path of a row file of a world: DIR/name, or DIR/name.gz
+// when only that exists (a world may be kept compressed; row readers read
+// either). With neither, it is DIR/name, for the error to name.
+func WorldFile(dir, name string) string {
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		if _, gzErr := os.Stat(p + ".gz"); gzErr == nil {
+			return p + ".gz"
+		}
+	}
+	return p
+}
+
 // Write writes the world into dir (created if missing) as truth.jsonl,
 // seed.jsonl, pfx2as.tsv and meta.json. Each file is written whole or not at
 // all; if one fails, the ones this call already wrote are removed.

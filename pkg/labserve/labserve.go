@@ -49,7 +49,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,7 +170,7 @@ func kindOf(r row.Row) kind {
 
 // Serve loads dir/truth.jsonl and serves it (see ServeRows).
 func Serve(ctx context.Context, worldDir string, opts Options, log *zap.Logger) (*Lab, error) {
-	ss, err := row.ReadAll(filepath.Join(worldDir, lab.TruthFile))
+	ss, err := row.ReadAll(lab.WorldFile(worldDir, lab.TruthFile))
 	if err != nil {
 		return nil, fmt.Errorf("serve lab: %w", err)
 	}

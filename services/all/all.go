@@ -20,6 +20,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/labserve"
 	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/pkg/row"
@@ -136,7 +137,7 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 			Metrics: d.Metrics, Ready: ready})
 	})
 	if c.World != "" {
-		sc := seeder.Config{Import: filepath.Join(c.World, "seed.jsonl")}.WithDefaults()
+		sc := seeder.Config{Import: lab.WorldFile(c.World, lab.SeedFile)}.WithDefaults()
 		g.Go(func() error {
 			return seeder.Run(gctx, seeder.Deps{Config: sc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder,
 				Metrics: d.Metrics})
@@ -321,7 +322,7 @@ func Summarize(ctx context.Context, b *bus.Bus, world string, probes uint64) (*S
 		return nil, err
 	}
 	truth := map[batch.Target]bool{}
-	if err := row.ReadFile(filepath.Join(world, "truth.jsonl"), func(s row.Service) error {
+	if err := row.ReadFile(lab.WorldFile(world, lab.TruthFile), func(s row.Service) error {
 		truth[batch.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
 		return nil
 	}); err != nil {

@@ -3,7 +3,6 @@ package prober
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -52,7 +51,7 @@ func NewWorldResponder(dir string, o WorldOptions) (*WorldResponder, error) {
 	if o.Loss < 0 || o.Loss > 1 || o.Latency < 0 {
 		return nil, fmt.Errorf("load world responder: loss %v latency %v out of range", o.Loss, o.Latency)
 	}
-	ss, err := row.ReadAll(filepath.Join(dir, lab.TruthFile))
+	ss, err := row.ReadAll(lab.WorldFile(dir, lab.TruthFile))
 	if err != nil {
 		return nil, fmt.Errorf("load world responder: %w", err)
 	}
