@@ -211,11 +211,11 @@ type FirstResult struct {
 }
 
 // LoadSeed builds a model from a seed file, logging progress.
-func LoadSeed(path string, log *zap.Logger) (*model.Model, error) {
+func LoadSeed(path string, log *zap.Logger) (_ *model.Model, err error) {
 	m := model.New()
 	meter := progress.Start(log, "seed services read", 0, 5*time.Second)
-	defer meter.Done()
-	err := row.ReadFile(path, func(s row.Service) error {
+	defer func() { meter.Finish(err) }()
+	err = row.ReadFile(path, func(s row.Service) error {
 		m.Add(&s)
 		meter.Add(1)
 		return nil

@@ -61,10 +61,19 @@ func (m *Meter) logLine(msg string) {
 }
 
 // Done stops the meter and logs a final line.
-func (m *Meter) Done() {
+func (m *Meter) Done() { m.Finish(nil) }
+
+// Finish stops the meter and logs a final line: "finished", or with err
+// "stopped" and how far the work got (so a failed run does not claim to
+// have finished; the error itself is the caller's to report).
+func (m *Meter) Finish(err error) {
 	m.once.Do(func() {
 		close(m.stop)
 		<-m.done
+		if err != nil {
+			m.logLine("stopped")
+			return
+		}
 		m.logLine("finished")
 	})
 }

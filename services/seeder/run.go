@@ -48,7 +48,7 @@ func Run(ctx context.Context, d Deps) error {
 // repeatKey identifies an (ip, port) of the file.
 func repeatKey(addr uint32, port int) uint64 { return uint64(addr)<<16 | uint64(port) }
 
-func runImport(ctx context.Context, d *Deps) error {
+func runImport(ctx context.Context, d *Deps) (err error) {
 	c := d.Config
 	log := d.Log.With(zap.String("file", c.Import), zap.String("format", c.Format))
 	kv, err := d.Bus.Control(ctx)
@@ -89,7 +89,7 @@ func runImport(ctx context.Context, d *Deps) error {
 
 	// Pass 2: publish, in batches (wire.BatchResults).
 	meter := progress.Start(log, "seed results", int64(rows), progressEvery)
-	defer meter.Done()
+	defer func() { meter.Finish(err) }()
 	rb := newResultBatcher(newPublisher(d.Bus, importWindow(c.Batch)))
 	repeats := make(map[uint64]uint32)
 	now := d.Now()
@@ -145,7 +145,7 @@ func runImport(ctx context.Context, d *Deps) error {
 // address sample drawn with the same seed.
 const targetsSeedSalt = 0x5eed7a26e75
 
-func runSample(ctx context.Context, d *Deps) error {
+func runSample(ctx context.Context, d *Deps) (err error) {
 	c, log := d.Config, d.Log
 	pol, err := ipv4.LoadPolicy(c.Allow, c.AllowFile, c.BlockFile)
 	if err != nil {
@@ -186,7 +186,7 @@ func runSample(ctx context.Context, d *Deps) error {
 		return fmt.Errorf("sample seed: %w", err)
 	}
 	meter := progress.Start(log, "seed targets", int64(total/uint64(c.Shards)), progressEvery)
-	defer meter.Done()
+	defer func() { meter.Finish(err) }()
 
 	pub := newPublisher(d.Bus, 64)
 	subject := wire.TargetsSubject(wire.PhaseSeed)
