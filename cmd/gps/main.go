@@ -56,12 +56,14 @@ func run(args []string, stderr io.Writer) int {
 	usage := func() {
 		fmt.Fprintln(stderr, "usage: gps <command> [flags]\n\ncommands:")
 		names := make([]string, 0, len(cmds))
+		width := 0
 		for _, c := range cmds {
 			names = append(names, c.name)
+			width = max(width, len(c.name))
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			fmt.Fprintf(stderr, "  %-12s %s\n", n, byName[n].usage)
+			fmt.Fprintf(stderr, "  %-*s  %s\n", width, n, byName[n].usage)
 		}
 		fmt.Fprintln(stderr, "\nRun 'gps <command> -h' for its flags.")
 	}
