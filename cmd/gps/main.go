@@ -37,7 +37,7 @@ func usageErr(format string, a ...any) error {
 func commands() []command {
 	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), labServeCmd(), evalCmd(),
 		seederCmd(), modelerCmd(), predictorCmd(), proberCmd(), allCmd(), watchCmd("predictions"), watchCmd("results"),
-		benchScannersCmd()}
+		benchScannersCmd(), listCmd()}
 }
 
 func main() {

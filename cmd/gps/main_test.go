@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,5 +48,21 @@ func TestCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x", "model.jsonl")); err == nil {
 		t.Errorf("model.jsonl written despite a bad line")
+	}
+}
+
+// TestList: `gps list` names every service with the streams it uses.
+func TestList(t *testing.T) {
+	var out bytes.Buffer
+	if err := writeServices(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"seeder", "modeler", "predictor", "prober", "all", "RESULTS", "TARGETS", "PREDICTIONS", "gps.dlq.modeler", "gps-snapshots/predictor"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("gps list lacks %q:\n%s", want, out.String())
+		}
+	}
+	if code := run([]string{"list"}, io.Discard); code != 0 {
+		t.Fatalf("gps list exit %d", code)
 	}
 }
