@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gpsscan/gps/internal/resultpipe"
 	"maps"
 	"slices"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/resultpipe"
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
@@ -56,21 +57,11 @@ func later(w *lab.World, n int) []row.Row {
 // sequence of the last one.
 func publish(t testing.TB, b *bus.Bus, rows []row.Row, phase string) uint64 {
 	t.Helper()
-	ctx := context.Background()
 	var futs []jetstream.PubAckFuture
 	now := time.Now().UTC()
 	var last uint64
 	wait := func() {
-		for _, f := range futs {
-			select {
-			case a := <-f.Ok():
-				last = max(last, a.Sequence)
-			case err := <-f.Err():
-				t.Fatal(err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("no publish ack")
-			}
-		}
+		last = max(last, lastAck(t, futs))
 		futs = futs[:0]
 	}
 	for i, r := range rows {
@@ -88,7 +79,6 @@ func publish(t testing.TB, b *bus.Bus, rows []row.Row, phase string) uint64 {
 		}
 	}
 	wait()
-	_ = ctx
 	return last
 }
 
@@ -99,16 +89,7 @@ func publishBatches(t testing.TB, b *bus.Bus, rows []row.Row, phase string) uint
 	var futs []jetstream.PubAckFuture
 	var last uint64
 	wait := func() {
-		for _, f := range futs {
-			select {
-			case a := <-f.Ok():
-				last = max(last, a.Sequence)
-			case err := <-f.Err():
-				t.Fatal(err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("no publish ack")
-			}
-		}
+		last = max(last, lastAck(t, futs))
 		futs = futs[:0]
 	}
 	var batch wire.ResultBatch
@@ -146,6 +127,17 @@ func publishBatches(t testing.TB, b *bus.Bus, rows []row.Row, phase string) uint
 	return last
 }
 
+// lastAck waits for the acks of futs and returns the highest stream
+// sequence, 0 with none.
+func lastAck(t testing.TB, futs []jetstream.PubAckFuture) uint64 {
+	t.Helper()
+	var last uint64
+	for _, seq := range servicetest.Acks(t, futs) {
+		last = max(last, seq)
+	}
+	return last
+}
+
 func publishRaw(t testing.TB, b *bus.Bus, subject string, data []byte, id string) uint64 {
 	t.Helper()
 	a, err := b.JS.Publish(context.Background(), subject, data, jetstream.WithMsgID(id))
@@ -168,47 +160,13 @@ func seedDone(t testing.TB, b *bus.Bus, results int, last uint64) {
 }
 
 // running is a modeler started in the background.
-type running struct {
-	st     *Stats
-	cancel context.CancelFunc
-	done   chan error
-}
+type running = servicetest.Running[Stats]
 
 func start(t testing.TB, b *bus.Bus, cfg Config) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{st: &Stats{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: r.st}) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *running) stop(t testing.TB) {
-	t.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not stop")
-	}
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return servicetest.Start(t, func(ctx context.Context, st *Stats) error {
+		return Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: st})
+	})
 }
 
 // direct builds a model from rows, as a batch run would.
@@ -241,25 +199,9 @@ func planSet(plan []batch.PlanRow) map[planKey]bool {
 // targets reads every priors targets message of the TARGETS stream.
 func targets(t testing.TB, b *bus.Bus) (map[planKey]bool, int) {
 	t.Helper()
-	ctx := context.Background()
-	s, err := b.JS.Stream(ctx, bus.StreamTargets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := make(map[planKey]bool)
 	n := 0
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range servicetest.Stored(t, b, bus.StreamTargets) {
 		if m.Subject != wire.TargetsSubject(wire.PhasePriors) {
 			continue
 		}
@@ -331,7 +273,7 @@ func TestPlan(t *testing.T) {
 			last := publish(t, b, w.Seed, wire.PhaseSeed)
 			end := publish(t, b, extra, wire.PhasePriors)
 			r := start(t, b, cfg)
-			waitFor(t, "the model to pass the seed", func() bool { return r.st.Seq.Load() == end })
+			servicetest.WaitFor(t, "the model to pass the seed", func() bool { return r.Stats.Seq.Load() == end })
 			seedDone(t, b, len(w.Seed), last)
 			return last, r
 		}},
@@ -363,7 +305,7 @@ func TestPlan(t *testing.T) {
 			}
 			b := bustest.New(t)
 			last, r := tc.run(t, b, cfg)
-			waitFor(t, "the plan", func() bool { return r.st.Planned.Load() })
+			servicetest.WaitFor(t, "the plan", func() bool { return r.Stats.Planned.Load() })
 			got, msgs := targets(t, b)
 			if !maps.Equal(got, planSet(want)) {
 				t.Errorf("plan: %d groups, want %d (batch.Plan of the seed)", len(got), len(want))
@@ -376,10 +318,10 @@ func TestPlan(t *testing.T) {
 				t.Errorf("plan records = %+v, want one with %d groups at seq %d", h, len(want), last)
 			}
 			// A restart does not publish the plan again.
-			r.stop(t)
+			r.Stop(t)
 			r = start(t, b, cfg)
-			waitFor(t, "the restart", func() bool { return r.st.Planned.Load() && r.st.Seq.Load() > 0 })
-			r.stop(t)
+			servicetest.WaitFor(t, "the restart", func() bool { return r.Stats.Planned.Load() && r.Stats.Seq.Load() > 0 })
+			r.Stop(t)
 			if _, n := targets(t, b); n != msgs {
 				t.Errorf("after a restart: %d plan messages, want %d", n, msgs)
 			}
@@ -417,21 +359,14 @@ func TestDeadLetter(t *testing.T) {
 			badSeq := publishRaw(t, b, wire.ResultsSubject(wire.PhaseSeed), tc.data, "bad")
 			last := publish(t, b, good[25:], wire.PhaseSeed)
 			r := start(t, b, Config{})
-			waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
-			if got := r.st.Bad.Load(); got != 1 {
+			servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
+			if got := r.Stats.Bad.Load(); got != 1 {
 				t.Errorf("bad = %d, want 1", got)
 			}
-			if got := r.st.Results.Load(); got != int64(len(good)) {
+			if got := r.Stats.Results.Load(); got != int64(len(good)) {
 				t.Errorf("results = %d, want %d", got, len(good))
 			}
-			s, err := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
-			if err != nil {
-				t.Fatalf("dead letter: %v", err)
-			}
+			m := servicetest.DeadLetter(t, b, Service)
 			if !bytes.Equal(m.Data, tc.data) {
 				t.Errorf("dead letter data = %q, want %q", m.Data, tc.data)
 			}
@@ -492,8 +427,8 @@ func TestRestart(t *testing.T) {
 			cfg := Config{SnapshotEvery: 300}
 			mid := publish(t, b, rows[:half], wire.PhaseSeed)
 			r := start(t, b, cfg)
-			waitFor(t, "the first half", func() bool { return r.st.Seq.Load() == mid })
-			r.stop(t)
+			servicetest.WaitFor(t, "the first half", func() bool { return r.Stats.Seq.Load() == mid })
+			r.Stop(t)
 			if m, seq := storedModel(t, b); seq != mid || !maps.Equal(modelCounts(m), modelCounts(direct(t, rows[:half]))) {
 				t.Fatalf("snapshot at stop: seq %d, want %d, or counts differ", seq, mid)
 			}
@@ -510,8 +445,8 @@ func TestRestart(t *testing.T) {
 			}
 			last := publish(t, b, rows[half:], wire.PhasePriors)
 			r = start(t, b, cfg)
-			waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
-			r.stop(t)
+			servicetest.WaitFor(t, "the rest", func() bool { return r.Stats.Seq.Load() == last })
+			r.Stop(t)
 			m, seq := storedModel(t, b)
 			if seq != last {
 				t.Errorf("snapshot seq = %d, want %d", seq, last)
@@ -561,7 +496,7 @@ func TestConsumerDeleted(t *testing.T) {
 	b := bustest.New(t)
 	done := make(chan error, 1)
 	go func() { done <- Run(context.Background(), Deps{Bus: b, Log: zaptest.NewLogger(t)}) }()
-	waitFor(t, "the consumer's pull requests", func() bool {
+	servicetest.WaitFor(t, "the consumer's pull requests", func() bool {
 		c, err := b.JS.Consumer(context.Background(), bus.StreamResults, Service)
 		if err != nil {
 			return false
@@ -595,7 +530,7 @@ func TestStopMidStream(t *testing.T) {
 	for i := 0; i < len(rows); i += 50 {
 		last = publish(t, b, rows[i:min(i+50, len(rows))], wire.PhasePriors)
 		if i >= len(rows)/3 && stoppedAt == 0 {
-			r.stop(t) // while results keep arriving
+			r.Stop(t) // while results keep arriving
 			stoppedAt = last
 		}
 	}
@@ -605,8 +540,8 @@ func TestStopMidStream(t *testing.T) {
 		t.Fatalf("snapshot at stop covers %d, want 1..%d", seq, stoppedAt)
 	}
 	r = start(t, b, cfg)
-	waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
-	r.stop(t)
+	servicetest.WaitFor(t, "the rest", func() bool { return r.Stats.Seq.Load() == last })
+	r.Stop(t)
 	m, seq := storedModel(t, b)
 	if seq != last {
 		t.Fatalf("snapshot seq = %d, want %d", seq, last)
@@ -649,22 +584,15 @@ func TestBatches(t *testing.T) {
 	badSeq := publishRaw(t, b, wire.ResultsSubject(wire.PhaseSeed), bad, "bad-batch")
 	mid := publishBatches(t, b, rows[third+10:2*third], wire.PhaseSeed)
 	r := start(t, b, cfg)
-	waitFor(t, "two thirds", func() bool { return r.st.Seq.Load() == mid })
-	r.stop(t)
-	if r.st.Results.Load() != int64(2*third) || r.st.Bad.Load() != 1 {
-		t.Fatalf("results %d bad %d, want %d and 1", r.st.Results.Load(), r.st.Bad.Load(), 2*third)
+	servicetest.WaitFor(t, "two thirds", func() bool { return r.Stats.Seq.Load() == mid })
+	r.Stop(t)
+	if r.Stats.Results.Load() != int64(2*third) || r.Stats.Bad.Load() != 1 {
+		t.Fatalf("results %d bad %d, want %d and 1", r.Stats.Results.Load(), r.Stats.Bad.Load(), 2*third)
 	}
 	if m, seq := storedModel(t, b); seq != mid || !maps.Equal(modelCounts(m), modelCounts(direct(t, rows[:2*third]))) {
 		t.Fatalf("snapshot at stop: seq %d, want %d, or counts differ", seq, mid)
 	}
-	s, err := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
-	if err != nil {
-		t.Fatalf("dead letter: %v", err)
-	}
+	m := servicetest.DeadLetter(t, b, Service)
 	if reason := m.Header.Get(bus.HeaderReason); !bytes.Equal(m.Data, bad) || !strings.Contains(reason, "result 2 of 3") {
 		t.Fatalf("dead letter %q, reason %q: want the whole batch, and its bad result named", m.Data, reason)
 	}
@@ -674,9 +602,9 @@ func TestBatches(t *testing.T) {
 
 	last := publishBatches(t, b, rows[2*third:], wire.PhaseSeed)
 	r = start(t, b, cfg)
-	waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
-	r.stop(t)
-	if got, want := r.st.Results.Load(), int64(len(rows)-2*third); got != want {
+	servicetest.WaitFor(t, "the rest", func() bool { return r.Stats.Seq.Load() == last })
+	r.Stop(t)
+	if got, want := r.Stats.Results.Load(), int64(len(rows)-2*third); got != want {
 		t.Errorf("the restarted modeler applied %d results, want %d", got, want)
 	}
 	got, seq := storedModel(t, b)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/lab"
@@ -87,16 +87,9 @@ func publishBatches(t testing.TB, b *bus.Bus, rs []result, per int) []uint64 {
 	var sizes []int // results of each message in futs
 	var seqs []uint64
 	wait := func() {
-		for i, f := range futs {
-			select {
-			case a := <-f.Ok():
-				for range sizes[i] {
-					seqs = append(seqs, a.Sequence)
-				}
-			case err := <-f.Err():
-				t.Fatal(err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("no publish ack")
+		for i, seq := range servicetest.Acks(t, futs) {
+			for range sizes[i] {
+				seqs = append(seqs, seq)
 			}
 		}
 		futs, sizes = futs[:0], sizes[:0]
@@ -133,47 +126,14 @@ func publishBatches(t testing.TB, b *bus.Bus, rs []result, per int) []uint64 {
 	return seqs
 }
 
-type running struct {
-	st     *Stats
-	cancel context.CancelFunc
-	done   chan error
-}
+// running is a predictor started in the background.
+type running = servicetest.Running[Stats]
 
 func start(t testing.TB, b *bus.Bus, cfg Config) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{st: &Stats{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: r.st}) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *running) stop(t testing.TB) {
-	t.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not stop")
-	}
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return servicetest.Start(t, func(ctx context.Context, st *Stats) error {
+		return Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: st})
+	})
 }
 
 type target struct {
@@ -193,26 +153,9 @@ type pred struct {
 // the number of messages.
 func predictions(t testing.TB, b *bus.Bus) (map[target]pred, int) {
 	t.Helper()
-	ctx := context.Background()
-	s, err := b.JS.Stream(ctx, bus.StreamPredictions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs := servicetest.Stored(t, b, bus.StreamPredictions)
 	out := make(map[target]pred)
-	n := 0
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
+	for _, m := range msgs {
 		p, err := wire.DecodePrediction(m.Data)
 		if err != nil {
 			t.Fatal(err)
@@ -223,7 +166,7 @@ func predictions(t testing.TB, b *bus.Bus) (map[target]pred, int) {
 		}
 		out[k] = pred{m.Subject, p.Probability, p.Evidence, p.ModelVersion}
 	}
-	return out, n
+	return out, len(msgs)
 }
 
 // expected runs the predictor's semantics directly on a model: results in
@@ -324,8 +267,8 @@ func TestPredict(t *testing.T) {
 				t.Fatalf("only %d predictions expected: a poor test world", len(want))
 			}
 			r := start(t, b, Config{})
-			waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
-			if got := r.st.Results.Load(); got != int64(len(tc.rs)) {
+			servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
+			if got := r.Stats.Results.Load(); got != int64(len(tc.rs)) {
 				t.Errorf("%d results applied, want %d", got, len(tc.rs))
 			}
 			got, n := predictions(t, b)
@@ -333,8 +276,8 @@ func TestPredict(t *testing.T) {
 				t.Errorf("%d prediction messages for %d predictions", n, len(got))
 			}
 			diff(t, got, want)
-			if r.st.Predictions.Load() != int64(len(want)) {
-				t.Errorf("stats: %d predictions, want %d", r.st.Predictions.Load(), len(want))
+			if r.Stats.Predictions.Load() != int64(len(want)) {
+				t.Errorf("stats: %d predictions, want %d", r.Stats.Predictions.Load(), len(want))
 			}
 		})
 	}
@@ -378,8 +321,8 @@ func TestRestart(t *testing.T) {
 				from = first / 3
 				a := publish(t, b, rs[:from])
 				r := start(t, b, cfg)
-				waitFor(t, "the first third", func() bool { return r.st.Seq.Load() == a })
-				r.stop(t)
+				servicetest.WaitFor(t, "the first third", func() bool { return r.Stats.Seq.Load() == a })
+				r.Stop(t)
 				if old, err = store.GetBytes(context.Background(), SnapshotObject); err != nil {
 					t.Fatal(err)
 				}
@@ -390,8 +333,8 @@ func TestRestart(t *testing.T) {
 			}
 			mid := publish(t, b, rs[from:first])
 			r := start(t, b, cfg)
-			waitFor(t, "the first part", func() bool { return r.st.Seq.Load() == mid })
-			r.stop(t)
+			servicetest.WaitFor(t, "the first part", func() bool { return r.Stats.Seq.Load() == mid })
+			r.Stop(t)
 			if tc.crash {
 				if _, err := store.PutBytes(context.Background(), SnapshotObject, old); err != nil {
 					t.Fatal(err)
@@ -401,10 +344,10 @@ func TestRestart(t *testing.T) {
 			}
 			last := publish(t, b, rs[first:])
 			r = start(t, b, cfg)
-			waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
-			r.stop(t)
+			servicetest.WaitFor(t, "the rest", func() bool { return r.Stats.Seq.Load() == last })
+			r.Stop(t)
 			after := len(seqs) - slices.IndexFunc(seqs, func(q uint64) bool { return q > resume })
-			if got := r.st.Results.Load(); got != int64(after) {
+			if got := r.Stats.Results.Load(); got != int64(after) {
 				t.Errorf("the restarted predictor applied %d results, want %d (from its snapshot on)", got, after)
 			}
 			want := expectedAt(t, rs, DefaultHitrate, seqs)
@@ -436,15 +379,11 @@ func TestDeadLetter(t *testing.T) {
 			}
 			last := publish(t, b, rs[10:])
 			r := start(t, b, Config{})
-			waitFor(t, "every result", func() bool { return r.st.Seq.Load() == last })
-			if r.st.Bad.Load() != 1 || r.st.Results.Load() != int64(len(rs)) {
-				t.Errorf("bad %d results %d, want 1 and %d", r.st.Bad.Load(), r.st.Results.Load(), len(rs))
+			servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
+			if r.Stats.Bad.Load() != 1 || r.Stats.Results.Load() != int64(len(rs)) {
+				t.Errorf("bad %d results %d, want 1 and %d", r.Stats.Bad.Load(), r.Stats.Results.Load(), len(rs))
 			}
-			s, _ := b.JS.Stream(context.Background(), bus.StreamDeadLetter)
-			m, err := s.GetLastMsgForSubject(context.Background(), wire.DeadLetterPrefix+Service)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := servicetest.DeadLetter(t, b, Service)
 			if string(m.Data) != tc.data || !strings.Contains(m.Header.Get(bus.HeaderReason), tc.reason) {
 				t.Errorf("dead letter %q, reason %q; want the message whole, and a reason saying %q", m.Data, m.Header.Get(bus.HeaderReason), tc.reason)
 			}
@@ -488,14 +427,14 @@ func TestStopMidStream(t *testing.T) {
 	for i := 0; i < len(rs); i += 50 {
 		last = publish(t, b, rs[i:min(i+50, len(rs))])
 		if i >= len(rs)/2 && stoppedAt == 0 {
-			r.stop(t) // while results keep arriving
+			r.Stop(t) // while results keep arriving
 			stoppedAt = last
 		}
 	}
-	t.Logf("stopped with RESULTS at %d, after %d results applied, of %d", stoppedAt, r.st.Seq.Load(), last)
+	t.Logf("stopped with RESULTS at %d, after %d results applied, of %d", stoppedAt, r.Stats.Seq.Load(), last)
 	r = start(t, b, cfg)
-	waitFor(t, "the rest", func() bool { return r.st.Seq.Load() == last })
-	r.stop(t)
+	servicetest.WaitFor(t, "the rest", func() bool { return r.Stats.Seq.Load() == last })
+	r.Stop(t)
 	got, n := predictions(t, b)
 	if n != len(got) {
 		t.Errorf("%d prediction messages for %d predictions", n, len(got))

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/row"
@@ -48,18 +49,6 @@ func start(t *testing.T, b *bus.Bus, d Deps) *Stats {
 	return d.Stats
 }
 
-// eventually polls cond until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func publish(t *testing.T, b *bus.Bus, subject, id string, v any) {
 	t.Helper()
 	data, ok := v.([]byte)
@@ -80,32 +69,6 @@ func targetsMsg(phase string, ts ...wire.Target) wire.Targets {
 
 func predictionMsg(ip string, port int, p float64) wire.Prediction {
 	return wire.Prediction{V: wire.Version, IP: ip, Port: port, Probability: p, Evidence: wire.Evidence{Port: 80, Feature: "f"}, Time: time.Now()}
-}
-
-// stored returns the messages of a stream.
-func stored(t *testing.T, b *bus.Bus, stream string) []*jetstream.RawStreamMsg {
-	t.Helper()
-	ctx := context.Background()
-	s, err := b.JS.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 func decodeResults(t *testing.T, msgs []*jetstream.RawStreamMsg) []wire.Result {
@@ -157,9 +120,9 @@ func TestSweepAndPredictionsOnAWorld(t *testing.T) {
 		t.Fatalf("world too small: %d services on port %d", len(want), port)
 	}
 	publish(t, b, wire.TargetsSubject(wire.PhasePriors), "t1", targetsMsg(wire.PhasePriors, wire.Target{Prefix: "127.1.0.0/16", Port: port}))
-	eventually(t, "the sweep", func() bool { return st.Targets.Load() == 1 })
+	servicetest.WaitFor(t, "the sweep", func() bool { return st.Targets.Load() == 1 })
 	var got []string
-	for _, r := range decodeResults(t, stored(t, b, bus.StreamResults)) {
+	for _, r := range decodeResults(t, servicetest.Stored(t, b, bus.StreamResults)) {
 		if r.Phase != wire.PhasePriors {
 			t.Fatalf("result phase %q", r.Phase)
 		}
@@ -191,8 +154,8 @@ func TestSweepAndPredictionsOnAWorld(t *testing.T) {
 	} {
 		publish(t, b, wire.PredictionsSubject(wire.PhaseSeed), fmt.Sprintf("p%d", i), p)
 	}
-	eventually(t, "the predictions", func() bool { return st.Predictions.Load() == 5 })
-	rs := decodeResults(t, stored(t, b, bus.StreamResults))
+	servicetest.WaitFor(t, "the predictions", func() bool { return st.Predictions.Load() == 5 })
+	rs := decodeResults(t, servicetest.Stored(t, b, bus.StreamResults))
 	if len(rs) != len(want)+1 {
 		t.Fatalf("%d results after the predictions, want %d", len(rs), len(want)+1)
 	}
@@ -206,7 +169,7 @@ func TestSweepAndPredictionsOnAWorld(t *testing.T) {
 
 	// The same sweep again is skipped.
 	publish(t, b, wire.TargetsSubject(wire.PhasePriors), "t2", targetsMsg(wire.PhasePriors, wire.Target{Prefix: "127.1.0.0/17", Port: port}))
-	eventually(t, "the second sweep", func() bool { return st.Targets.Load() == 2 })
+	servicetest.WaitFor(t, "the second sweep", func() bool { return st.Targets.Load() == 2 })
 	if st.Skipped.Load() != 3 || st.Probes.Load() != 1<<16+2 {
 		t.Fatalf("second sweep: skipped %d probes %d", st.Skipped.Load(), st.Probes.Load())
 	}
@@ -263,10 +226,10 @@ func TestRefusedOutsideTheAllowList(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := st.Refused.Load()
 			handled := st.Targets.Load() + st.Predictions.Load()
-			dlq := len(stored(t, b, bus.StreamDeadLetter))
+			dlq := len(servicetest.Stored(t, b, bus.StreamDeadLetter))
 			p0, s0 := fake.calls()
 			publish(t, b, tc.subject, tc.name, tc.msg)
-			eventually(t, "the message", func() bool { return st.Targets.Load()+st.Predictions.Load() == handled+1 })
+			servicetest.WaitFor(t, "the message", func() bool { return st.Targets.Load()+st.Predictions.Load() == handled+1 })
 			if got := st.Refused.Load() - before; got != tc.refused {
 				t.Fatalf("refused %d, want %d", got, tc.refused)
 			}
@@ -274,7 +237,7 @@ func TestRefusedOutsideTheAllowList(t *testing.T) {
 			if !slices.Equal(p1[len(p0):], tc.probes) || !slices.Equal(s1[len(s0):], tc.sweeps) {
 				t.Fatalf("responder called with probes %v sweeps %v, want %v %v", p1[len(p0):], s1[len(s0):], tc.probes, tc.sweeps)
 			}
-			dl := stored(t, b, bus.StreamDeadLetter)
+			dl := servicetest.Stored(t, b, bus.StreamDeadLetter)
 			if tc.refused == 0 {
 				if len(dl) != dlq {
 					t.Fatal("an allowed message was dead-lettered")
@@ -300,8 +263,8 @@ func TestBadMessagesAreDeadLettered(t *testing.T) {
 	publish(t, b, wire.TargetsSubject(wire.PhaseSeed), "bad1", []byte("not json"))
 	publish(t, b, wire.PredictionsSubject(wire.PhaseSeed), "bad2", []byte(`{"v":1,"ip":"nope","port":80}`))
 	publish(t, b, wire.TargetsSubject(wire.PhaseSeed), "bad3", []byte(`{"v":1,"phase":"seed","targets":[{"ip":"127.0.0.1","port":0}]}`))
-	eventually(t, "the bad messages", func() bool { return st.Bad.Load() == 3 })
-	if n := len(stored(t, b, bus.StreamDeadLetter)); n != 3 {
+	servicetest.WaitFor(t, "the bad messages", func() bool { return st.Bad.Load() == 3 })
+	if n := len(servicetest.Stored(t, b, bus.StreamDeadLetter)); n != 3 {
 		t.Fatalf("%d dead letters, want 3", n)
 	}
 	if p, s := fake.calls(); len(p)+len(s) != 0 {
@@ -319,8 +282,8 @@ func TestSharedWorkQueue(t *testing.T) {
 		r := w.Truth[i*7]
 		publish(t, b, wire.TargetsSubject(wire.PhaseSeed), fmt.Sprint("q", i), targetsMsg(wire.PhaseSeed, wire.Target{IP: r.IP, Port: r.Port}))
 	}
-	eventually(t, "the targets", func() bool { return st1.Targets.Load()+st2.Targets.Load() == n })
-	if got := len(decodeResults(t, stored(t, b, bus.StreamResults))); got != n {
+	servicetest.WaitFor(t, "the targets", func() bool { return st1.Targets.Load()+st2.Targets.Load() == n })
+	if got := len(decodeResults(t, servicetest.Stored(t, b, bus.StreamResults))); got != n {
 		t.Fatalf("%d results, want %d", got, n)
 	}
 	if p := st1.Probes.Load() + st2.Probes.Load(); p != n {
@@ -440,7 +403,7 @@ func TestStopMidStream(t *testing.T) {
 			go func() {
 				errc <- Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: st, Responder: resp})
 			}()
-			eventually(t, "a few messages handled", func() bool { return st.Targets.Load() >= 5 })
+			servicetest.WaitFor(t, "a few messages handled", func() bool { return st.Targets.Load() >= 5 })
 			stopped := time.Now()
 			cancel()
 			select {
@@ -474,7 +437,7 @@ func TestStopMidStream(t *testing.T) {
 			// AckWait would have handed on anything left unacknowledged.
 			restarted := time.Now()
 			st2 := start(t, b, Deps{Config: cfg, Responder: resp})
-			eventually(t, "the rest", func() bool { return st.Targets.Load()+st2.Targets.Load() == msgs })
+			servicetest.WaitFor(t, "the rest", func() bool { return st.Targets.Load()+st2.Targets.Load() == msgs })
 			if d := time.Since(restarted); d >= ackWait {
 				t.Errorf("the rest took %v: something waited for AckWait (%v)", d, ackWait)
 			}
@@ -487,7 +450,7 @@ func TestStopMidStream(t *testing.T) {
 			if len(got) != len(want) {
 				t.Errorf("%d targets probed, want %d", len(got), len(want))
 			}
-			if n := len(decodeResults(t, stored(t, b, bus.StreamResults))); n != len(want) {
+			if n := len(decodeResults(t, servicetest.Stored(t, b, bus.StreamResults))); n != len(want) {
 				t.Errorf("%d results, want %d", n, len(want))
 			}
 			if p := st.Probes.Load() + st2.Probes.Load(); !tc.released && p != uint64(len(want)) {
@@ -526,9 +489,9 @@ func TestPredictionInASweepInProgress(t *testing.T) {
 	<-g.started
 	publish(t, b, wire.PredictionsSubject(wire.PhasePriors), "pred:1", predictionMsg("127.1.0.9", 80, 0.5))
 	publish(t, b, wire.PredictionsSubject(wire.PhasePriors), "pred:2", predictionMsg("127.1.1.9", 80, 0.5))
-	eventually(t, "both predictions handled", func() bool { return st.Predictions.Load() == 2 })
+	servicetest.WaitFor(t, "both predictions handled", func() bool { return st.Predictions.Load() == 2 })
 	close(g.release)
-	eventually(t, "the sweep done", func() bool { return st.Targets.Load() == 1 })
+	servicetest.WaitFor(t, "the sweep done", func() bool { return st.Targets.Load() == 1 })
 	probes, sweeps := g.calls()
 	if !slices.Equal(probes, []string{"127.1.1.9:80"}) || !slices.Equal(sweeps, []string{"127.1.0.0/24:80"}) {
 		t.Fatalf("probes %v, sweeps %v; want the prediction outside the sweep probed, the one inside skipped", probes, sweeps)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/row"
@@ -44,8 +45,8 @@ func TestResultsBatched(t *testing.T) {
 		ts = append(ts, wire.Target{IP: fmt.Sprintf("127.1.%d.%d", i/200, i%200+1), Port: 80})
 	}
 	publish(t, b, wire.TargetsSubject(wire.PhaseSeed), "many", targetsMsg(wire.PhaseSeed, ts...))
-	eventually(t, "the targets", func() bool { return st.Targets.Load() == 1 })
-	msgs := stored(t, b, bus.StreamResults)
+	servicetest.WaitFor(t, "the targets", func() bool { return st.Targets.Load() == 1 })
+	msgs := servicetest.Stored(t, b, bus.StreamResults)
 	rs := decodeResults(t, msgs) // checks each batch's size and Nats-Msg-Id
 	seen := map[string]bool{}
 	for _, r := range rs {
@@ -62,15 +63,15 @@ func TestResultsBatched(t *testing.T) {
 	// stored meanwhile.
 	publish(t, b, wire.TargetsSubject(wire.PhasePriors), "slow", targetsMsg(wire.PhasePriors,
 		wire.Target{IP: "127.1.9.1", Port: 1}, wire.Target{IP: "127.1.9.1", Port: 2}))
-	eventually(t, "the first service, while the second probe waits", func() bool {
-		return len(stored(t, b, bus.StreamResults)) == len(msgs)+1
+	servicetest.WaitFor(t, "the first service, while the second probe waits", func() bool {
+		return len(servicetest.Stored(t, b, bus.StreamResults)) == len(msgs)+1
 	})
 	if st.Targets.Load() != 1 {
 		t.Fatal("the slow message finished before its gate opened")
 	}
 	close(resp.gate)
-	eventually(t, "the slow message", func() bool { return st.Targets.Load() == 2 })
-	if got := decodeResults(t, stored(t, b, bus.StreamResults)[len(msgs):]); len(got) != 2 || got[0].Port != 1 || got[1].Port != 2 {
+	servicetest.WaitFor(t, "the slow message", func() bool { return st.Targets.Load() == 2 })
+	if got := decodeResults(t, servicetest.Stored(t, b, bus.StreamResults)[len(msgs):]); len(got) != 2 || got[0].Port != 1 || got[1].Port != 2 {
 		t.Fatalf("slow message's results %+v, want ports 1 then 2", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/ipv4"
@@ -23,32 +24,6 @@ import (
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/wire"
 )
-
-// storedMsgs returns every message of a stream, in order.
-func storedMsgs(t *testing.T, b *bus.Bus, stream string) []*jetstream.RawStreamMsg {
-	t.Helper()
-	ctx := context.Background()
-	s, err := b.JS.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatalf("get %s seq %d: %v", stream, seq, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 func seedDone(t *testing.T, b *bus.Bus) (wire.SeedDone, bool) {
 	t.Helper()
@@ -127,7 +102,7 @@ func TestImportGPSRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := storedMsgs(t, b, bus.StreamResults)
+	msgs := servicetest.Stored(t, b, bus.StreamResults)
 	got := results(t, msgs)
 	if len(got) != len(want) || int(st.Results.Load()) != len(want) || st.Duplicates.Load() != 0 {
 		t.Fatalf("%d results stored, stats %d acked %d dups; want %d", len(got), st.Results.Load(), st.Duplicates.Load(), len(want))
@@ -163,7 +138,7 @@ func TestImportGPSRows(t *testing.T) {
 
 	t.Run("re-run does nothing", func(t *testing.T) {
 		st, err := run(t, b, c)
-		if err != nil || st.Rows.Load() != 0 || len(storedMsgs(t, b, bus.StreamResults)) != len(msgs) {
+		if err != nil || st.Rows.Load() != 0 || len(servicetest.Stored(t, b, bus.StreamResults)) != len(msgs) {
 			t.Fatalf("re-run: %v, %d rows read", err, st.Rows.Load())
 		}
 	})
@@ -174,7 +149,7 @@ func TestImportGPSRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(results(t, storedMsgs(t, b, bus.StreamResults))); n != len(want) || int(st.Duplicates.Load()) != len(want) {
+		if n := len(results(t, servicetest.Stored(t, b, bus.StreamResults))); n != len(want) || int(st.Duplicates.Load()) != len(want) {
 			t.Fatalf("after a forced re-run %d results stored, %d duplicates; want %d", n, st.Duplicates.Load(), len(want))
 		}
 		again, _ := seedDone(t, b)
@@ -202,7 +177,7 @@ func TestImportBadLinePublishesNothing(t *testing.T) {
 			if !errors.As(err, &le) || le.Line != tc.line || !strings.Contains(err.Error(), tc.file+":"+itoa(tc.line)+":") {
 				t.Fatalf("error %v, want %s:%d", err, tc.file, tc.line)
 			}
-			if n := len(storedMsgs(t, b, bus.StreamResults)); n != 0 {
+			if n := len(servicetest.Stored(t, b, bus.StreamResults)); n != 0 {
 				t.Fatalf("%d results published from a bad file", n)
 			}
 			if _, ok := seedDone(t, b); ok {
@@ -242,7 +217,7 @@ func TestImportLZRAndZGrab2(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := results(t, storedMsgs(t, b, bus.StreamResults))
+			got := results(t, servicetest.Stored(t, b, bus.StreamResults))
 			gj, _ := json.MarshalIndent(got, "", " ")
 			wj, _ := json.MarshalIndent(tc.want, "", " ")
 			if string(gj) != string(wj) {
@@ -280,7 +255,7 @@ func TestSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := storedMsgs(t, b, bus.StreamTargets)
+	msgs := servicetest.Stored(t, b, bus.StreamTargets)
 	ts := targets(t, msgs)
 	if len(ts) != 39 || len(msgs) != 4 || st.Targets.Load() != 39 {
 		t.Fatalf("%d targets in %d messages, want 39 in 4", len(ts), len(msgs))
@@ -317,7 +292,7 @@ func TestSample(t *testing.T) {
 
 	t.Run("re-run is de-duplicated", func(t *testing.T) {
 		st, err := run(t, b, c)
-		if err != nil || st.Duplicates.Load() != 4 || len(storedMsgs(t, b, bus.StreamTargets)) != 4 {
+		if err != nil || st.Duplicates.Load() != 4 || len(servicetest.Stored(t, b, bus.StreamTargets)) != 4 {
 			t.Fatalf("re-run: %v, %d duplicates", err, st.Duplicates.Load())
 		}
 	})
@@ -330,7 +305,7 @@ func TestSample(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		st := targets(t, storedMsgs(t, sb, bus.StreamTargets))
+		st := targets(t, servicetest.Stored(t, sb, bus.StreamTargets))
 		key := func(x wire.Target) string { return x.IP + ":" + itoa(x.Port) }
 		a, b := make([]string, 0, len(ts)), make([]string, 0, len(st))
 		for _, x := range ts {
