@@ -40,7 +40,9 @@ func benchIngest(b *testing.B, rows []row.Row, batched bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := Config{SnapshotEvery: 1 << 30, SnapshotInterval: time.Hour}
+	cfg := Config{}
+	cfg.SnapshotEvery = 1 << 30
+	cfg.SnapshotInterval = time.Hour
 	b.ResetTimer()
 	var total time.Duration
 	for i := 0; i < b.N; i++ {

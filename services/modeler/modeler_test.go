@@ -424,7 +424,8 @@ func TestRestart(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := bustest.New(t)
-			cfg := Config{SnapshotEvery: 300}
+			cfg := Config{}
+			cfg.SnapshotEvery = 300
 			mid := publish(t, b, rows[:half], wire.PhaseSeed)
 			r := start(t, b, cfg)
 			servicetest.WaitFor(t, "the first half", func() bool { return r.Stats.Seq.Load() == mid })
@@ -524,7 +525,9 @@ func TestStopMidStream(t *testing.T) {
 	w := world(t)
 	rows := append(slices.Clone(w.Seed), later(w, 1500)...)
 	b := bustest.New(t)
-	cfg := Config{SnapshotEvery: 300, Fetch: 100}
+	cfg := Config{}
+	cfg.SnapshotEvery = 300
+	cfg.Fetch = 100
 	r := start(t, b, cfg)
 	var last, stoppedAt uint64
 	for i := 0; i < len(rows); i += 50 {
@@ -578,7 +581,8 @@ func TestBatches(t *testing.T) {
 	bad := []byte(strings.Join(lines, "\n"))
 
 	b := bustest.New(t)
-	cfg := Config{SnapshotEvery: 100}
+	cfg := Config{}
+	cfg.SnapshotEvery = 100
 	publishBatches(t, b, rows[:third], wire.PhaseSeed)
 	publish(t, b, rows[third:third+10], wire.PhaseSeed)
 	badSeq := publishRaw(t, b, wire.ResultsSubject(wire.PhaseSeed), bad, "bad-batch")

@@ -308,7 +308,8 @@ func TestRestart(t *testing.T) {
 				return seqs[len(seqs)-1]
 			}
 			b := bustest.New(t)
-			cfg := Config{SnapshotEvery: 200}
+			cfg := Config{}
+			cfg.SnapshotEvery = 200
 			store, err := b.Snapshots(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -421,7 +422,9 @@ func TestStopMidStream(t *testing.T) {
 	rs := scenario(t, 300, true)
 	want := expected(t, rs, DefaultHitrate)
 	b := bustest.New(t)
-	cfg := Config{SnapshotEvery: 200, Fetch: 100}
+	cfg := Config{}
+	cfg.SnapshotEvery = 200
+	cfg.Fetch = 100
 	r := start(t, b, cfg)
 	var last, stoppedAt uint64
 	for i := 0; i < len(rs); i += 50 {
