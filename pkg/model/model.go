@@ -8,7 +8,11 @@
 // intersection of the two. Because a rule query must be cheap, those
 // intersection counts are also kept materialised per key (a short list of
 // (p_a, count) sorted by port) and updated with every service, and so is the
-// support: Verify checks that they agree with the sets.
+// support: Verify checks that they agree with the sets. Only keys with
+// MinCount hosts or more keep counts: a key of fewer hosts can make no rule
+// (a count is at most the support), and most keys, the crossed features of
+// rare banners, have one or two hosts. Its counts are made from its hosts
+// when it reaches MinCount, and dropped when it falls below.
 //
 // A key's host set is a roaring bitmap once it holds more than inlineHosts
 // hosts; below that the few host ids sit inline in the key (most keys, the
@@ -648,6 +652,39 @@ func (m *Model) addHost(ks *keyStat, hid uint32) {
 		panic(fmt.Sprintf("model: host %d counted twice in key %v", hid, ks.key()))
 	}
 	ks.support++
+	if ks.support == MinCount {
+		m.materialise(ks, hid)
+	}
+}
+
+// materialise makes the counts of key ks, which just reached MinCount hosts,
+// from its hosts other than hid (whose ports the caller counts next, as for
+// any key). They are not the pending host, so all their services count.
+func (m *Model) materialise(ks *keyStat, hid uint32) {
+	for _, o := range m.hostList(ks) {
+		if o == hid {
+			continue
+		}
+		var ports [MaxPorts]uint16
+		n := 0
+		h := &m.hosts[o]
+		for _, sv := range m.svcs.block(h.svcs, int(h.n)) {
+			if sv.port != ks.port {
+				ports[n] = sv.port
+				n++
+			}
+		}
+		sortPorts(ports[:n])
+		m.bumpPorts(ks, ports[:n], 1)
+	}
+}
+
+// dropCounts forgets the counts of key ks, fallen below MinCount hosts.
+func (m *Model) dropCounts(ks *keyStat) {
+	if ks.coLen > 0 {
+		m.co.release(ks.co, classOf(int(ks.coLen)))
+	}
+	ks.co, ks.coLen = 0, 0
 }
 
 // removeHost removes host hid (in it) from the host set of key ks.
@@ -686,6 +723,9 @@ func (m *Model) removeHost(ks *keyStat, hid uint32) {
 		}
 	}
 	ks.support--
+	if ks.support == MinCount-1 {
+		m.dropCounts(ks)
+	}
 }
 
 func (m *Model) newBitmap(b *roaring.Bitmap) uint32 {
@@ -732,8 +772,17 @@ func search(co []PortCount, p uint16) int {
 }
 
 // bumpMany adds delta to count(key ks, p_a) for every p_a of ports (sorted),
-// keeping the list sorted and free of zeros.
+// keeping the list sorted and free of zeros; a key of fewer than MinCount
+// hosts keeps no counts.
 func (m *Model) bumpMany(ks *keyStat, ports []uint16, delta int32) {
+	if ks.support < MinCount {
+		return
+	}
+	m.bumpPorts(ks, ports, delta)
+}
+
+// bumpPorts is bumpMany whatever the support.
+func (m *Model) bumpPorts(ks *keyStat, ports []uint16, delta int32) {
 	from := 0
 	for _, p := range ports {
 		from = m.bump(ks, p, delta, from)
@@ -851,11 +900,37 @@ func (m *Model) SizeInBytes() uint64 {
 // its support and its co-occurrence counts (sorted by port; do not modify).
 func (m *Model) Each(fn func(k Key, support uint32, co []PortCount)) {
 	m.sync()
+	var small []PortCount
 	for k := uint32(0); k < m.nkeys; k++ {
-		if ks := m.keys.at(k); ks.support > 0 {
+		ks := m.keys.at(k)
+		switch {
+		case ks.support == 0:
+		case ks.support < MinCount:
+			small = m.smallCounts(ks, small[:0])
+			fn(ks.key(), ks.support, small)
+		default:
 			fn(ks.key(), ks.support, m.coList(ks))
 		}
 	}
+}
+
+// smallCounts appends to out the counts of key ks of fewer than MinCount
+// hosts, which keeps none, made from its hosts (sorted by port).
+func (m *Model) smallCounts(ks *keyStat, out []PortCount) []PortCount {
+	for _, hid := range m.hostList(ks) {
+		h := &m.hosts[hid]
+		for _, sv := range m.svcs.block(h.svcs, int(h.n)) {
+			if sv.port == ks.port {
+				continue
+			}
+			if i := search(out, sv.port); i < len(out) && out[i].Port == sv.port {
+				out[i].N++
+			} else {
+				out = slices.Insert(out, i, PortCount{sv.port, 1})
+			}
+		}
+	}
+	return out
 }
 
 // Verify checks that every materialised count equals the cardinality of the
@@ -874,8 +949,8 @@ func (m *Model) Verify() error {
 
 func (m *Model) verifyKey(ks *keyStat) error {
 	co := m.coList(ks)
-	if ks.support == 0 && len(co) > 0 {
-		return fmt.Errorf("key %v has counts but no hosts", ks.key())
+	if ks.support < MinCount && len(co) > 0 {
+		return fmt.Errorf("key %v keeps counts with %d hosts", ks.key(), ks.support)
 	}
 	var bm *roaring.Bitmap
 	var l []uint32

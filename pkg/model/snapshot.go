@@ -756,6 +756,9 @@ func (d *decoder) consistent(m *Model) error {
 		if refs[k] != ks.support {
 			return fail("key %v: support %d, %d hosts have it", ks.key(), ks.support, refs[k])
 		}
+		if ks.support < MinCount && ks.coLen == 0 {
+			continue // keeps no counts (a snapshot of an older build may hold some)
+		}
 		touched = touched[:0]
 		visit := func(hid uint32) bool {
 			h := &m.hosts[hid]
@@ -790,6 +793,9 @@ func (d *decoder) consistent(m *Model) error {
 		}
 		if bad != nil {
 			return bad
+		}
+		if ks.support < MinCount {
+			m.dropCounts(ks) // right, but kept only from MinCount hosts on
 		}
 	}
 	return nil
