@@ -29,10 +29,12 @@
 // key lists live in pointer-free arenas (arena.go), so an Add allocates
 // nothing in the common case and the garbage collector has little to scan.
 //
-// Counting is write-behind for the host of the last Add: its new services
-// are counted when another host arrives or before any read, all at once. No
-// read can tell (every read sees the counts of every Add before it), but a
-// seed read host by host never counts the hosts that grow past MaxPorts.
+// Counting is write-behind: the new services of up to maxPending hosts wait
+// with their features, and are counted host by host before any read (or
+// Sync), or when one more host would pass the bound. No read can tell
+// (every read sees the counts of every Add before it), but a host's
+// services that arrive between two reads are counted together, and a host
+// that grows past MaxPorts meanwhile is never counted.
 //
 // A Model is not safe for concurrent use by writers; reads (queries,
 // WriteTo) may run concurrently with each other while nothing writes.
@@ -61,9 +63,6 @@ const (
 	// MinCount: rules with count <= 2 are dropped (step 3).
 	MinCount = 3
 )
-
-// noHost is no host id.
-const noHost = ^uint32(0)
 
 // A key holds up to inlineHosts hosts inline, up to listHosts in a sorted
 // list in Model.hl, and more in a roaring bitmap.
@@ -114,10 +113,12 @@ type service struct {
 }
 
 type host struct {
-	addr  uint32
-	state hostState
-	n     uint32 // services
-	svcs  uint32 // offset in Model.svcs
+	addr     uint32
+	state    hostState
+	pending  bool   // in Model.pending: services from pendFrom on are not counted yet
+	n        uint32 // services
+	svcs     uint32 // offset in Model.svcs
+	pendFrom uint32 // while pending: its first service not counted yet
 }
 
 // Model is the incremental GPS co-occurrence model.
@@ -142,9 +143,9 @@ type Model struct {
 
 	hostIdx   map[uint32]uint32
 	hosts     []host
-	pend      uint32 // the host of the last Add
-	pendFrom  uint32 // its first service not counted yet
-	dirtyW    bool   // the writer's view of dirty
+	pending   []uint32 // hosts with services not counted yet, in order of arrival
+	window    int      // most hosts pending: maxPending (less in tests)
+	dirtyW    bool     // the writer's view of dirty
 	dirty     atomic.Bool
 	mu        sync.Mutex
 	portHosts []*roaring.Bitmap // by port; nil until a host is counted
@@ -159,7 +160,7 @@ func New() *Model {
 	m := &Model{
 		dict:    features.NewDict(),
 		hostIdx: make(map[uint32]uint32),
-		pend:    noHost,
+		window:  maxPending,
 	}
 	m.initSlots(1 << 10)
 	return m
@@ -209,12 +210,15 @@ func (m *Model) hostOf(addr uint32) uint32 {
 // add adds service port of host hid with its features (sorted, distinct).
 func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
 	m.version++
-	if hid != m.pend {
-		m.flush()
-		m.pend, m.pendFrom = hid, 0
-		if m.hosts[hid].state == stateCounted {
-			m.pendFrom = m.hosts[hid].n
+	if h := &m.hosts[hid]; !h.pending && h.state != statePseudo {
+		if len(m.pending) >= m.window {
+			m.flush()
 		}
+		h.pending, h.pendFrom = true, 0
+		if h.state == stateCounted {
+			h.pendFrom = h.n
+		}
+		m.pending = append(m.pending, hid)
 	}
 	h := &m.hosts[hid]
 	for i, sv := range m.svcs.block(h.svcs, int(h.n)) {
@@ -238,23 +242,29 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
 	default:
 		// Past MaxPorts: out of every count for good. Only the part
 		// counted before this host became pending needs retracting.
-		m.retract(hid, int(m.pendFrom))
-		for i := m.pendFrom; i < h.n-1; i++ {
+		m.retract(hid, int(h.pendFrom))
+		for i := h.pendFrom; i < h.n-1; i++ {
 			m.releaseFeats(m.svcs.at(h.svcs + i))
 		}
 		h.state = statePseudo
-		m.pendFrom = 0
-		m.clean()
+		h.pending, h.pendFrom = false, 0 // flush passes it over
 	}
 	return true
 }
 
-// Counting is write-behind for the host of the last Add (m.pend): its
-// services from m.pendFrom on hold their features, and flush counts them
-// when another host arrives or before any read. A host that grows past
-// MaxPorts while pending (a seed read host by host) is thus never counted
-// and never retracted. Reads call sync, which flushes under a lock, so that
-// concurrent readers stay safe.
+// maxPending bounds the hosts waiting to be counted, and so the work of
+// the flush a read may have to do first.
+const maxPending = 1 << 16
+
+// Counting is write-behind: the services a host gets while it is pending
+// (from pendFrom on) hold their features, and flush counts them, host by
+// host, when maxPending hosts are pending or before any read. A host's
+// services that arrive between two reads are thus counted together, which
+// costs far less than one at a time when results of many hosts interleave
+// (each new service of a host updates the keys of all its earlier ones),
+// and a host that grows past MaxPorts while pending (a seed read host by
+// host) is never counted and never retracted. Reads call sync, which
+// flushes under a lock, so that concurrent readers stay safe.
 func (m *Model) markDirty() {
 	if !m.dirtyW {
 		m.dirtyW = true
@@ -269,6 +279,10 @@ func (m *Model) clean() {
 	}
 }
 
+// Sync counts what is still behind now (any read does it first): a service
+// calls it when idle, so that its next read does not wait for it.
+func (m *Model) Sync() { m.sync() }
+
 // sync brings every count up to date before a read.
 func (m *Model) sync() {
 	if m.dirty.Load() {
@@ -280,14 +294,23 @@ func (m *Model) sync() {
 	}
 }
 
-// flush counts the pending host's uncounted services.
+// flush counts the pending hosts' uncounted services, in order of arrival.
 func (m *Model) flush() {
-	if !m.dirtyW {
-		return
+	for _, hid := range m.pending {
+		if h := &m.hosts[hid]; h.pending {
+			h.pending = false
+			if h.state == stateCounted && h.pendFrom < h.n {
+				m.flushHost(hid, int(h.pendFrom))
+			}
+		}
 	}
-	hid := m.pend
+	m.pending = m.pending[:0]
+	m.clean()
+}
+
+// flushHost counts the services of host hid from index from on.
+func (m *Model) flushHost(hid uint32, from int) {
 	h := &m.hosts[hid]
-	from := int(m.pendFrom)
 	n := int(h.n)
 	// Every port of the host, and the new ones, sorted.
 	var all, fresh [MaxPorts]uint16
@@ -332,8 +355,6 @@ func (m *Model) flush() {
 		p.off, p.n = off, uint32(len(feats))
 		m.portBitmap(sv.port).Add(hid)
 	}
-	m.pendFrom = h.n
-	m.clean()
 }
 
 func sortPorts(p []uint16) {
@@ -374,7 +395,8 @@ func (m *Model) releaseFeats(sv *service) {
 
 // counted reports whether service i of host hid is in the counts.
 func (m *Model) counted(hid uint32, i int) bool {
-	return m.hosts[hid].state == stateCounted && (hid != m.pend || i < int(m.pendFrom))
+	h := &m.hosts[hid]
+	return h.state == stateCounted && (!h.pending || i < int(h.pendFrom))
 }
 
 // merge unions a duplicate row's features into service i of host hid.
@@ -397,8 +419,8 @@ func (m *Model) merge(hid uint32, i int, feats []features.ID) {
 		var ports [MaxPorts]uint16
 		np := 0
 		last := int(h.n)
-		if hid == m.pend {
-			last = int(m.pendFrom)
+		if h.pending {
+			last = int(h.pendFrom)
 		}
 		for j, o := range m.svcs.block(h.svcs, last) {
 			if j != i {
@@ -659,7 +681,8 @@ func (m *Model) addHost(ks *keyStat, hid uint32) {
 
 // materialise makes the counts of key ks, which just reached MinCount hosts,
 // from its hosts other than hid (whose ports the caller counts next, as for
-// any key). They are not the pending host, so all their services count.
+// any key): from their counted services (a pending host's others are
+// counted when it is flushed, as for any key of it).
 func (m *Model) materialise(ks *keyStat, hid uint32) {
 	for _, o := range m.hostList(ks) {
 		if o == hid {
@@ -668,7 +691,11 @@ func (m *Model) materialise(ks *keyStat, hid uint32) {
 		var ports [MaxPorts]uint16
 		n := 0
 		h := &m.hosts[o]
-		for _, sv := range m.svcs.block(h.svcs, int(h.n)) {
+		last := h.n
+		if h.pending {
+			last = h.pendFrom
+		}
+		for _, sv := range m.svcs.block(h.svcs, int(last)) {
 			if sv.port != ks.port {
 				ports[n] = sv.port
 				n++

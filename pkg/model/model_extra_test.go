@@ -158,3 +158,30 @@ func TestPseudoHostFeaturesSkipped(t *testing.T) {
 		t.Fatalf("stats %+v, want %d services on 1 pseudo host", s, MaxPorts+2)
 	}
 }
+
+// TestPendingWindow: with few hosts allowed to wait, counting catches up
+// whenever one more would pass the bound, and reads at any point still see
+// the counts of every row before them.
+func TestPendingWindow(t *testing.T) {
+	for _, window := range []int{1, 2, 5} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			r := rand.New(rand.NewPCG(seed, 11))
+			rows := randomRows(r, 80)
+			r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+			m := New()
+			m.window = window
+			for i := range rows {
+				m.Add(&rows[i])
+				if len(m.pending) > window {
+					t.Fatalf("window %d: %d hosts pending", window, len(m.pending))
+				}
+				if r.IntN(10) == 0 || i == len(rows)-1 {
+					if err := m.Verify(); err != nil {
+						t.Fatalf("window %d seed %d row %d: %v", window, seed, i, err)
+					}
+					equalCounts(t, snapshot(m), batchCounts(rows[:i+1]))
+				}
+			}
+		}
+	}
+}

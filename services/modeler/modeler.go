@@ -47,10 +47,11 @@ type Deps struct {
 // Stats are the modeler's counters; safe to read while Run runs.
 type Stats struct {
 	resultpipe.Stats
-	PlanGroups   atomic.Int64 // groups (prefix sweeps) of the priors plan published, extra sweeps included
-	ExtraGroups  atomic.Int64 // of which streaming GPS's extra sweeps
-	PlanMessages atomic.Int64 // targets messages of the priors plan published
-	Planned      atomic.Bool  // the priors plan is published (by this run or an earlier one)
+	PlanGroups   atomic.Int64  // groups (prefix sweeps) of the priors plan published, extra sweeps included
+	ExtraGroups  atomic.Int64  // of which streaming GPS's extra sweeps
+	PlanMessages atomic.Int64  // targets messages of the priors plan published
+	Planned      atomic.Bool   // the priors plan is published (by this run or an earlier one)
+	Counted      atomic.Uint64 // RESULTS sequence up to which the model's counts are complete (they run behind while results stream in)
 }
 
 type modeler struct {
@@ -247,6 +248,8 @@ func pastSeed(it *resultpipe.Item) bool {
 // check for a seed whose last messages never arrive.
 func (s *modeler) Idle(ctx context.Context) error {
 	s.ConfirmAcks(ctx)
+	s.m.Sync() // count now what is behind, not at the next snapshot
+	s.st.Counted.Store(s.Seq)
 	s.UpdateGauges(s.m, false)
 	if s.Snap.Due(s.Seq, s.cfg.SnapshotEvery, s.cfg.SnapshotInterval) {
 		s.Snap.Take(ctx, s.Seq, shutdownTimeout)

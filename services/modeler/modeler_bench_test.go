@@ -3,6 +3,8 @@ package modeler
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,8 +19,9 @@ import (
 
 // BenchmarkModelerIngest measures the modeler consuming results already in
 // RESULTS (about 215k seed results of a lab world), from a fresh start to
-// the last result applied: published in batches as the seeder and the
-// prober publish them, and for comparison one result a message.
+// the last result applied and counted: published in batches as the seeder and the
+// prober publish them, one result a message for comparison, and in batches
+// with the hosts' results interleaved.
 func BenchmarkModelerIngest(b *testing.B) {
 	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 100000, Slash16s: 8, SeedFrac: 1}.WithDefaults())
 	if err != nil {
@@ -26,6 +29,11 @@ func BenchmarkModelerIngest(b *testing.B) {
 	}
 	b.Run("batched", func(b *testing.B) { benchIngest(b, w.Seed, true) })
 	b.Run("single", func(b *testing.B) { benchIngest(b, w.Seed, false) })
+	// Results of many hosts interleaved, as a scan's come.
+	shuffled := slices.Clone(w.Seed)
+	r := rand.New(rand.NewPCG(1, 2))
+	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	b.Run("batched-interleaved", func(b *testing.B) { benchIngest(b, shuffled, true) })
 }
 
 func benchIngest(b *testing.B, rows []row.Row, batched bool) {
@@ -56,7 +64,7 @@ func benchIngest(b *testing.B, rows []row.Row, batched bool) {
 		began := time.Now()
 		b.StartTimer()
 		go func() { done <- Run(ctx, Deps{Config: cfg, Bus: bs, Log: zap.NewNop(), Stats: st}) }()
-		for st.Seq.Load() != last {
+		for st.Counted.Load() != last { // applied, and counted up to the last
 			time.Sleep(time.Millisecond)
 		}
 		b.StopTimer()

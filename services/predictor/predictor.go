@@ -314,6 +314,7 @@ func (p *predictor) Idle(ctx context.Context) error {
 		return err
 	}
 	p.ConfirmAcks(ctx)
+	p.m.Sync() // count now what is behind, not at the next prediction
 	p.UpdateGauges(p.m, false)
 	if p.Snap.Due(p.Seq, p.cfg.SnapshotEvery, p.cfg.SnapshotInterval) {
 		p.Snap.Take(ctx, p.Seq, shutdownTimeout)
