@@ -25,6 +25,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
@@ -530,7 +532,18 @@ func Reference(t testing.TB, world string) Outcome {
 	b := bustest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sum, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: Hitrate, Step: 16, Quiet: time.Second}, Bus: b, Log: zap.NewNop()})
+	core, logs := observer.New(zapcore.InfoLevel)
+	sum, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: Hitrate, Step: 16, Quiet: time.Second}, Bus: b, Log: zap.New(core)})
+	// The plan and the end of the run say why a reference may differ.
+	for _, e := range logs.FilterMessage("priors plan published").All() {
+		t.Logf("gps all: plan: %v", e.ContextMap())
+	}
+	for _, e := range logs.FilterMessage("pipeline idle").All() {
+		t.Logf("gps all: idle: %v", e.ContextMap())
+	}
+	for _, e := range logs.FilterLevelExact(zapcore.WarnLevel).All() {
+		t.Logf("gps all: warning: %s %v", e.Message, e.ContextMap())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
