@@ -257,13 +257,17 @@ func (s *modeler) Idle(ctx context.Context) error {
 	if s.seed != nil && !s.planned && s.Seq < s.seed.LastSeq && time.Since(s.lastCheck) >= tickInterval {
 		s.lastCheck = time.Now()
 		// Messages up to the seed's last may have been deleted from the
-		// stream: when the consumer has nothing left, the model is complete.
-		ci, err := s.Bus.JS.Consumer(ctx, bus.StreamResults, Service)
+		// stream: when none is left after the model's sequence, the model
+		// is as complete as it will be. The stream is asked for the next
+		// message itself: a consumer's pending count may not count one just
+		// stored yet, and planning on it would leave the seed's last results
+		// out of the plan.
+		str, err := s.Bus.JS.Stream(ctx, bus.StreamResults)
 		if err != nil {
 			return nil
 		}
-		info, err := ci.Info(ctx)
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+		next, err := str.GetMsg(ctx, s.Seq+1, jetstream.WithGetMsgSubject(wire.ResultsPrefix+">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && next.Sequence > s.seed.LastSeq {
 			s.Log.Warn("stream ends before the seed's last sequence: planning from what there is",
 				zap.Uint64("seq", s.Seq), zap.Uint64("seed_last_seq", s.seed.LastSeq))
 			return s.plan(ctx, s.m, s.Seq)

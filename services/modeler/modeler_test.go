@@ -269,6 +269,23 @@ func TestPlan(t *testing.T) {
 			publish(t, b, extra, wire.PhasePriors)
 			return last, start(t, b, cfg)
 		}},
+		{"the seed's last results deleted", func(t *testing.T, b *bus.Bus, cfg Config) (uint64, *running) {
+			// The seed record counts two more messages than the stream
+			// keeps: the model plans from what there is, and only then.
+			last := publish(t, b, w.Seed, wire.PhaseSeed)
+			gone := publish(t, b, extra[:2], wire.PhaseSeed)
+			str, err := b.JS.Stream(context.Background(), bus.StreamResults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for seq := last + 1; seq <= gone; seq++ {
+				if err := str.DeleteMsg(context.Background(), seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			seedDone(t, b, len(w.Seed)+2, gone)
+			return last, start(t, b, cfg)
+		}},
 		{"seed record after the model passed the seed", func(t *testing.T, b *bus.Bus, cfg Config) (uint64, *running) {
 			last := publish(t, b, w.Seed, wire.PhaseSeed)
 			end := publish(t, b, extra, wire.PhasePriors)
