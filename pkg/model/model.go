@@ -210,7 +210,8 @@ func (m *Model) hostOf(addr uint32) uint32 {
 // add adds service port of host hid with its features (sorted, distinct).
 func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
 	m.version++
-	if h := &m.hosts[hid]; !h.pending && h.state != statePseudo {
+	h := &m.hosts[hid]
+	if !h.pending && h.state != statePseudo {
 		if len(m.pending) >= m.window {
 			m.flush()
 		}
@@ -220,7 +221,6 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
 		}
 		m.pending = append(m.pending, hid)
 	}
-	h := &m.hosts[hid]
 	for i, sv := range m.svcs.block(h.svcs, int(h.n)) {
 		if sv.port == port {
 			m.merge(hid, i, feats)
@@ -394,9 +394,32 @@ func (m *Model) releaseFeats(sv *service) {
 }
 
 // counted reports whether service i of host hid is in the counts.
-func (m *Model) counted(hid uint32, i int) bool {
-	h := &m.hosts[hid]
-	return h.state == stateCounted && (!h.pending || i < int(h.pendFrom))
+func (m *Model) counted(hid uint32, i int) bool { return i < m.hosts[hid].countedServices() }
+
+// countedServices is how many of the host's services are in the counts:
+// its first ones, all of a counted host's but those pending.
+func (h *host) countedServices() int {
+	switch {
+	case h.state != stateCounted:
+		return 0
+	case h.pending:
+		return int(h.pendFrom)
+	}
+	return int(h.n)
+}
+
+// otherPorts fills buf with the ports of host h's counted services but
+// port p, sorted, and returns them.
+func (m *Model) otherPorts(h *host, p uint16, buf *[MaxPorts]uint16) []uint16 {
+	n := 0
+	for _, sv := range m.svcs.block(h.svcs, h.countedServices()) {
+		if sv.port != p {
+			buf[n] = sv.port
+			n++
+		}
+	}
+	sortPorts(buf[:n])
+	return buf[:n]
 }
 
 // merge unions a duplicate row's features into service i of host hid.
@@ -416,20 +439,9 @@ func (m *Model) merge(hid uint32, i int, feats []features.ID) {
 	default:
 		// The host's counted services; the pending ones get this one's
 		// port when they are counted.
-		var ports [MaxPorts]uint16
-		np := 0
-		last := int(h.n)
-		if h.pending {
-			last = int(h.pendFrom)
-		}
-		for j, o := range m.svcs.block(h.svcs, last) {
-			if j != i {
-				ports[np] = o.port
-				np++
-			}
-		}
-		sortPorts(ports[:np])
 		port := m.svcs.at(h.svcs + uint32(i)).port
+		var buf [MaxPorts]uint16
+		others := m.otherPorts(h, port, &buf)
 		for _, f := range feats {
 			k := m.key(port, f)
 			sv := m.svcs.at(h.svcs + uint32(i))
@@ -438,7 +450,7 @@ func (m *Model) merge(hid uint32, i int, feats []features.ID) {
 			}
 			ks := m.keys.at(k)
 			m.addHost(ks, hid)
-			m.bumpMany(ks, ports[:np], 1)
+			m.bumpMany(ks, others, 1)
 			sv.off = m.ids.resize(sv.off, int(sv.n), int(sv.n)+1)
 			sv.n++
 			m.ids.block(sv.off, int(sv.n))[sv.n-1] = k
@@ -684,25 +696,11 @@ func (m *Model) addHost(ks *keyStat, hid uint32) {
 // any key): from their counted services (a pending host's others are
 // counted when it is flushed, as for any key of it).
 func (m *Model) materialise(ks *keyStat, hid uint32) {
+	var buf [MaxPorts]uint16
 	for _, o := range m.hostList(ks) {
-		if o == hid {
-			continue
+		if o != hid {
+			m.bumpPorts(ks, m.otherPorts(&m.hosts[o], ks.port, &buf), 1)
 		}
-		var ports [MaxPorts]uint16
-		n := 0
-		h := &m.hosts[o]
-		last := h.n
-		if h.pending {
-			last = h.pendFrom
-		}
-		for _, sv := range m.svcs.block(h.svcs, int(last)) {
-			if sv.port != ks.port {
-				ports[n] = sv.port
-				n++
-			}
-		}
-		sortPorts(ports[:n])
-		m.bumpPorts(ks, ports[:n], 1)
 	}
 }
 
