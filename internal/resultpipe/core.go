@@ -122,8 +122,8 @@ func (c *Core) DeadLetter(ctx context.Context, it *Item) error {
 	return nil
 }
 
-// Counted counts the results of a message applied.
-func (c *Core) Counted(rs []Result) {
+// CountResults counts the results of a message applied.
+func (c *Core) CountResults(rs []Result) {
 	for i := range rs {
 		if m := c.resultsIn[rs[i].Phase]; m != nil {
 			m.Inc()
@@ -434,8 +434,7 @@ func (c *Core) Loop(ctx context.Context, cfg LoopConfig, h Handler) error {
 		sub, cur = nil, nil
 		c.DropHeld() // the consumer is recreated: nothing to ack on the old one
 		if sub, err = Subscribe(ctx, c.Bus, c.Service, c.Seq+1, cfg.Fetch, c.Log); err != nil {
-			sub = nil
-			return err
+			return err // sub is nil: the deferred stop passes it over
 		}
 	}
 }

@@ -45,7 +45,7 @@ func (r *recorder) Apply(ctx context.Context, it *Item) error {
 			return err
 		}
 	} else {
-		r.c.Counted(it.Results)
+		r.c.CountResults(it.Results)
 		r.c.Hold(it.Msg)
 	}
 	r.mu.Lock()

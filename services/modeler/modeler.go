@@ -218,7 +218,7 @@ func (s *modeler) Apply(ctx context.Context, it *resultpipe.Item) error {
 		for i := range it.Results {
 			s.m.Add(&it.Results[i].Svc)
 		}
-		s.Counted(it.Results)
+		s.CountResults(it.Results)
 		s.newest = it.Msg // acked cumulatively: see Applied
 	}
 	s.SetSeq(seq)

@@ -210,7 +210,7 @@ func (p *predictor) Apply(ctx context.Context, it *resultpipe.Item) error {
 			p.predictedAt = append(p.predictedAt, r.Time)
 		}
 	}
-	p.Counted(it.Results)
+	p.CountResults(it.Results)
 	p.acks = append(p.acks, pendingAck{msg: it.Msg, recv: it.Recv})
 	p.Seq = seq
 	return nil
