@@ -65,6 +65,9 @@ type Summary struct {
 	Curves   []*Curve                `json:"-"`
 }
 
+// progressEvery is how often Run logs gps-stream's progress.
+const progressEvery = 2 * time.Second
+
 // Run replays the world under every policy and writes OUT/summary.json,
 // OUT/curves.csv and OUT/coverage.png. The table goes to stdout.
 func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
@@ -92,8 +95,12 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 		timed("popularity", func() *Curve { return Popularity(w, c.Params) }),
 		timed("gps-batch", func() *Curve { br = Batch(w, c.Params); return br.Curve }),
 		timed("gps-stream", func() *Curve {
-			t := time.Now()
+			t, last := time.Now(), time.Now()
 			cv, st := Stream(w, c.Params, func(p Point) {
+				if time.Since(last) < progressEvery {
+					return
+				}
+				last = time.Now()
 				log.Info("gps-stream progress", zap.Uint64("probes", p.Probes), zap.Int("found", p.Found),
 					zap.Duration("elapsed", time.Since(t)))
 			})

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -297,14 +296,13 @@ func TestStreamDeterministic(t *testing.T) {
 	}
 }
 
-// TestStreamProgress: progress is reported by time, with the curve's end.
+// TestStreamProgress: progress is reported as the work goes, with the
+// curve's end.
 func TestStreamProgress(t *testing.T) {
 	w, err := LoadWorld(makeWorld(t, lab.Config{Seed: 1, Hosts: 10000, Slash16s: 8, SeedFrac: 0.05}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func(d time.Duration) { ProgressEvery = d }(ProgressEvery)
-	ProgressEvery = 0
 	var got []Point
 	c, _ := Stream(w, Params{Hitrate: batch.DefaultHitrate, Step: 16}, func(p Point) { got = append(got, p) })
 	if len(got) == 0 {

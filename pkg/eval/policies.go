@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"container/heap"
 	"slices"
-	"time"
 
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/features"
@@ -193,9 +192,6 @@ func (h *workHeap) Pop() any {
 	return x
 }
 
-// ProgressEvery is how often Stream reports progress.
-var ProgressEvery = 2 * time.Second
-
 // StreamStats says what gps-stream did.
 type StreamStats struct {
 	Groups, Predictions, Hits int
@@ -210,7 +206,8 @@ type StreamStats struct {
 // after each new service: iterative). Seed addresses are skipped inside
 // groups (they were scanned on every port already), and a probe already
 // covered by a swept group or sent before is not sent again. progress, if
-// not nil, is called with the curve's end about every ProgressEvery.
+// not nil, is called with the curve's end every 1,024 steps (the caller
+// decides what to report).
 func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 	m := seedModel(w)
 	dict := m.Dict()
@@ -258,10 +255,8 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			push(work{yield: pr.Hitrate, group: -1, target: u})
 		}
 	}
-	lastReport := time.Now()
 	for n := 1; q.Len() > 0; n++ {
-		if progress != nil && n%1024 == 0 && time.Since(lastReport) >= ProgressEvery {
-			lastReport = time.Now()
+		if progress != nil && n%1024 == 0 {
 			progress(c.End())
 		}
 		x := heap.Pop(q).(work)
