@@ -49,9 +49,6 @@ func (w *World) SeedCost() uint64 { return w.SeedAddresses() * 65535 }
 // FILE:LINE (a *row.LineError).
 func LoadWorld(dir string) (*World, error) {
 	metaPath := filepath.Join(dir, lab.MetaFile)
-	if err := checkJSON(metaPath); err != nil {
-		return nil, fmt.Errorf("load world: %w", err)
-	}
 	meta, err := lab.ReadMeta(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load world: %w", jsonLineError(metaPath, err))
@@ -98,18 +95,6 @@ func LoadWorld(dir string) (*World, error) {
 		return nil, fmt.Errorf("load world: truth spans %d /16s but %s says slash16s %d", len(seen16), metaPath, w.NSlash16)
 	}
 	return w, nil
-}
-
-// checkJSON reports a file that is not one whole JSON value (bad syntax,
-// empty, or trailing garbage) as a *row.LineError at the place of the fault.
-// A file that cannot be read is left to the reader to report.
-func checkJSON(path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var v any
-	return jsonLineError(path, json.Unmarshal(b, &v))
 }
 
 // jsonLineError turns a JSON syntax or type error carrying a byte offset

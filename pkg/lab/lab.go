@@ -309,7 +309,13 @@ func ReadMeta(dir string) (Meta, error) {
 	var m Meta
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber() // keeps a seed beyond 2^53 exact
-	if err := d.Decode(&m); err != nil {
+	err = d.Decode(&m)
+	if errors.Is(err, io.EOF) || err == nil && len(bytes.TrimSpace(b[d.InputOffset():])) > 0 {
+		// Empty, or more after the value: json.Unmarshal says so with the
+		// place (a *json.SyntaxError), as for any other syntax error.
+		err = json.Unmarshal(b, new(any))
+	}
+	if err != nil {
 		return Meta{}, fmt.Errorf("read meta: %s: %w", path, err)
 	}
 	for k, v := range m.Params {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -532,5 +533,28 @@ func TestWriteFailsWhole(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{MetaFile}) {
 		t.Fatalf("after a failed write the directory holds %v", names)
+	}
+}
+
+// TestReadMetaStrict: meta.json is one JSON value and nothing after it; a
+// fault is a *json.SyntaxError, which says where.
+func TestReadMetaStrict(t *testing.T) {
+	for _, data := range []string{"", "  \n", `{"hosts":1}}`, "{\"hosts\":1}\nxyz\n", `{"hosts":1}{}`} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, MetaFile), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadMeta(dir)
+		var se *json.SyntaxError
+		if !errors.As(err, &se) {
+			t.Errorf("meta %q: error %v, want a syntax error", data, err)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, MetaFile), []byte("{\"hosts\":1}\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadMeta(dir); err != nil {
+		t.Errorf("meta with trailing blank lines: %v", err)
 	}
 }
