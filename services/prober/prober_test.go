@@ -345,9 +345,17 @@ type slow struct {
 	mu      sync.Mutex
 	n       map[string]int
 	aborted atomic.Int64 // probes cut short by their context
+	hold    atomic.Bool  // probes started while set wait for their context only
+	held    atomic.Int64 // probes waiting so
 }
 
 func (s *slow) Probe(ctx context.Context, addr uint32, port uint16) (row.Row, bool, error) {
+	if s.hold.Load() {
+		s.held.Add(1)
+		<-ctx.Done()
+		s.aborted.Add(1)
+		return row.Row{}, false, ctx.Err()
+	}
 	select {
 	case <-ctx.Done():
 		s.aborted.Add(1)
@@ -404,6 +412,12 @@ func TestStopMidStream(t *testing.T) {
 				errc <- Run(ctx, Deps{Config: cfg, Bus: b, Log: zaptest.NewLogger(t), Stats: st, Responder: resp})
 			}()
 			servicetest.WaitFor(t, "a few messages handled", func() bool { return st.Targets.Load() >= 5 })
+			if tc.released {
+				// Stop while a probe is surely in flight: one that waits
+				// for its context, so the drain timeout must cut it short.
+				resp.hold.Store(true)
+				servicetest.WaitFor(t, "a probe in flight", func() bool { return resp.held.Load() > 0 })
+			}
 			stopped := time.Now()
 			cancel()
 			select {
@@ -435,6 +449,7 @@ func TestStopMidStream(t *testing.T) {
 
 			// A new prober takes what is left, well before the consumer's
 			// AckWait would have handed on anything left unacknowledged.
+			resp.hold.Store(false)
 			restarted := time.Now()
 			st2 := start(t, b, Deps{Config: cfg, Responder: resp})
 			servicetest.WaitFor(t, "the rest", func() bool { return st.Targets.Load()+st2.Targets.Load() == msgs })
