@@ -30,8 +30,8 @@
 // nothing in the common case and the garbage collector has little to scan.
 //
 // Counting is write-behind: the new services of up to maxPending hosts wait
-// with their features, and are counted host by host before any read (or
-// Sync), or when one more host would pass the bound. No read can tell
+// with their features, and are counted in one batch (flush.go) before any
+// read (or Sync), or when one more host would pass the bound. No read can tell
 // (every read sees the counts of every Add before it), but a host's
 // services that arrive between two reads are counted together, and a host
 // that grows past MaxPorts meanwhile is never counted.
@@ -152,7 +152,8 @@ type Model struct {
 	services  int
 	version   uint64
 	scratch   []features.ID
-	sink      uint64 // keeps the loads of keysOf
+	batch     batch
+	sink      uint64 // keeps the loads of touch and countOccs
 }
 
 // New returns an empty model.
@@ -257,8 +258,8 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
 const maxPending = 1 << 16
 
 // Counting is write-behind: the services a host gets while it is pending
-// (from pendFrom on) hold their features, and flush counts them, host by
-// host, when maxPending hosts are pending or before any read. A host's
+// (from pendFrom on) hold their features, and flush counts them, all at
+// once, when maxPending hosts are pending or before any read. A host's
 // services that arrive between two reads are thus counted together, which
 // costs far less than one at a time when results of many hosts interleave
 // (each new service of a host updates the keys of all its earlier ones),
@@ -291,69 +292,6 @@ func (m *Model) sync() {
 			m.flush()
 		}
 		m.mu.Unlock()
-	}
-}
-
-// flush counts the pending hosts' uncounted services, in order of arrival.
-func (m *Model) flush() {
-	for _, hid := range m.pending {
-		if h := &m.hosts[hid]; h.pending {
-			h.pending = false
-			if h.state == stateCounted && h.pendFrom < h.n {
-				m.flushHost(hid, int(h.pendFrom))
-			}
-		}
-	}
-	m.pending = m.pending[:0]
-	m.clean()
-}
-
-// flushHost counts the services of host hid from index from on.
-func (m *Model) flushHost(hid uint32, from int) {
-	h := &m.hosts[hid]
-	n := int(h.n)
-	// Every port of the host, and the new ones, sorted.
-	var all, fresh [MaxPorts]uint16
-	for i, sv := range m.svcs.block(h.svcs, n) {
-		all[i] = sv.port
-	}
-	copy(fresh[:], all[from:n])
-	sortPorts(all[:n])
-	sortPorts(fresh[:n-from])
-	// Old services' keys gain the new ports.
-	for _, sv := range m.svcs.block(h.svcs, from) {
-		m.touch(m.ids.block(sv.off, int(sv.n)))
-		for _, k := range m.ids.block(sv.off, int(sv.n)) {
-			m.bumpMany(m.keys.at(k), fresh[:n-from], 1)
-		}
-	}
-	// New services' keys gain every other port.
-	var others [MaxPorts]uint16
-	for i := from; i < n; i++ {
-		sv := *m.svcs.at(h.svcs + uint32(i))
-		o := others[:0]
-		for _, p := range all[:n] {
-			if p != sv.port {
-				o = append(o, p)
-			}
-		}
-		feats := m.feats.block(sv.off, int(sv.n))
-		var off uint32
-		if len(feats) > 0 {
-			off = m.ids.alloc(classOf(len(feats)))
-			ids := m.ids.block(off, len(feats))
-			m.keysOf(sv.port, feats, ids)
-			m.touch(ids)
-			for _, k := range ids {
-				ks := m.keys.at(k)
-				m.addHost(ks, hid)
-				m.bumpMany(ks, o, 1)
-			}
-			m.feats.release(sv.off, classOf(len(feats)))
-		}
-		p := m.svcs.at(h.svcs + uint32(i))
-		p.off, p.n = off, uint32(len(feats))
-		m.portBitmap(sv.port).Add(hid)
 	}
 }
 
@@ -529,34 +467,6 @@ func (m *Model) lookup(p uint16, f features.ID) (uint32, bool) {
 	}
 }
 
-// keysOf finds or makes the keys (p, f) of feats into ids. It first loads
-// the slots of a batch of keys, so that their cache misses overlap, then
-// their keys, then resolves them.
-func (m *Model) keysOf(p uint16, feats []features.ID, ids []uint32) {
-	const batch = 32
-	var hs [batch]uint64
-	for len(feats) > 0 {
-		fb := feats[:min(len(feats), batch)]
-		var sink uint64
-		for j, f := range fb {
-			x := keyHash(f, p)
-			hs[j] = x
-			sink += m.slots[x>>m.slotShift]
-		}
-		for j := range fb {
-			x := hs[j]
-			if s := m.slots[x>>m.slotShift]; s&0xffffffff00000000 == x&0xffffffff00000000 {
-				sink += uint64(m.keys.at(uint32(s) - 1).feat)
-			}
-		}
-		m.sink = sink
-		for j, f := range fb {
-			ids[j] = m.keyHashed(p, f, hs[j])
-		}
-		feats, ids = feats[len(fb):], ids[len(fb):]
-	}
-}
-
 // touch loads the keys of ids and then their count lists and host lists,
 // in loops without dependencies between iterations, so that their cache
 // misses overlap instead of coming one by one in the updates that follow.
@@ -656,8 +566,17 @@ func insertSorted(l []uint32, hid uint32) bool {
 	return i == 0 || l[i-1] != hid
 }
 
-// addHost adds host hid (not in it) to the host set of key ks.
+// addHost adds host hid (not in it) to the host set of key ks, and makes
+// the key's counts if it reaches MinCount hosts.
 func (m *Model) addHost(ks *keyStat, hid uint32) {
+	m.addHostSet(ks, hid)
+	if ks.support == MinCount {
+		m.materialise(ks, hid)
+	}
+}
+
+// addHostSet adds host hid (not in it) to the host set of key ks.
+func (m *Model) addHostSet(ks *keyStat, hid uint32) {
 	ok := true
 	switch n := int(ks.support); {
 	case n < inlineHosts:
@@ -686,9 +605,6 @@ func (m *Model) addHost(ks *keyStat, hid uint32) {
 		panic(fmt.Sprintf("model: host %d counted twice in key %v", hid, ks.key()))
 	}
 	ks.support++
-	if ks.support == MinCount {
-		m.materialise(ks, hid)
-	}
 }
 
 // materialise makes the counts of key ks, which just reached MinCount hosts,

@@ -162,11 +162,18 @@ func TestPseudoHostFeaturesSkipped(t *testing.T) {
 // TestPendingWindow: with few hosts allowed to wait, counting catches up
 // whenever one more would pass the bound, and reads at any point still see
 // the counts of every row before them.
+//
+// The big window makes batches of thousands of hosts, whose occurrences
+// are sorted, with keys that reach MinCount in a batch already holding a
+// bitmap of hosts.
 func TestPendingWindow(t *testing.T) {
-	for _, window := range []int{1, 2, 5} {
+	for _, tc := range []struct{ window, hosts, readEvery int }{
+		{1, 80, 10}, {2, 80, 10}, {5, 80, 10}, {maxPending, 3000, 2000},
+	} {
+		window := tc.window
 		for seed := uint64(1); seed <= 3; seed++ {
 			r := rand.New(rand.NewPCG(seed, 11))
-			rows := randomRows(r, 80)
+			rows := randomRows(r, tc.hosts)
 			r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 			m := New()
 			m.window = window
@@ -175,7 +182,27 @@ func TestPendingWindow(t *testing.T) {
 				if len(m.pending) > window {
 					t.Fatalf("window %d: %d hosts pending", window, len(m.pending))
 				}
-				if r.IntN(10) == 0 || i == len(rows)-1 {
+				if tc.hosts > 1000 && i == 4000 {
+					// One batch of 4,000 services: sorted, and crossing
+					// keys count bitmaps of hosts.
+					var occs int
+					for _, hid := range m.pending {
+						h := &m.hosts[hid]
+						for _, sv := range m.svcs.block(h.svcs, int(h.n))[h.pendFrom:] {
+							occs += int(sv.n)
+						}
+					}
+					if occs < 1<<12 {
+						t.Fatalf("a batch of %d occurrences is not sorted", occs)
+					}
+					m.Sync()
+					big := false
+					m.Each(func(_ Key, support uint32, _ []PortCount) { big = big || support > listHosts })
+					if !big {
+						t.Fatal("no key crossed MinCount with a bitmap of hosts")
+					}
+				}
+				if r.IntN(tc.readEvery) == 0 || i == len(rows)-1 {
 					if err := m.Verify(); err != nil {
 						t.Fatalf("window %d seed %d row %d: %v", window, seed, i, err)
 					}
