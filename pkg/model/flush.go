@@ -49,12 +49,38 @@ type batch struct {
 	ports   []uint16 // the ports with a count in dense
 }
 
+// maxBatchOccs bounds the occurrences of a batch, and so its scratch
+// space (some 50 bytes an occurrence): more pending hosts are counted in
+// several batches.
+const maxBatchOccs = 1 << 20
+
 // flush counts the pending hosts' uncounted services.
 func (m *Model) flush() {
+	// Concurrent readers wait in sync until the counts are complete.
+	defer m.clean()
+	pend := m.pending
+	for len(pend) > 0 {
+		n, occs := 0, 0
+		for ; n < len(pend) && occs < m.batchOccs; n++ {
+			h := &m.hosts[pend[n]]
+			if h.pending && h.state == stateCounted {
+				for _, sv := range m.svcs.block(h.svcs, int(h.n))[h.pendFrom:] {
+					occs += int(sv.n)
+				}
+			}
+		}
+		m.flushBatch(pend[:n])
+		pend = pend[n:]
+	}
+	m.pending = m.pending[:0]
+}
+
+// flushBatch counts the uncounted services of pending hosts hids. Hosts
+// still pending after them count only up to their pendFrom meanwhile.
+func (m *Model) flushBatch(hids []uint32) {
 	b := &m.batch
 	b.hosts = b.hosts[:0]
-	b.occs = b.occs[:0]
-	for _, hid := range m.pending {
+	for _, hid := range hids {
 		h := &m.hosts[hid]
 		if !h.pending {
 			continue // gone past MaxPorts meanwhile
@@ -74,9 +100,6 @@ func (m *Model) flush() {
 		sortPorts(ph.freshPs[:ph.nfresh])
 		b.hosts = append(b.hosts, ph)
 	}
-	m.pending = m.pending[:0]
-	// Concurrent readers wait in sync until the counts are complete.
-	defer m.clean()
 	if len(b.hosts) == 0 {
 		return
 	}
@@ -99,8 +122,12 @@ func (m *Model) flush() {
 	}
 
 	// The new services' occurrences, with room in the key table for every
-	// one of them to be a new key, so that no rehash moves the slots while
-	// they are walked in order.
+	// one of them to be a new key. Without it, a batch that makes many keys
+	// (the first ones of a model) would make them region by region of a
+	// table still far too small for them all: each region overflows into
+	// the next, and linear probing walks ever longer runs (20 times slower
+	// on a 100K-host seed). The bound on a batch's occurrences bounds what
+	// this costs.
 	total := 0
 	for i := range b.hosts {
 		ph := &b.hosts[i]
@@ -139,8 +166,7 @@ func (m *Model) flush() {
 	}
 	m.countOccs(b)
 
-	// Keys that reached MinCount: their counts from all their hosts, every
-	// one now counted in full.
+	// Keys that reached MinCount: their counts from all their hosts.
 	for _, k := range b.crossed {
 		b.isCross[k/64] &^= 1 << (k % 64)
 		m.countFromHosts(m.keys.at(k), b)
@@ -170,8 +196,8 @@ func (m *Model) flush() {
 	}
 }
 
-// countFromHosts makes the counts of key ks (which keeps none) from all its
-// hosts, each counted in full, in a dense array of ports: a key that
+// countFromHosts makes the counts of key ks (which keeps none) from the
+// counted services of all its hosts, in a dense array of ports: a key that
 // reaches MinCount in a big batch may already have thousands of hosts.
 func (m *Model) countFromHosts(ks *keyStat, b *batch) {
 	if b.dense == nil {
@@ -180,7 +206,7 @@ func (m *Model) countFromHosts(ks *keyStat, b *batch) {
 	b.ports = b.ports[:0]
 	add := func(hid uint32) {
 		h := &m.hosts[hid]
-		for _, sv := range m.svcs.block(h.svcs, int(h.n)) {
+		for _, sv := range m.svcs.block(h.svcs, h.countedServices()) {
 			if sv.port != ks.port {
 				if b.dense[sv.port] == 0 {
 					b.ports = append(b.ports, sv.port)

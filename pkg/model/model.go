@@ -145,6 +145,7 @@ type Model struct {
 	hosts     []host
 	pending   []uint32 // hosts with services not counted yet, in order of arrival
 	window    int      // most hosts pending: maxPending (less in tests)
+	batchOccs int      // most occurrences counted in a batch: maxBatchOccs (less in tests)
 	dirtyW    bool     // the writer's view of dirty
 	dirty     atomic.Bool
 	mu        sync.Mutex
@@ -159,9 +160,10 @@ type Model struct {
 // New returns an empty model.
 func New() *Model {
 	m := &Model{
-		dict:    features.NewDict(),
-		hostIdx: make(map[uint32]uint32),
-		window:  maxPending,
+		dict:      features.NewDict(),
+		hostIdx:   make(map[uint32]uint32),
+		window:    maxPending,
+		batchOccs: maxBatchOccs,
 	}
 	m.initSlots(1 << 10)
 	return m

@@ -167,8 +167,10 @@ func TestPseudoHostFeaturesSkipped(t *testing.T) {
 // are sorted, with keys that reach MinCount in a batch already holding a
 // bitmap of hosts.
 func TestPendingWindow(t *testing.T) {
-	for _, tc := range []struct{ window, hosts, readEvery int }{
-		{1, 80, 10}, {2, 80, 10}, {5, 80, 10}, {maxPending, 3000, 2000},
+	for _, tc := range []struct{ window, hosts, readEvery, batchOccs int }{
+		{1, 80, 10, maxBatchOccs}, {2, 80, 10, maxBatchOccs}, {5, 80, 10, maxBatchOccs},
+		{maxPending, 3000, 2000, maxBatchOccs},
+		{maxPending, 3000, 2000, 5000}, // in batches of a few hundred hosts
 	} {
 		window := tc.window
 		for seed := uint64(1); seed <= 3; seed++ {
@@ -176,7 +178,8 @@ func TestPendingWindow(t *testing.T) {
 			rows := randomRows(r, tc.hosts)
 			r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 			m := New()
-			m.window = window
+			m.window, m.batchOccs = window, tc.batchOccs
+			split := false
 			for i := range rows {
 				m.Add(&rows[i])
 				if len(m.pending) > window {
@@ -195,6 +198,9 @@ func TestPendingWindow(t *testing.T) {
 					if occs < 1<<12 {
 						t.Fatalf("a batch of %d occurrences is not sorted", occs)
 					}
+					if tc.batchOccs < occs/2 {
+						split = true
+					}
 					m.Sync()
 					big := false
 					m.Each(func(_ Key, support uint32, _ []PortCount) { big = big || support > listHosts })
@@ -208,6 +214,9 @@ func TestPendingWindow(t *testing.T) {
 					}
 					equalCounts(t, snapshot(m), batchCounts(rows[:i+1]))
 				}
+			}
+			if tc.batchOccs < maxBatchOccs && !split {
+				t.Fatalf("batches of %d occurrences: the pending hosts were never split", tc.batchOccs)
 			}
 		}
 	}
