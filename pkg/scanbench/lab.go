@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
@@ -19,7 +20,8 @@ import (
 type lab struct {
 	labInfo
 	TargetNS, TargetIf, ScanMAC string
-	fds                         []int // listeners, in the target namespace
+	fds                         []int    // listeners, in the target namespace
+	made                        []string // namespaces this lab added
 	log                         *zap.Logger
 }
 
@@ -32,12 +34,14 @@ func ipCmd(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// newLab builds the namespaces (names carry the pid, so concurrent runs do
-// not collide) and binds the listeners. On error, what was made is removed.
+// newLab builds the namespaces and binds the listeners. On error, what was
+// made is removed. Names carry the pid and a random tag, so that concurrent
+// runs do not collide, nor a run with one left behind by a killed run
+// whose pid came round again; an interface name stays within 15 bytes.
 func newLab(ctx context.Context, c Config, log *zap.Logger) (_ *lab, err error) {
-	pid := os.Getpid()
-	l := &lab{labInfo: labInfo{ScanNS: fmt.Sprintf("gpsbench-%d-s", pid), ScanIf: fmt.Sprintf("gbs%d", pid),
-		TargetMAC: "02:00:c6:12:00:02"}, TargetNS: fmt.Sprintf("gpsbench-%d-t", pid), TargetIf: fmt.Sprintf("gbt%d", pid),
+	id := fmt.Sprintf("%d%03x", os.Getpid(), rand.IntN(1<<12))
+	l := &lab{labInfo: labInfo{ScanNS: "gpsbench-" + id + "-s", ScanIf: "gbs" + id,
+		TargetMAC: "02:00:c6:12:00:02"}, TargetNS: "gpsbench-" + id + "-t", TargetIf: "gbt" + id,
 		ScanMAC: "02:00:c6:12:00:01", log: log}
 	defer func() {
 		if err != nil {
@@ -65,6 +69,9 @@ func newLab(ctx context.Context, c Config, log *zap.Logger) (_ *lab, err error) 
 		if err := ipCmd(ctx, s...); err != nil {
 			return nil, fmt.Errorf("build bench namespaces: %w", err)
 		}
+		if s[0] == "netns" {
+			l.made = append(l.made, s[2])
+		}
 	}
 	open := c.OpenAddrs()
 	if l.fds, err = listenIn("/run/netns/"+l.TargetNS, open, c.Port); err != nil {
@@ -86,14 +93,12 @@ func (l *lab) close() error {
 	l.fds = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, ns := range []string{l.ScanNS, l.TargetNS} {
-		if _, err := os.Stat("/run/netns/" + ns); err != nil {
-			continue // never made
-		}
+	for _, ns := range l.made { // never one this lab did not add
 		if err := ipCmd(ctx, "netns", "del", ns); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	l.made = nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove bench namespaces: %w", err)
 	}
