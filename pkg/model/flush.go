@@ -58,29 +58,21 @@ const maxBatchOccs = 1 << 20
 func (m *Model) flush() {
 	// Concurrent readers wait in sync until the counts are complete.
 	defer m.clean()
-	pend := m.pending
-	for len(pend) > 0 {
-		n, occs := 0, 0
-		for ; n < len(pend) && occs < m.batchOccs; n++ {
-			h := &m.hosts[pend[n]]
-			if h.pending && h.state == stateCounted {
-				for _, sv := range m.svcs.block(h.svcs, int(h.n))[h.pendFrom:] {
-					occs += int(sv.n)
-				}
-			}
-		}
-		m.flushBatch(pend[:n])
-		pend = pend[n:]
+	for pend := m.pending; len(pend) > 0; {
+		pend = pend[m.flushBatch(pend):]
 	}
 	m.pending = m.pending[:0]
 }
 
-// flushBatch counts the uncounted services of pending hosts hids. Hosts
+// flushBatch counts the uncounted services of the first pending hosts of
+// hids, up to m.batchOccs occurrences, and returns how many it took. Hosts
 // still pending after them count only up to their pendFrom meanwhile.
-func (m *Model) flushBatch(hids []uint32) {
+func (m *Model) flushBatch(hids []uint32) int {
 	b := &m.batch
 	b.hosts = b.hosts[:0]
-	for _, hid := range hids {
+	taken, total := 0, 0
+	for ; taken < len(hids) && total < m.batchOccs; taken++ {
+		hid := hids[taken]
 		h := &m.hosts[hid]
 		if !h.pending {
 			continue // gone past MaxPorts meanwhile
@@ -94,6 +86,7 @@ func (m *Model) flushBatch(hids []uint32) {
 			ph.all[i] = sv.port
 			if uint32(i) >= h.pendFrom {
 				ph.freshPs[uint32(i)-h.pendFrom] = sv.port
+				total += int(sv.n)
 			}
 		}
 		sortPorts(ph.all[:ph.n])
@@ -101,7 +94,7 @@ func (m *Model) flushBatch(hids []uint32) {
 		b.hosts = append(b.hosts, ph)
 	}
 	if len(b.hosts) == 0 {
-		return
+		return taken
 	}
 
 	// Old services' keys gain the new ports (their support does not change
@@ -128,13 +121,6 @@ func (m *Model) flushBatch(hids []uint32) {
 	// the next, and linear probing walks ever longer runs (20 times slower
 	// on a 100K-host seed). The bound on a batch's occurrences bounds what
 	// this costs.
-	total := 0
-	for i := range b.hosts {
-		ph := &b.hosts[i]
-		for _, sv := range m.svcs.block(m.hosts[ph.hid].svcs+ph.from, int(ph.nfresh)) {
-			total += int(sv.n)
-		}
-	}
 	b.occs = slices.Grow(b.occs[:0], total)[:total]
 	next := 0
 	for i := range b.hosts {
@@ -194,6 +180,7 @@ func (m *Model) flushBatch(hids []uint32) {
 		// A big batch is rare once a model is built: let its scratch go.
 		b.occs, b.tmp, b.keyOut = nil, nil, nil
 	}
+	return taken
 }
 
 // countFromHosts makes the counts of key ks (which keeps none) from the
@@ -240,47 +227,28 @@ func (m *Model) countFromHosts(ks *keyStat, b *batch) {
 // groups whose loads are issued together.
 func (m *Model) countOccs(b *batch) {
 	const group = 32
-	var ks [group]*keyStat
+	var kid [group]uint32
 	var others [MaxPorts]uint16
 	for occs := b.occs; len(occs) > 0; {
 		g := occs[:min(len(occs), group)]
 		occs = occs[len(g):]
 		for j := range g {
-			b.keyOut[g[j].idx] = m.keyHashed(g[j].port, g[j].feat, keyHash(g[j].feat, g[j].port))
+			kid[j] = m.key(g[j].port, g[j].feat)
+			b.keyOut[g[j].idx] = kid[j]
 		}
-		// Pointers only now: making a key may move the keys before it.
-		for j := range g {
-			ks[j] = m.keys.at(b.keyOut[g[j].idx])
-		}
-		var sink uint64
-		for j := range g {
-			if ks[j].coLen > 0 {
-				sink += uint64(m.co.at(ks[j].co).N)
-			}
-			if s := ks[j].support; s > inlineHosts && s <= listHosts {
-				sink += uint64(*m.hl.at(ks[j].hosts[0]))
-			}
-		}
-		m.sink = sink
+		m.touch(kid[:len(g)])
 		for j := range g {
 			o := &g[j]
-			s := ks[j]
-			m.addHostSet(s, b.hosts[o.ph].hid)
-			k := b.keyOut[o.idx]
+			k := kid[j]
+			s := m.keys.at(k)
+			ph := &b.hosts[o.ph]
+			m.addHostSet(s, ph.hid)
 			switch {
 			case s.support == MinCount:
 				b.crossed = append(b.crossed, k)
 				b.isCross[k/64] |= 1 << (k % 64)
 			case s.support > MinCount && b.isCross[k/64]&(1<<(k%64)) == 0:
-				ph := &b.hosts[o.ph]
-				n := 0
-				for _, p := range ph.all[:ph.n] {
-					if p != o.port {
-						others[n] = p
-						n++
-					}
-				}
-				m.bumpPorts(s, others[:n], 1)
+				m.bumpPorts(s, allBut(ph.all[:ph.n], o.port, &others), 1)
 			}
 		}
 	}

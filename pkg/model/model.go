@@ -414,12 +414,7 @@ func (m *Model) retract(hid uint32, c int) {
 	var others [MaxPorts]uint16
 	for i := range svcs {
 		sv := &svcs[i]
-		o := others[:0]
-		for _, p := range all[:c] {
-			if p != sv.port {
-				o = append(o, p)
-			}
-		}
+		o := allBut(all[:c], sv.port, &others)
 		for _, k := range m.ids.block(sv.off, int(sv.n)) {
 			ks := m.keys.at(k)
 			m.removeHost(ks, hid)
@@ -433,8 +428,20 @@ func (m *Model) retract(hid uint32, c int) {
 	}
 }
 
-// keyHash mixes a key into 64 bits: the top bits pick the slot, the low 32
-// are the tag.
+// allBut fills buf with ports but p (in their order) and returns them.
+func allBut(ports []uint16, p uint16, buf *[MaxPorts]uint16) []uint16 {
+	n := 0
+	for _, q := range ports {
+		if q != p {
+			buf[n] = q
+			n++
+		}
+	}
+	return buf[:n]
+}
+
+// keyHash mixes a key into 64 bits: the top bits pick the slot, and the
+// high 32 are the tag kept in it.
 func keyHash(f features.ID, p uint16) uint64 {
 	x := uint64(f) ^ uint64(p)*0x9e3779b97f4a7c15
 	x ^= x >> 32
@@ -490,10 +497,8 @@ func (m *Model) touch(ids []uint32) {
 }
 
 // key finds or makes the index of key (p, f).
-func (m *Model) key(p uint16, f features.ID) uint32 { return m.keyHashed(p, f, keyHash(f, p)) }
-
-// keyHashed is key with x = keyHash(f, p).
-func (m *Model) keyHashed(p uint16, f features.ID, x uint64) uint32 {
+func (m *Model) key(p uint16, f features.ID) uint32 {
+	x := keyHash(f, p)
 	tag := x & 0xffffffff00000000
 	mask := uint64(len(m.slots) - 1)
 	i := x >> m.slotShift
