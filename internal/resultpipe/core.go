@@ -133,6 +133,39 @@ func (c *Core) CountResults(rs []Result) {
 	c.Snap.Since += len(rs)
 }
 
+// progressInterval is how often Progress logs.
+const progressInterval = 5 * time.Second
+
+// Progress returns the progress logger of RunLoop: every few seconds while
+// results come, their count, the fields of extra, the bad messages, the
+// sequence and the rate.
+func (c *Core) Progress(extra func() []zap.Field) func(stop <-chan struct{}) {
+	return func(stop <-chan struct{}) {
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		last, lastT := c.Stats.Results.Load(), time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				n := c.Stats.Results.Load()
+				if n == last {
+					continue
+				}
+				fields := []zap.Field{zap.Int64("results", n)}
+				if extra != nil {
+					fields = append(fields, extra()...)
+				}
+				fields = append(fields, zap.Int64("bad", c.Stats.Bad.Load()), zap.Uint64("seq", c.Stats.Seq.Load()),
+					zap.Float64("results_per_second", float64(n-last)/now.Sub(lastT).Seconds()))
+				c.Log.Info("progress", fields...)
+				last, lastT = n, now
+			}
+		}
+	}
+}
+
 // Observe records how long messages took from the reader to done.
 func (c *Core) Observe(recv ...time.Time) {
 	if c.handleTime == nil {

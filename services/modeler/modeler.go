@@ -28,10 +28,9 @@ import (
 const Service = "modeler"
 
 const (
-	fetchWait        = 2 * time.Second
-	progressInterval = 5 * time.Second
-	tickInterval     = time.Second
-	shutdownTimeout  = time.Minute
+	fetchWait       = 2 * time.Second
+	tickInterval    = time.Second
+	shutdownTimeout = time.Minute
 )
 
 // Deps are what Run needs.
@@ -97,7 +96,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	s.UpdateGauges(s.m, true)
 
-	err := resultpipe.RunLoop(ctx, s.Bus, Service, s.Lag(), s.progress, s.loop)
+	err := resultpipe.RunLoop(ctx, s.Bus, Service, s.Lag(), s.Progress(nil), s.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if s.m != nil {
@@ -330,25 +329,4 @@ func (s *modeler) setSeed(ctx context.Context, e jetstream.KeyValueEntry) error 
 		return s.plan(ctx, m, sd.LastSeq)
 	}
 	return nil
-}
-
-// progress logs the rate of results every few seconds while it changes.
-func (s *modeler) progress(stop <-chan struct{}) {
-	t := time.NewTicker(progressInterval)
-	defer t.Stop()
-	last, lastT := s.st.Results.Load(), time.Now()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			n := s.st.Results.Load()
-			if n == last {
-				continue
-			}
-			s.Log.Info("progress", zap.Int64("results", n), zap.Int64("bad", s.st.Bad.Load()), zap.Uint64("seq", s.st.Seq.Load()),
-				zap.Float64("results_per_second", float64(n-last)/now.Sub(lastT).Seconds()))
-			last, lastT = n, now
-		}
-	}
 }

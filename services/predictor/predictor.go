@@ -35,8 +35,7 @@ import (
 const Service = "predictor"
 
 const (
-	progressInterval = 5 * time.Second
-	shutdownTimeout  = time.Minute
+	shutdownTimeout = time.Minute
 	// maxAsync bounds the publishes in flight before waiting for their acks
 	// (below the client's limit of stalled publishes).
 	maxAsync = 1000
@@ -109,7 +108,9 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	p.UpdateGauges(p.m, true)
 
-	err := resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.progress, p.loop)
+	err := resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.Progress(func() []zap.Field {
+		return []zap.Field{zap.Int64("predictions", p.st.Predictions.Load()), zap.Int64("hosts", p.st.Hosts.Load())}
+	}), p.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	// Finish what was processed: publish its predictions and ack it, so the
@@ -320,27 +321,6 @@ func (p *predictor) Idle(ctx context.Context) error {
 		p.Snap.Take(ctx, p.Seq, shutdownTimeout)
 	}
 	return nil
-}
-
-func (p *predictor) progress(stop <-chan struct{}) {
-	t := time.NewTicker(progressInterval)
-	defer t.Stop()
-	last, lastT := p.st.Results.Load(), time.Now()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			n := p.st.Results.Load()
-			if n == last {
-				continue
-			}
-			p.Log.Info("progress", zap.Int64("results", n), zap.Int64("predictions", p.st.Predictions.Load()),
-				zap.Int64("hosts", p.st.Hosts.Load()), zap.Int64("bad", p.st.Bad.Load()), zap.Uint64("seq", p.st.Seq.Load()),
-				zap.Float64("results_per_second", float64(n-last)/now.Sub(lastT).Seconds()))
-			last, lastT = n, now
-		}
-	}
 }
 
 // publisher publishes asynchronously and checks every ack.
