@@ -1,7 +1,9 @@
 package model
 
 import (
+	"iter"
 	"slices"
+	"sync"
 
 	"github.com/gpsscan/gps/pkg/features"
 )
@@ -23,6 +25,7 @@ import (
 type occ struct {
 	feat features.ID
 	slot uint32 // the key's home slot
+	key  uint32 // the key's index
 	idx  uint32 // the occurrence's index, in order of the pending services
 	ph   uint32 // index of its host in batch.hosts
 	port uint16
@@ -39,20 +42,25 @@ type pendHost struct {
 
 // batch is the scratch space of flush, kept between flushes.
 type batch struct {
-	hosts   []pendHost
-	occs    []occ
-	tmp     []occ
-	keyOut  []uint32 // key of occurrence idx
-	crossed []uint32 // keys that reached MinCount in the batch
-	isCross []uint64 // bit set of crossed, by key
-	dense   []uint32 // counts by port, zero between uses
-	ports   []uint16 // the ports with a count in dense
+	hosts  []pendHost
+	occs   []occ
+	tmp    []occ
+	keyOut []uint32       // key of occurrence idx
+	cnt    [][1 << 12]int // counts of digits of sortBySlot, one array a goroutine
 }
 
 // maxBatchOccs bounds the occurrences of a batch, and so its scratch
 // space (some 50 bytes an occurrence): more pending hosts are counted in
 // several batches.
 const maxBatchOccs = 1 << 20
+
+// A batch of minParOccs occurrences or more is counted by up to maxWorkers
+// goroutines, each the keys of its part of the key table (so that no two
+// change one key): below, starting them costs more than they save.
+const (
+	minParOccs = 1 << 15
+	maxWorkers = 8
+)
 
 // flush counts the pending hosts' uncounted services.
 func (m *Model) flush() {
@@ -107,9 +115,9 @@ func (m *Model) flushBatch(hids []uint32) int {
 		h := &m.hosts[ph.hid]
 		for _, sv := range m.svcs.block(h.svcs, int(ph.from)) {
 			ids := m.ids.block(sv.off, int(sv.n))
-			m.touch(ids)
+			m.w.touch(ids)
 			for _, k := range ids {
-				m.bumpMany(m.keys.at(k), ph.freshPs[:ph.nfresh], 1)
+				m.w.bumpMany(m.keys.at(k), ph.freshPs[:ph.nfresh], 1)
 			}
 		}
 	}
@@ -139,23 +147,24 @@ func (m *Model) flushBatch(hids []uint32) int {
 		}
 		m.rehash(n)
 	}
-	for i := range b.occs {
-		o := &b.occs[i]
-		o.slot = uint32(keyHash(o.feat, o.port) >> m.slotShift)
+	workers := 1
+	if m.workers > 1 && len(b.occs) >= m.parMin {
+		workers = m.workers
 	}
-	b.sortBySlot(64 - int(m.slotShift))
+	shift := m.sortBySlot(b, workers)
 
 	b.keyOut = slices.Grow(b.keyOut[:0], len(b.occs))[:len(b.occs)]
-	b.crossed = b.crossed[:0]
-	if n := (int(m.nkeys) + len(b.occs) + 63) / 64; len(b.isCross) < n {
-		b.isCross = make([]uint64, n+n/4)
-	}
-	m.countOccs(b)
-
-	// Keys that reached MinCount: their counts from all their hosts.
-	for _, k := range b.crossed {
-		b.isCross[k/64] &^= 1 << (k % 64)
-		m.countFromHosts(m.keys.at(k), b)
+	if workers == 1 {
+		for i := range b.occs {
+			o := &b.occs[i]
+			o.key = m.key(o.port, o.feat)
+			b.keyOut[o.idx] = o.key
+		}
+		m.w.count(b, b.occs)
+	} else {
+		parts := m.partition(b, workers, shift)
+		m.keysParallel(b, parts, shift)
+		m.countParallel(b, parts)
 	}
 
 	// The new services keep their keys instead of their features.
@@ -183,102 +192,170 @@ func (m *Model) flushBatch(hids []uint32) int {
 	return taken
 }
 
-// countFromHosts makes the counts of key ks (which keeps none) from the
-// counted services of all its hosts, in a dense array of ports: a key that
-// reaches MinCount in a big batch may already have thousands of hosts.
-func (m *Model) countFromHosts(ks *keyStat, b *batch) {
-	if b.dense == nil {
-		b.dense = make([]uint32, 1<<16)
-	}
-	b.ports = b.ports[:0]
-	add := func(hid uint32) {
-		h := &m.hosts[hid]
-		for _, sv := range m.svcs.block(h.svcs, h.countedServices()) {
-			if sv.port != ks.port {
-				if b.dense[sv.port] == 0 {
-					b.ports = append(b.ports, sv.port)
-				}
-				b.dense[sv.port]++
-			}
-		}
-	}
-	if ks.support <= listHosts {
-		for _, hid := range m.hostList(ks) {
-			add(hid)
-		}
-	} else {
-		for it := m.bitmaps[ks.hosts[0]].Iterator(); it.HasNext(); {
-			add(it.Next())
-		}
-	}
-	slices.Sort(b.ports)
-	n := len(b.ports)
-	ks.co = m.co.alloc(classOf(n))
-	ks.coLen = uint16(n)
-	co := m.co.block(ks.co, n)
-	for i, p := range b.ports {
-		co[i] = PortCount{p, b.dense[p]}
-		b.dense[p] = 0
-	}
-}
-
-// countOccs adds every occurrence's host to its key, and the host's other
-// ports to the key's counts, walking the occurrences (sorted by slot) in
-// groups whose loads are issued together.
-func (m *Model) countOccs(b *batch) {
-	const group = 32
-	var kid [group]uint32
-	var others [MaxPorts]uint16
-	for occs := b.occs; len(occs) > 0; {
-		g := occs[:min(len(occs), group)]
-		occs = occs[len(g):]
-		for j := range g {
-			kid[j] = m.key(g[j].port, g[j].feat)
-			b.keyOut[g[j].idx] = kid[j]
-		}
-		m.touch(kid[:len(g)])
-		for j := range g {
-			o := &g[j]
-			k := kid[j]
-			s := m.keys.at(k)
-			ph := &b.hosts[o.ph]
-			m.addHostSet(s, ph.hid)
-			switch {
-			case s.support == MinCount:
-				b.crossed = append(b.crossed, k)
-				b.isCross[k/64] |= 1 << (k % 64)
-			case s.support > MinCount && b.isCross[k/64]&(1<<(k%64)) == 0:
-				m.bumpPorts(s, allBut(ph.all[:ph.n], o.port, &others), 1)
-			}
-		}
-	}
-}
-
-// sortBySlot orders b.occs by the top bits of their slot, of the given
-// number of bits, in one pass of a counting sort: a key's occurrences then
-// fall in a run of a few thousand, whose keys stay in cache while the run
-// is counted, and the key table is walked in order. (A full sort costs
-// more than it saves.)
-func (b *batch) sortBySlot(bits int) {
+// sortBySlot sets the home slot of every occurrence and orders b.occs by
+// its top bits (digit of them, from the returned shift on) in one pass of
+// a counting sort, stable, with n goroutines each a part of the occurrences:
+// a key's occurrences then fall in a run of a few thousand, whose keys stay
+// in cache while the run is counted, and the key table is walked in order.
+// (A full sort costs more than it saves.)
+func (m *Model) sortBySlot(b *batch, n int) (shift int) {
 	const digit = 12
-	if len(b.occs) < 1<<digit {
-		return // a small batch is in cache anyway
+	shift = max(64-int(m.slotShift)-digit, 0)
+	if len(b.cnt) < n {
+		b.cnt = make([][1 << digit]int, n)
 	}
-	shift := max(bits-digit, 0)
-	b.tmp = slices.Grow(b.tmp[:0], len(b.occs))[:len(b.occs)]
-	var cnt [1 << digit]int
-	for i := range b.occs {
-		cnt[b.occs[i].slot>>shift]++
+	m.run(n, func(w int) {
+		c := &b.cnt[w]
+		*c = [1 << digit]int{}
+		for i := range partOf(len(b.occs), w, n) {
+			o := &b.occs[i]
+			o.slot = uint32(keyHash(o.feat, o.port) >> m.slotShift)
+			c[o.slot>>shift]++
+		}
+	})
+	if n == 1 && len(b.occs) < 1<<digit {
+		return shift // a small batch is in cache anyway
 	}
 	sum := 0
-	for i, c := range cnt {
-		cnt[i] = sum
-		sum += c
+	for d := range 1 << digit {
+		for w := range n {
+			c := b.cnt[w][d]
+			b.cnt[w][d] = sum
+			sum += c
+		}
 	}
-	for i := range b.occs {
-		d := b.occs[i].slot >> shift
-		b.tmp[cnt[d]] = b.occs[i]
-		cnt[d]++
-	}
+	b.tmp = slices.Grow(b.tmp[:0], len(b.occs))[:len(b.occs)]
+	m.run(n, func(w int) {
+		c := &b.cnt[w]
+		for i := range partOf(len(b.occs), w, n) {
+			d := b.occs[i].slot >> shift
+			b.tmp[c[d]] = b.occs[i]
+			c[d]++
+		}
+	})
 	b.occs, b.tmp = b.tmp, b.occs
+	return shift
+}
+
+// noKey marks an occurrence whose key is not made yet.
+const noKey = ^uint32(0)
+
+// partOf is part w of n near-equal parts of 0..l-1.
+func partOf(l, w, n int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for i := l * w / n; i < l*(w+1)/n; i++ {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+}
+
+// run calls fn(0) ... fn(n-1) on n goroutines (this one among them) and
+// waits for them.
+func (m *Model) run(n int, fn func(w int)) {
+	var wg sync.WaitGroup
+	for w := range n - 1 {
+		wg.Go(func() { fn(w) })
+	}
+	fn(n - 1)
+	wg.Wait()
+}
+
+// partition cuts b.occs (sorted by slot, in digits of the given shift)
+// into up to n parts of whole digits, for n goroutines: a key's occurrences
+// all have its home slot, so no two parts share a key, and each part's keys
+// have their home in a range of slots of its own.
+func (m *Model) partition(b *batch, n int, shift int) [][]occ {
+	if len(m.par) < n {
+		m.par = make([]writer, n)
+		m.coShards = make([]shard, n)
+		m.hlShards = make([]shard, n)
+		for i := range m.par {
+			m.par[i] = writer{m: m, co: &m.coShards[i], hl: &m.hlShards[i], par: true}
+		}
+	}
+	var parts [][]occ
+	rest := b.occs
+	for len(parts) < n-1 {
+		cut := len(rest) / (n - len(parts))
+		if cut == 0 {
+			break
+		}
+		for cut < len(rest) && rest[cut].slot>>shift == rest[cut-1].slot>>shift {
+			cut++ // to the end of the digit
+		}
+		parts = append(parts, rest[:cut])
+		rest = rest[cut:]
+	}
+	if len(rest) > 0 {
+		parts = append(parts, rest)
+	}
+	return parts
+}
+
+// keysParallel finds or makes the keys of the occurrences of parts, one
+// goroutine a part. Each looks its keys up in its own range of slots (from
+// the home slot of its first digit to that of the digit after its last)
+// and puts its new keys in empty slots there, marked parBit | their index
+// in its writer's newKeys. Then the new keys get their indexes, in order
+// of parts, and each goroutine writes them into its slots and occurrences.
+// A key whose probe would leave its part's range (a few, at the ends) is
+// looked up or made last, alone.
+func (m *Model) keysParallel(b *batch, parts [][]occ, shift int) {
+	m.run(len(parts), func(i int) {
+		w := &m.par[i]
+		lo := uint64(parts[i][0].slot>>shift) << shift
+		hi := uint64(len(m.slots))
+		if i < len(parts)-1 {
+			hi = uint64(parts[i+1][0].slot>>shift) << shift
+		}
+		w.findKeys(parts[i], lo, hi)
+	})
+	base := make([]uint32, len(parts)+1)
+	base[0] = m.nkeys
+	for i := range parts {
+		n := uint32(len(m.par[i].newKeys))
+		if uint64(base[i])+uint64(n) > maxKeys {
+			panic("model: too many keys")
+		}
+		base[i+1] = base[i] + n
+		for k := base[i]; k < base[i+1]; k++ {
+			if m.keys.alloc(0) != k {
+				panic("model: key arena out of step") // key k is at offset k
+			}
+		}
+	}
+	m.nkeys = base[len(parts)]
+	m.run(len(parts), func(i int) {
+		m.par[i].placeKeys(b, parts[i], base[i])
+	})
+	for i := range parts {
+		w := &m.par[i]
+		m.parLater += len(w.later)
+		for _, j := range w.later {
+			o := &parts[i][j]
+			o.key = m.key(o.port, o.feat)
+			b.keyOut[o.idx] = o.key
+		}
+	}
+}
+
+// countParallel counts the parts of b.occs, one goroutine a part (no two
+// share a key). Each takes its blocks from shards of its own of the
+// arenas it changes (co and hl), and the bitmaps it makes wait in it, until
+// all are done and their blocks and bitmaps are joined into the model.
+func (m *Model) countParallel(b *batch, parts [][]occ) {
+	m.parRuns++
+	m.parParts += len(parts)
+	m.co.split(m.coShards[:len(parts)])
+	m.hl.split(m.hlShards[:len(parts)])
+	m.run(len(parts), func(i int) {
+		m.par[i].count(b, parts[i])
+	})
+	m.co.join(m.coShards[:len(parts)])
+	m.hl.join(m.hlShards[:len(parts)])
+	for i := range parts {
+		m.par[i].joinBitmaps()
+	}
 }

@@ -45,6 +45,7 @@ package model
 import (
 	"fmt"
 	"math/bits"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,9 @@ const (
 	inlineHosts = 3
 	listHosts   = 64
 )
+
+// maxKeys bounds the keys: a slot holds key index + 1 below parBit.
+const maxKeys = parBit - 1
 
 // Key is an antecedent: a port and a feature of the service on it.
 type Key struct {
@@ -154,7 +158,15 @@ type Model struct {
 	version   uint64
 	scratch   []features.ID
 	batch     batch
-	sink      uint64 // keeps the loads of touch and countOccs
+	w         writer   // the changes made one by one
+	par       []writer // the goroutines of a parallel flush
+	coShards  []shard  // their shards of co and hl
+	hlShards  []shard
+	parMin    int // fewest occurrences a batch counts in parallel: minParOccs (less in tests)
+	workers   int // most goroutines of a parallel flush: GOMAXPROCS, at most maxWorkers
+	parRuns   int // batches counted in parallel, and in how many parts in all
+	parParts  int
+	parLater  int // occurrences whose key was found alone, after the parts
 }
 
 // New returns an empty model.
@@ -164,7 +176,10 @@ func New() *Model {
 		hostIdx:   make(map[uint32]uint32),
 		window:    maxPending,
 		batchOccs: maxBatchOccs,
+		parMin:    minParOccs,
+		workers:   min(runtime.GOMAXPROCS(0), maxWorkers),
 	}
+	m.w = writer{m: m, co: &m.co.main, hl: &m.hl.main}
 	m.initSlots(1 << 10)
 	return m
 }
@@ -389,8 +404,8 @@ func (m *Model) merge(hid uint32, i int, feats []features.ID) {
 				continue
 			}
 			ks := m.keys.at(k)
-			m.addHost(ks, hid)
-			m.bumpMany(ks, others, 1)
+			m.w.addHost(ks, hid)
+			m.w.bumpMany(ks, others, 1)
 			sv.off = m.ids.resize(sv.off, int(sv.n), int(sv.n)+1)
 			sv.n++
 			m.ids.block(sv.off, int(sv.n))[sv.n-1] = k
@@ -417,8 +432,8 @@ func (m *Model) retract(hid uint32, c int) {
 		o := allBut(all[:c], sv.port, &others)
 		for _, k := range m.ids.block(sv.off, int(sv.n)) {
 			ks := m.keys.at(k)
-			m.removeHost(ks, hid)
-			m.bumpMany(ks, o, -1)
+			m.w.removeHost(ks, hid)
+			m.w.bumpMany(ks, o, -1)
 		}
 		m.portHosts[sv.port].Remove(hid)
 		if sv.n > 0 {
@@ -476,26 +491,6 @@ func (m *Model) lookup(p uint16, f features.ID) (uint32, bool) {
 	}
 }
 
-// touch loads the keys of ids and then their count lists and host lists,
-// in loops without dependencies between iterations, so that their cache
-// misses overlap instead of coming one by one in the updates that follow.
-func (m *Model) touch(ids []uint32) {
-	var sink uint64
-	for _, k := range ids {
-		sink += uint64(m.keys.at(k).coLen)
-	}
-	for _, k := range ids {
-		ks := m.keys.at(k)
-		if ks.coLen > 0 {
-			sink += uint64(m.co.at(ks.co).N)
-		}
-		if ks.support > inlineHosts && ks.support <= listHosts {
-			sink += uint64(*m.hl.at(ks.hosts[0]))
-		}
-	}
-	m.sink = sink
-}
-
 // key finds or makes the index of key (p, f).
 func (m *Model) key(p uint16, f features.ID) uint32 {
 	x := keyHash(f, p)
@@ -515,7 +510,7 @@ func (m *Model) key(p uint16, f features.ID) uint32 {
 		}
 	}
 	k := m.nkeys
-	if k == 1<<32-2 {
+	if k == maxKeys {
 		panic("model: too many keys")
 	}
 	m.nkeys++
@@ -573,109 +568,6 @@ func insertSorted(l []uint32, hid uint32) bool {
 	return i == 0 || l[i-1] != hid
 }
 
-// addHost adds host hid (not in it) to the host set of key ks, and makes
-// the key's counts if it reaches MinCount hosts.
-func (m *Model) addHost(ks *keyStat, hid uint32) {
-	m.addHostSet(ks, hid)
-	if ks.support == MinCount {
-		m.materialise(ks, hid)
-	}
-}
-
-// addHostSet adds host hid (not in it) to the host set of key ks.
-func (m *Model) addHostSet(ks *keyStat, hid uint32) {
-	ok := true
-	switch n := int(ks.support); {
-	case n < inlineHosts:
-		ok = insertSorted(ks.hosts[:n+1], hid)
-	case n < listHosts:
-		var off uint32
-		if n == inlineHosts {
-			off = m.hl.alloc(classOf(n + 1))
-			copy(m.hl.block(off, n), ks.hosts[:])
-			ks.hosts = [inlineHosts]uint32{}
-		} else {
-			off = m.hl.resize(ks.hosts[0], n, n+1)
-		}
-		ks.hosts[0] = off
-		ok = insertSorted(m.hl.block(off, n+1), hid)
-	case n == listHosts:
-		off := ks.hosts[0]
-		b := roaring.BitmapOf(m.hl.block(off, n)...)
-		m.hl.release(off, classOf(n))
-		ok = b.CheckedAdd(hid)
-		ks.hosts[0] = m.newBitmap(b)
-	default:
-		ok = m.bitmaps[ks.hosts[0]].CheckedAdd(hid)
-	}
-	if !ok {
-		panic(fmt.Sprintf("model: host %d counted twice in key %v", hid, ks.key()))
-	}
-	ks.support++
-}
-
-// materialise makes the counts of key ks, which just reached MinCount hosts,
-// from its hosts other than hid (whose ports the caller counts next, as for
-// any key): from their counted services (a pending host's others are
-// counted when it is flushed, as for any key of it).
-func (m *Model) materialise(ks *keyStat, hid uint32) {
-	var buf [MaxPorts]uint16
-	for _, o := range m.hostList(ks) {
-		if o != hid {
-			m.bumpPorts(ks, m.otherPorts(&m.hosts[o], ks.port, &buf), 1)
-		}
-	}
-}
-
-// dropCounts forgets the counts of key ks, fallen below MinCount hosts.
-func (m *Model) dropCounts(ks *keyStat) {
-	if ks.coLen > 0 {
-		m.co.release(ks.co, classOf(int(ks.coLen)))
-	}
-	ks.co, ks.coLen = 0, 0
-}
-
-// removeHost removes host hid (in it) from the host set of key ks.
-func (m *Model) removeHost(ks *keyStat, hid uint32) {
-	switch n := int(ks.support); {
-	case n <= listHosts:
-		l := m.hostList(ks)
-		i, found := slices.BinarySearch(l, hid)
-		if !found {
-			panic(fmt.Sprintf("model: host %d not in key %v", hid, ks.key()))
-		}
-		copy(l[i:], l[i+1:])
-		switch off := ks.hosts[0]; {
-		case n <= inlineHosts:
-			ks.hosts[n-1] = 0
-		case n-1 == inlineHosts:
-			var h [inlineHosts]uint32
-			copy(h[:], l)
-			m.hl.release(off, classOf(n))
-			ks.hosts = h
-		case classOf(n-1) < classOf(n):
-			m.hl.release(off+1<<classOf(n-1), classOf(n-1)) // the upper half
-		}
-	default:
-		bi := ks.hosts[0]
-		b := m.bitmaps[bi]
-		if !b.CheckedRemove(hid) {
-			panic(fmt.Sprintf("model: host %d not in key %v", hid, ks.key()))
-		}
-		if n-1 == listHosts {
-			off := m.hl.alloc(classOf(n - 1))
-			copy(m.hl.block(off, n-1), b.ToArray())
-			m.bitmaps[bi] = nil
-			m.freeBitmaps = append(m.freeBitmaps, bi)
-			ks.hosts[0] = off
-		}
-	}
-	ks.support--
-	if ks.support == MinCount-1 {
-		m.dropCounts(ks)
-	}
-}
-
 func (m *Model) newBitmap(b *roaring.Bitmap) uint32 {
 	if n := len(m.freeBitmaps); n > 0 {
 		i := m.freeBitmaps[n-1]
@@ -717,77 +609,6 @@ func search(co []PortCount, p uint16) int {
 		}
 	}
 	return lo
-}
-
-// bumpMany adds delta to count(key ks, p_a) for every p_a of ports (sorted),
-// keeping the list sorted and free of zeros; a key of fewer than MinCount
-// hosts keeps no counts.
-func (m *Model) bumpMany(ks *keyStat, ports []uint16, delta int32) {
-	if ks.support < MinCount {
-		return
-	}
-	m.bumpPorts(ks, ports, delta)
-}
-
-// bumpPorts is bumpMany whatever the support.
-func (m *Model) bumpPorts(ks *keyStat, ports []uint16, delta int32) {
-	from := 0
-	for _, p := range ports {
-		from = m.bump(ks, p, delta, from)
-	}
-}
-
-// bump adds delta to count(key ks, p_a), searching from index from on, and
-// returns where the next larger port is to be searched from.
-func (m *Model) bump(ks *keyStat, pa uint16, delta int32, from int) int {
-	n := int(ks.coLen)
-	co := m.coList(ks)
-	i := from + search(co[from:], pa)
-	if i < n && co[i].Port == pa {
-		c := int64(co[i].N) + int64(delta)
-		switch {
-		case c > 0:
-			co[i].N = uint32(c)
-			return i + 1
-		case c == 0:
-			copy(co[i:], co[i+1:])
-			ks.coLen--
-			switch oc, nc := classOf(n), classOf(n-1); {
-			case n == 1:
-				m.co.release(ks.co, 0)
-				ks.co = 0
-			case nc < oc:
-				m.co.release(ks.co+1<<nc, nc) // the upper half
-			}
-			return i
-		}
-	}
-	if delta < 0 {
-		panic(fmt.Sprintf("model: count of key %v port %d would go negative", ks.key(), pa))
-	}
-	if n == 1<<16-1 {
-		panic(fmt.Sprintf("model: key %v counts every port", ks.key()))
-	}
-	pc := PortCount{pa, uint32(delta)}
-	switch {
-	case n == 0:
-		ks.co = m.co.alloc(0)
-		*m.co.at(ks.co) = pc
-	case n == 1<<classOf(n): // full: move to a block twice the size
-		off := m.co.alloc(classOf(n + 1))
-		dst, src := m.co.block(off, n+1), m.co.block(ks.co, n)
-		copy(dst, src[:i])
-		dst[i] = pc
-		copy(dst[i+1:], src[i:])
-		m.co.release(ks.co, classOf(n))
-		ks.co = off
-	default:
-		b := m.co.block(ks.co, n+1)
-		copy(b[i+1:], b[i:n])
-		b[i] = pc
-	}
-	ks.coLen++
-	return i + 1
 }
 
 func union(a, b []features.ID) []features.ID {

@@ -10,7 +10,7 @@ import (
 )
 
 // labSeed makes a lab seed of the given number of hosts (every host sampled).
-func labSeed(b *testing.B, hosts int) []row.Service {
+func labSeed(b testing.TB, hosts int) []row.Service {
 	b.Helper()
 	var out []row.Service
 	err := lab.GenerateSeed(lab.Config{Seed: 1, Hosts: hosts, PseudoFrac: lab.PaperPseudoFrac}.WithDefaults(), func(r row.Row) {

@@ -167,10 +167,15 @@ func TestPseudoHostFeaturesSkipped(t *testing.T) {
 // are sorted, with keys that reach MinCount in a batch already holding a
 // bitmap of hosts.
 func TestPendingWindow(t *testing.T) {
-	for _, tc := range []struct{ window, hosts, readEvery, batchOccs int }{
-		{1, 80, 10, maxBatchOccs}, {2, 80, 10, maxBatchOccs}, {5, 80, 10, maxBatchOccs},
-		{maxPending, 3000, 2000, maxBatchOccs},
-		{maxPending, 3000, 2000, 5000}, // in batches of a few hundred hosts
+	later := 0 // keys found alone after a parallel batch's parts
+	for _, tc := range []struct{ window, hosts, readEvery, batchOccs, workers int }{
+		{1, 80, 10, maxBatchOccs, 1}, {2, 80, 10, maxBatchOccs, 1}, {5, 80, 10, maxBatchOccs, 1},
+		{maxPending, 3000, 2000, maxBatchOccs, 1},
+		{maxPending, 3000, 2000, 5000, 1}, // in batches of a few hundred hosts
+		// Every batch counted by several goroutines, each with its keys.
+		{5, 80, 10, maxBatchOccs, 2},
+		{maxPending, 3000, 2000, maxBatchOccs, 3},
+		{maxPending, 3000, 2000, 5000, 4},
 	} {
 		window := tc.window
 		for seed := uint64(1); seed <= 3; seed++ {
@@ -178,7 +183,10 @@ func TestPendingWindow(t *testing.T) {
 			rows := randomRows(r, tc.hosts)
 			r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 			m := New()
-			m.window, m.batchOccs = window, tc.batchOccs
+			m.window, m.batchOccs, m.workers = window, tc.batchOccs, tc.workers
+			if tc.workers > 1 {
+				m.parMin = 1
+			}
 			split := false
 			for i := range rows {
 				m.Add(&rows[i])
@@ -218,6 +226,13 @@ func TestPendingWindow(t *testing.T) {
 			if tc.batchOccs < maxBatchOccs && !split {
 				t.Fatalf("batches of %d occurrences: the pending hosts were never split", tc.batchOccs)
 			}
+			if tc.workers > 1 && m.parParts < 2*m.parRuns || tc.workers == 1 && m.parRuns > 0 {
+				t.Fatalf("%d workers: %d batches counted in parallel, in %d parts", tc.workers, m.parRuns, m.parParts)
+			}
+			later += m.parLater
 		}
+	}
+	if later == 0 {
+		t.Fatal("no key's probe left its part's slots in a parallel batch")
 	}
 }

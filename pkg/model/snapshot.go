@@ -396,7 +396,7 @@ func (d *decoder) model() (*Model, error) {
 	}
 
 	// Keys.
-	nkeys, err := d.num("keys", 1<<32-2)
+	nkeys, err := d.num("keys", maxKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -795,7 +795,7 @@ func (d *decoder) consistent(m *Model) error {
 			return bad
 		}
 		if ks.support < MinCount {
-			m.dropCounts(ks) // right, but kept only from MinCount hosts on
+			m.w.dropCounts(ks) // right, but kept only from MinCount hosts on
 		}
 	}
 	return nil

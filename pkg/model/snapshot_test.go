@@ -246,7 +246,7 @@ func withSmallCounts(m *Model) {
 			continue
 		}
 		for _, c := range m.smallCounts(ks, nil) {
-			m.bumpPorts(ks, []uint16{c.Port}, int32(c.N))
+			m.w.bumpPorts(ks, []uint16{c.Port}, int32(c.N))
 		}
 	}
 }
