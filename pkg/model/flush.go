@@ -36,6 +36,7 @@ type occ struct {
 type pendHost struct {
 	hid          uint32
 	from         uint32 // its first service not counted yet
+	occ0         uint32 // index of its first occurrence
 	n, nfresh    uint8
 	all, freshPs [MaxPorts]uint16
 }
@@ -89,7 +90,7 @@ func (m *Model) flushBatch(hids []uint32) int {
 		if h.state != stateCounted || h.pendFrom >= h.n {
 			continue
 		}
-		ph := pendHost{hid: hid, from: h.pendFrom, n: uint8(h.n), nfresh: uint8(h.n - h.pendFrom)}
+		ph := pendHost{hid: hid, from: h.pendFrom, n: uint8(h.n), nfresh: uint8(h.n - h.pendFrom), occ0: uint32(total)}
 		for i, sv := range m.svcs.block(h.svcs, int(h.n)) {
 			ph.all[i] = sv.port
 			if uint32(i) >= h.pendFrom {
@@ -129,27 +130,29 @@ func (m *Model) flushBatch(hids []uint32) int {
 	// the next, and linear probing walks ever longer runs (20 times slower
 	// on a 100K-host seed). The bound on a batch's occurrences bounds what
 	// this costs.
+	workers := 1
+	if m.workers > 1 && total >= m.parMin {
+		workers = m.workers
+	}
 	b.occs = slices.Grow(b.occs[:0], total)[:total]
-	next := 0
-	for i := range b.hosts {
-		ph := &b.hosts[i]
-		for _, sv := range m.svcs.block(m.hosts[ph.hid].svcs+ph.from, int(ph.nfresh)) {
-			for _, f := range m.feats.block(sv.off, int(sv.n)) {
-				b.occs[next] = occ{feat: f, idx: uint32(next), ph: uint32(i), port: sv.port}
-				next++
+	m.run(workers, func(w int) {
+		for i := range partOf(len(b.hosts), w, workers) {
+			ph := &b.hosts[i]
+			next := ph.occ0
+			for _, sv := range m.svcs.block(m.hosts[ph.hid].svcs+ph.from, int(ph.nfresh)) {
+				for _, f := range m.feats.block(sv.off, int(sv.n)) {
+					b.occs[next] = occ{feat: f, idx: next, ph: uint32(i), port: sv.port}
+					next++
+				}
 			}
 		}
-	}
+	})
 	if need := uint64(m.nkeys) + uint64(len(b.occs)); need*4 > uint64(len(m.slots))*3 {
 		n := len(m.slots)
 		for uint64(n)*3 < need*4 {
 			n *= 2
 		}
 		m.rehash(n)
-	}
-	workers := 1
-	if m.workers > 1 && len(b.occs) >= m.parMin {
-		workers = m.workers
 	}
 	shift := m.sortBySlot(b, workers)
 
@@ -168,7 +171,7 @@ func (m *Model) flushBatch(hids []uint32) int {
 	}
 
 	// The new services keep their keys instead of their features.
-	next = 0
+	next := 0
 	for i := range b.hosts {
 		ph := &b.hosts[i]
 		h := &m.hosts[ph.hid]
