@@ -103,9 +103,23 @@ func (a *arena[T]) allocIn(s *shard, class uint8) uint32 {
 	}
 	size := uint32(1) << class
 	if s.end-s.next < size {
-		// The rest of this chunk is too small: give it to the free lists.
+		// The rest is too small: give it to the free lists, and carve the
+		// smallest larger free block, or else a new chunk. (Without that, a
+		// big free block, such as the rest of a shard's chunk, would wait
+		// for a block of its own class, which may never come.)
 		a.releaseRange(s, s.next, s.end-s.next)
-		s.next, s.end = a.newChunk(size, s == &a.main)
+		s.next, s.end = 0, 0
+		for c := class + 1; c <= maxClass; c++ {
+			if f := s.free[c]; len(f) > 0 {
+				s.next = f[len(f)-1]
+				s.end = s.next + 1<<c
+				s.free[c] = f[:len(f)-1]
+				break
+			}
+		}
+		if s.next == s.end {
+			s.next, s.end = a.newChunk(size, s == &a.main)
+		}
 	}
 	c := s.next >> chunkShift
 	if need := int(s.next&chunkMask + size); need > len(a.chunks[c]) {

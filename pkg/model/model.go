@@ -34,7 +34,11 @@
 // read (or Sync), or when one more host would pass the bound. No read can tell
 // (every read sees the counts of every Add before it), but a host's
 // services that arrive between two reads are counted together, and a host
-// that grows past MaxPorts meanwhile is never counted.
+// that grows past MaxPorts meanwhile is never counted. A big batch is
+// counted by one goroutine a core (GOMAXPROCS, at most maxWorkers), each
+// the keys whose home slot falls in its range of the key table: no two
+// change one key, and each allocates from its own shards of the arenas
+// (writer.go). The counts are the same whatever the number of goroutines.
 //
 // A Model is not safe for concurrent use by writers; reads (queries,
 // WriteTo) may run concurrently with each other while nothing writes.
