@@ -24,8 +24,10 @@ import (
 // occ is one (port, feature) occurrence of a new service in a batch.
 type occ struct {
 	feat features.ID
-	slot uint32 // the key's home slot
-	key  uint32 // the key's index
+	// ref is the key's home slot until the keys are found (sortBySlot,
+	// partition), and the key's index after: one field for both keeps an
+	// occurrence at 24 bytes, and the sort, bound by memory, moves less.
+	ref  uint32
 	idx  uint32 // the occurrence's index, in order of the pending services
 	ph   uint32 // index of its host in batch.hosts
 	port uint16
@@ -160,8 +162,8 @@ func (m *Model) flushBatch(hids []uint32) int {
 	if workers == 1 {
 		for i := range b.occs {
 			o := &b.occs[i]
-			o.key = m.key(o.port, o.feat)
-			b.keyOut[o.idx] = o.key
+			o.ref = m.key(o.port, o.feat)
+			b.keyOut[o.idx] = o.ref
 		}
 		m.w.count(b, b.occs)
 	} else {
@@ -212,8 +214,8 @@ func (m *Model) sortBySlot(b *batch, n int) (shift int) {
 		*c = [1 << digit]int{}
 		for i := range partOf(len(b.occs), w, n) {
 			o := &b.occs[i]
-			o.slot = uint32(keyHash(o.feat, o.port) >> m.slotShift)
-			c[o.slot>>shift]++
+			o.ref = uint32(keyHash(o.feat, o.port) >> m.slotShift)
+			c[o.ref>>shift]++
 		}
 	})
 	if n == 1 && len(b.occs) < 1<<digit {
@@ -231,7 +233,7 @@ func (m *Model) sortBySlot(b *batch, n int) (shift int) {
 	m.run(n, func(w int) {
 		c := &b.cnt[w]
 		for i := range partOf(len(b.occs), w, n) {
-			d := b.occs[i].slot >> shift
+			d := b.occs[i].ref >> shift
 			b.tmp[c[d]] = b.occs[i]
 			c[d]++
 		}
@@ -285,7 +287,7 @@ func (m *Model) partition(b *batch, n int, shift int) [][]occ {
 		if cut == 0 {
 			break
 		}
-		for cut < len(rest) && rest[cut].slot>>shift == rest[cut-1].slot>>shift {
+		for cut < len(rest) && rest[cut].ref>>shift == rest[cut-1].ref>>shift {
 			cut++ // to the end of the digit
 		}
 		parts = append(parts, rest[:cut])
@@ -306,14 +308,13 @@ func (m *Model) partition(b *batch, n int, shift int) [][]occ {
 // A key whose probe would leave its part's range (a few, at the ends) is
 // looked up or made last, alone.
 func (m *Model) keysParallel(b *batch, parts [][]occ, shift int) {
+	bound := make([]uint64, len(parts)+1) // part i's slots: bound[i] to bound[i+1]-1
+	for i, p := range parts {
+		bound[i] = uint64(p[0].ref>>shift) << shift
+	}
+	bound[len(parts)] = uint64(len(m.slots))
 	m.run(len(parts), func(i int) {
-		w := &m.par[i]
-		lo := uint64(parts[i][0].slot>>shift) << shift
-		hi := uint64(len(m.slots))
-		if i < len(parts)-1 {
-			hi = uint64(parts[i+1][0].slot>>shift) << shift
-		}
-		w.findKeys(parts[i], lo, hi)
+		m.par[i].findKeys(parts[i], bound[i], bound[i+1])
 	})
 	base := make([]uint32, len(parts)+1)
 	base[0] = m.nkeys
@@ -338,8 +339,8 @@ func (m *Model) keysParallel(b *batch, parts [][]occ, shift int) {
 		m.parLater += len(w.later)
 		for _, j := range w.later {
 			o := &parts[i][j]
-			o.key = m.key(o.port, o.feat)
-			b.keyOut[o.idx] = o.key
+			o.ref = m.key(o.port, o.feat)
+			b.keyOut[o.idx] = o.ref
 		}
 	}
 }

@@ -322,7 +322,7 @@ func (w *writer) count(b *batch, occs []occ) {
 		g := occs[:min(len(occs), group)]
 		occs = occs[len(g):]
 		for j := range g {
-			kid[j] = g[j].key
+			kid[j] = g[j].ref
 		}
 		w.touch(kid[:len(g)])
 		for j := range g {
@@ -375,27 +375,27 @@ func (w *writer) findKeys(occs []occ, lo, hi uint64) {
 	probe:
 		for ; ; i++ {
 			if i >= hi {
-				o.key = noKey
+				o.ref = noKey
 				w.later = append(w.later, j)
 				break
 			}
 			s := m.slots[i]
 			switch {
 			case s == 0:
-				o.key = parBit | uint32(len(w.newKeys))
-				m.slots[i] = tag | uint64(o.key)
+				o.ref = parBit | uint32(len(w.newKeys))
+				m.slots[i] = tag | uint64(o.ref)
 				w.newKeys = append(w.newKeys, newKey{feat: o.feat, port: o.port, slot: uint32(i)})
 				break probe
 			case s&0xffffffff00000000 != tag:
 			case uint32(s)&parBit != 0:
 				if nk := &w.newKeys[uint32(s)&^parBit]; nk.feat == o.feat && nk.port == o.port {
-					o.key = uint32(s)
+					o.ref = uint32(s)
 					break probe
 				}
 			default:
 				k := uint32(s) - 1
 				if ks := m.keys.at(k); ks.feat == o.feat && ks.port == o.port {
-					o.key = k
+					o.ref = k
 					break probe
 				}
 			}
@@ -415,11 +415,11 @@ func (w *writer) placeKeys(b *batch, occs []occ, base uint32) {
 	for j := range occs {
 		o := &occs[j]
 		switch {
-		case o.key == noKey:
+		case o.ref == noKey:
 			continue
-		case o.key&parBit != 0:
-			o.key = base + o.key&^parBit
+		case o.ref&parBit != 0:
+			o.ref = base + o.ref&^parBit
 		}
-		b.keyOut[o.idx] = o.key
+		b.keyOut[o.idx] = o.ref
 	}
 }
