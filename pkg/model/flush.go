@@ -20,6 +20,13 @@ import (
 // matter, but for one thing: a key that reaches MinCount hosts in the batch
 // has its counts made from all its hosts once, at the end, instead of from
 // each new host's ports (it kept no counts before).
+//
+// That also lets a big batch run on every core: the sorted occurrences are
+// cut at boundaries of the sort's digits into one part a goroutine, and so
+// the key table into ranges of slots, one a part. A part's keys have their
+// home slot in its range and no other's; its goroutine finds and makes
+// them there (keysParallel) and then counts them (countParallel), while
+// the others do the same with theirs.
 
 // occ is one (port, feature) occurrence of a new service in a batch.
 type occ struct {
