@@ -132,17 +132,19 @@ func (m *Model) flushBatch(hids []uint32) int {
 		}
 	}
 
-	// The new services' occurrences, with room in the key table for every
-	// one of them to be a new key. Without it, a batch that makes many keys
-	// (the first ones of a model) would make them region by region of a
-	// table still far too small for them all: each region overflows into
-	// the next, and linear probing walks ever longer runs (20 times slower
-	// on a 100K-host seed). The bound on a batch's occurrences bounds what
-	// this costs.
+	// A big batch runs on every core, a small one on this goroutine.
 	workers := 1
 	if m.workers > 1 && total >= m.parMin {
 		workers = m.workers
 	}
+
+	// The new services' occurrences (a part of the hosts a goroutine), with
+	// room in the key table for every one of them to be a new key. Without
+	// it, a batch that makes many keys (the first ones of a model) would
+	// make them region by region of a table still far too small for them
+	// all: each region overflows into the next, and linear probing walks
+	// ever longer runs (20 times slower on a 100K-host seed). The bound on
+	// a batch's occurrences bounds what this costs.
 	b.occs = slices.Grow(b.occs[:0], total)[:total]
 	m.run(workers, func(w int) {
 		for i := range partOf(len(b.hosts), w, workers) {
