@@ -222,21 +222,16 @@ func (a *arena[T]) split(out []shard) {
 }
 
 // join takes the blocks of shards back into the main shard: their free
-// lists, and the rest of their chunks (the last one's to carve on).
+// lists, and the rest of their chunks (the first rest to carve on, the
+// others freed).
 func (a *arena[T]) join(shards []shard) {
 	m := &a.main
-	last := -1
-	for i := range shards {
-		if s := &shards[i]; s.next < s.end && (last < 0 || s.next > shards[last].next) {
-			last = i
-		}
-	}
 	for i := range shards {
 		s := &shards[i]
 		for c, f := range s.free {
 			m.free[c] = append(m.free[c], f...)
 		}
-		if i == last {
+		if m.next == m.end {
 			m.next, m.end = s.next, s.end
 		} else {
 			a.releaseRange(m, s.next, s.end-s.next)

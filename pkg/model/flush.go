@@ -146,7 +146,7 @@ func (m *Model) flushBatch(hids []uint32) int {
 	// ever longer runs (20 times slower on a 100K-host seed). The bound on
 	// a batch's occurrences bounds what this costs.
 	b.occs = slices.Grow(b.occs[:0], total)[:total]
-	m.run(workers, func(w int) {
+	parallel(workers, func(w int) {
 		for i := range partOf(len(b.hosts), w, workers) {
 			ph := &b.hosts[i]
 			next := ph.occ0
@@ -218,7 +218,7 @@ func (m *Model) sortBySlot(b *batch, n int) (shift int) {
 	if len(b.cnt) < n {
 		b.cnt = make([][1 << digit]int, n)
 	}
-	m.run(n, func(w int) {
+	parallel(n, func(w int) {
 		c := &b.cnt[w]
 		*c = [1 << digit]int{}
 		for i := range partOf(len(b.occs), w, n) {
@@ -239,7 +239,7 @@ func (m *Model) sortBySlot(b *batch, n int) (shift int) {
 		}
 	}
 	b.tmp = slices.Grow(b.tmp[:0], len(b.occs))[:len(b.occs)]
-	m.run(n, func(w int) {
+	parallel(n, func(w int) {
 		c := &b.cnt[w]
 		for i := range partOf(len(b.occs), w, n) {
 			d := b.occs[i].ref >> shift
@@ -265,9 +265,9 @@ func partOf(l, w, n int) iter.Seq[int] {
 	}
 }
 
-// run calls fn(0) ... fn(n-1) on n goroutines (this one among them) and
-// waits for them.
-func (m *Model) run(n int, fn func(w int)) {
+// parallel calls fn(0) ... fn(n-1) on n goroutines (this one among them)
+// and waits for them.
+func parallel(n int, fn func(w int)) {
 	var wg sync.WaitGroup
 	for w := range n - 1 {
 		wg.Go(func() { fn(w) })
@@ -322,7 +322,7 @@ func (m *Model) keysParallel(b *batch, parts [][]occ, shift int) {
 		bound[i] = uint64(p[0].ref>>shift) << shift
 	}
 	bound[len(parts)] = uint64(len(m.slots))
-	m.run(len(parts), func(i int) {
+	parallel(len(parts), func(i int) {
 		m.par[i].findKeys(parts[i], bound[i], bound[i+1])
 	})
 	base := make([]uint32, len(parts)+1)
@@ -340,7 +340,7 @@ func (m *Model) keysParallel(b *batch, parts [][]occ, shift int) {
 		}
 	}
 	m.nkeys = base[len(parts)]
-	m.run(len(parts), func(i int) {
+	parallel(len(parts), func(i int) {
 		m.par[i].placeKeys(b, parts[i], base[i])
 	})
 	for i := range parts {
@@ -363,7 +363,7 @@ func (m *Model) countParallel(b *batch, parts [][]occ) {
 	m.parParts += len(parts)
 	m.co.split(m.coShards[:len(parts)])
 	m.hl.split(m.hlShards[:len(parts)])
-	m.run(len(parts), func(i int) {
+	parallel(len(parts), func(i int) {
 		m.par[i].count(b, parts[i])
 	})
 	m.co.join(m.coShards[:len(parts)])

@@ -76,6 +76,10 @@ const (
 	listHosts   = 64
 )
 
+// tagMask is the part of a slot that holds its key's tag (the high half of
+// its hash); the low half holds key index + 1.
+const tagMask = 0xffffffff00000000
+
 // maxKeys bounds the keys: a slot holds key index + 1 below parBit.
 const maxKeys = parBit - 1
 
@@ -460,7 +464,7 @@ func allBut(ports []uint16, p uint16, buf *[MaxPorts]uint16) []uint16 {
 }
 
 // keyHash mixes a key into 64 bits: the top bits pick the slot, and the
-// high 32 are the tag kept in it.
+// high 32 (tagMask) are the tag kept in it.
 func keyHash(f features.ID, p uint16) uint64 {
 	x := uint64(f) ^ uint64(p)*0x9e3779b97f4a7c15
 	x ^= x >> 32
@@ -479,14 +483,14 @@ func (m *Model) initSlots(n int) {
 // lookup finds the index of key (p, f).
 func (m *Model) lookup(p uint16, f features.ID) (uint32, bool) {
 	x := keyHash(f, p)
-	tag := x & 0xffffffff00000000
+	tag := x & tagMask
 	mask := uint64(len(m.slots) - 1)
 	for i := x >> m.slotShift; ; i = (i + 1) & mask {
 		s := m.slots[i]
 		if s == 0 {
 			return 0, false
 		}
-		if s&0xffffffff00000000 == tag {
+		if s&tagMask == tag {
 			k := uint32(s) - 1
 			if ks := m.keys.at(k); ks.feat == f && ks.port == p {
 				return k, true
@@ -498,7 +502,7 @@ func (m *Model) lookup(p uint16, f features.ID) (uint32, bool) {
 // key finds or makes the index of key (p, f).
 func (m *Model) key(p uint16, f features.ID) uint32 {
 	x := keyHash(f, p)
-	tag := x & 0xffffffff00000000
+	tag := x & tagMask
 	mask := uint64(len(m.slots) - 1)
 	i := x >> m.slotShift
 	for ; ; i = (i + 1) & mask {
@@ -506,7 +510,7 @@ func (m *Model) key(p uint16, f features.ID) uint32 {
 		if s == 0 {
 			break
 		}
-		if s&0xffffffff00000000 == tag {
+		if s&tagMask == tag {
 			k := uint32(s) - 1
 			if ks := m.keys.at(k); ks.feat == f && ks.port == p {
 				return k
@@ -536,7 +540,7 @@ func (m *Model) rehash(n int) {
 		for m.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		m.slots[i] = x&0xffffffff00000000 | uint64(k+1)
+		m.slots[i] = x&tagMask | uint64(k+1)
 	}
 }
 

@@ -367,7 +367,7 @@ func (w *writer) findKeys(occs []occ, lo, hi uint64) {
 	for j := range occs {
 		o := &occs[j]
 		x := keyHash(o.feat, o.port)
-		tag := x & 0xffffffff00000000
+		tag := x & tagMask
 		i := x >> m.slotShift
 		if i < lo {
 			panic("model: occurrence out of its part")
@@ -386,7 +386,7 @@ func (w *writer) findKeys(occs []occ, lo, hi uint64) {
 				m.slots[i] = tag | uint64(o.ref)
 				w.newKeys = append(w.newKeys, newKey{feat: o.feat, port: o.port, slot: uint32(i)})
 				break probe
-			case s&0xffffffff00000000 != tag:
+			case s&tagMask != tag:
 			case uint32(s)&parBit != 0:
 				if nk := &w.newKeys[uint32(s)&^parBit]; nk.feat == o.feat && nk.port == o.port {
 					o.ref = uint32(s)
@@ -410,7 +410,7 @@ func (w *writer) placeKeys(b *batch, occs []occ, base uint32) {
 	for j, nk := range w.newKeys {
 		k := base + uint32(j)
 		*m.keys.at(k) = keyStat{feat: nk.feat, port: nk.port}
-		m.slots[nk.slot] = m.slots[nk.slot]&0xffffffff00000000 | uint64(k+1)
+		m.slots[nk.slot] = m.slots[nk.slot]&tagMask | uint64(k+1)
 	}
 	for j := range occs {
 		o := &occs[j]
