@@ -210,7 +210,6 @@ type StreamStats struct {
 // decides what to report).
 func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 	m := seedModel(w)
-	dict := m.Dict()
 	rows := m.Rows(p.Hitrate)
 	plan := batch.Plan(rows, p.Step, p.Hitrate)
 	groups := groupIndex(w, p.Step)
@@ -244,6 +243,7 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			m.Add(&w.Truth[i])
 		}
 		feats = feats[:0]
+		dict := m.Dict() // after the Adds: it holds their strings
 		for _, i := range w.byTarget[t] {
 			feats = dict.Of(feats, &w.Truth[i], false)
 		}

@@ -84,6 +84,10 @@ func mask(addr uint32, n int) uint32    { return addr &^ (1<<(32-n) - 1) }
 type Dict struct {
 	ids  map[string]uint32
 	strs []string
+	// OfAll's scratch (a writer's).
+	scratch  []ID
+	scratchI []uint32
+	parts    []ofPart
 }
 
 // NewDict returns an empty dictionary.
@@ -123,20 +127,33 @@ func (d *Dict) DataFeature(s string, intern bool) (ID, bool) {
 // AS), and within a kind the IDs of one service order as their data ids, so
 // only the data ids need sorting: the rest is emitted in order.
 func (d *Dict) Of(dst []ID, s *row.Service, intern bool) []ID {
-	var asn uint32
-	hasASN := s.ASN != nil
-	if hasASN {
-		asn = uint32(*s.ASN)
-	}
+	var local [32]uint32
+	return assemble(dst, d.dataIDs(local[:0], s, intern, nil), s)
+}
+
+// misses collects, one after the other, the data strings that dataIDs did
+// not find.
+type misses struct {
+	b    []byte
+	ends []uint32
+}
+
+// dataIDs appends the ids of the data strings of s to ids, in the order
+// GPS.md lists them (not sorted, maybe repeated). A string not in the
+// dictionary is interned when intern is true; otherwise it is skipped, and
+// appended to miss when miss is not nil.
+func (d *Dict) dataIDs(ids []uint32, s *row.Service, intern bool, miss *misses) []uint32 {
 	// The strings are built in a buffer of this call's own, so that
 	// readers share nothing.
-	var local [32]uint32
 	var bufArr [256]byte
-	ids, buf := local[:0], bufArr[:0]
+	buf := bufArr[:0]
 	add := func(prefix, v string) {
 		buf = append(append(buf[:0], prefix...), v...)
 		if id, ok := d.lookup(buf, intern); ok {
 			ids = append(ids, id)
+		} else if miss != nil {
+			miss.b = append(miss.b, buf...)
+			miss.ends = append(miss.ends, uint32(len(miss.b)))
 		}
 	}
 	rest := s.Data
@@ -166,6 +183,17 @@ func (d *Dict) Of(dst []ID, s *row.Service, intern bool) []ID {
 				add("tls oid: ", o)
 			}
 		}
+	}
+	return ids
+}
+
+// assemble appends to dst the features of s whose data strings have the
+// given ids (which it sorts and compacts in place).
+func assemble(dst []ID, ids []uint32, s *row.Service) []ID {
+	var asn uint32
+	hasASN := s.ASN != nil
+	if hasASN {
+		asn = uint32(*s.ASN)
 	}
 	if len(ids) > 1 {
 		// Insertion sort: a service has a handful of data strings.

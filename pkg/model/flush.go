@@ -76,6 +76,7 @@ const (
 func (m *Model) flush() {
 	// Concurrent readers wait in sync until the counts are complete.
 	defer m.clean()
+	m.applyStage()
 	for pend := m.pending; len(pend) > 0; {
 		pend = pend[m.flushBatch(pend):]
 	}

@@ -164,7 +164,7 @@ type Model struct {
 	portHosts []*roaring.Bitmap // by port; nil until a host is counted
 	services  int
 	version   uint64
-	scratch   []features.ID
+	stage     stage // rows whose features are not computed yet
 	batch     batch
 	w         writer   // the changes made one by one
 	par       []writer // the goroutines of a parallel flush
@@ -192,8 +192,14 @@ func New() *Model {
 	return m
 }
 
-// Dict is the model's feature dictionary (for rendering and parsing features).
-func (m *Model) Dict() *features.Dict { return m.dict }
+// Dict is the model's feature dictionary (for rendering and parsing
+// features). It holds the data strings of every row added before the call:
+// those of rows added after it are interned later (stage.go), so a caller
+// that computes features with intern false after an Add calls Dict again.
+func (m *Model) Dict() *features.Dict {
+	m.sync()
+	return m.dict
+}
 
 // Version counts the changes applied to the model.
 func (m *Model) Version() uint64 { return m.version }
@@ -207,10 +213,9 @@ func (m *Model) Add(s *row.Service) bool {
 		// Out of every count for good: nothing reads the features of its
 		// services, so they are not computed (on a seed, a third of the
 		// services sit on such hosts).
-		return m.add(hid, uint16(s.Port), nil)
+		return m.add(hid, uint16(s.Port), nil, nil)
 	}
-	m.scratch = m.dict.Of(m.scratch[:0], s, true)
-	return m.add(hid, uint16(s.Port), m.scratch)
+	return m.add(hid, uint16(s.Port), nil, s) // its features are staged (stage.go)
 }
 
 // AddFeatures is Add with the features already computed (from this model's
@@ -219,7 +224,7 @@ func (m *Model) AddFeatures(addr uint32, port uint16, feats []features.ID) bool 
 	if !sortedDistinct(feats) {
 		feats = slices.Compact(slices.Sorted(slices.Values(feats)))
 	}
-	return m.add(m.hostOf(addr), port, feats)
+	return m.add(m.hostOf(addr), port, feats, nil)
 }
 
 // hostOf finds or makes the id of the host at addr.
@@ -233,8 +238,9 @@ func (m *Model) hostOf(addr uint32) uint32 {
 	return hid
 }
 
-// add adds service port of host hid with its features (sorted, distinct).
-func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
+// add adds service port of host hid with its features (sorted, distinct),
+// or with row s, whose features are then staged.
+func (m *Model) add(hid uint32, port uint16, feats []features.ID, s *row.Service) bool {
 	m.version++
 	h := &m.hosts[hid]
 	if !h.pending && h.state != statePseudo {
@@ -249,7 +255,11 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
 	}
 	for i, sv := range m.svcs.block(h.svcs, int(h.n)) {
 		if sv.port == port {
-			m.merge(hid, i, feats)
+			if s != nil && h.state != statePseudo {
+				m.stageRow(hid, i, s)
+			} else {
+				m.merge(hid, i, feats)
+			}
 			return false
 		}
 	}
@@ -260,7 +270,11 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID) bool {
 	switch n := int(h.n); {
 	case h.state == statePseudo:
 	case n <= MaxPorts:
-		m.storeFeats(hid, n-1, feats)
+		if s != nil {
+			m.stageRow(hid, n-1, s)
+		} else {
+			m.storeFeats(hid, n-1, feats)
+		}
 		if n >= MinPorts {
 			h.state = stateCounted
 			m.markDirty()

@@ -197,6 +197,7 @@ func TestPendingWindow(t *testing.T) {
 					// One batch of 4,000 services: sorted, and crossing
 					// keys count bitmaps of hosts.
 					var occs int
+					m.applyStage()
 					for _, hid := range m.pending {
 						h := &m.hosts[hid]
 						for _, sv := range m.svcs.block(h.svcs, int(h.n))[h.pendFrom:] {
@@ -234,5 +235,55 @@ func TestPendingWindow(t *testing.T) {
 	}
 	if later == 0 {
 		t.Fatal("no key's probe left its part's slots in a parallel batch")
+	}
+}
+
+// TestAddCopiesTheRow: a row's features are computed after Add returns
+// (stage.go), so Add keeps its own copy: a caller that decodes every row
+// into one variable, reusing what its pointers point to (as encoding/json
+// does), gets the model of the rows themselves.
+func TestAddCopiesTheRow(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 9))
+	rows := randomRows(r, 400)
+	for i := range rows {
+		if rows[i].Fingerprint == "tls" {
+			o := fmt.Sprint("1.3.6.1.4.1.", i%7)
+			rows[i].TLSOIDs = []string{"2.5.29.17", o}
+		}
+	}
+	m := New()
+	var s row.Service
+	var asn, w int64
+	var cert string
+	oids := make([]string, 0, 4)
+	for i := range rows {
+		x := &rows[i]
+		s.Row.IP, s.Row.Port, s.Addr, s.Data, s.Fingerprint = x.IP, x.Port, x.Addr, x.Data, x.Fingerprint
+		s.ASN, s.Window, s.TLSCert = nil, nil, nil
+		if x.ASN != nil {
+			asn, s.ASN = *x.ASN, &asn
+		}
+		if x.Window != nil {
+			w, s.Window = *x.Window, &w
+		}
+		if x.TLSCert != nil {
+			cert, s.TLSCert = *x.TLSCert, &cert
+		}
+		s.TLSOIDs = append(oids[:0], x.TLSOIDs...)
+		m.Add(&s)
+		if i%97 == 0 {
+			m.Sync()
+		}
+	}
+	if len(m.stage.rows) == 0 {
+		t.Fatal("no row waited in the stage")
+	}
+	want := build(rows)
+	equalCounts(t, snapshot(m), snapshot(want))
+	if got, want := m.Rows(1e-5), want.Rows(1e-5); !slices.Equal(got, want) {
+		t.Fatal("rows differ from the model of the rows themselves")
+	}
+	if err := m.Verify(); err != nil {
+		t.Fatal(err)
 	}
 }
