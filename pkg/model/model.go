@@ -544,17 +544,23 @@ func (m *Model) key(p uint16, f features.ID) uint32 {
 	return k
 }
 
+// rehash moves the keys to a table of n slots. A key's home slot is the top
+// bits of its hash, which its tag keeps (a table has fewer than 2^32
+// slots), so the old slots are walked in order and the keys need not be
+// read: the new table is written almost in order too.
 func (m *Model) rehash(n int) {
+	old := m.slots
 	m.initSlots(n)
 	mask := uint64(n - 1)
-	for k := uint32(0); k < m.nkeys; k++ {
-		ks := m.keys.at(k)
-		x := keyHash(ks.feat, ks.port)
-		i := x >> m.slotShift
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		i := s >> m.slotShift
 		for m.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		m.slots[i] = x&tagMask | uint64(k+1)
+		m.slots[i] = s
 	}
 }
 
