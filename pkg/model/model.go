@@ -29,9 +29,11 @@
 // key lists live in pointer-free arenas (arena.go), so an Add allocates
 // nothing in the common case and the garbage collector has little to scan.
 //
-// Counting is write-behind: the new services of up to maxPending hosts wait
-// with their features, and are counted in one batch (flush.go) before any
-// read (or Sync), or when one more host would pass the bound. No read can tell
+// An added row's features are computed behind, with those of thousands of
+// other rows at once on every core (stage.go). Counting is write-behind
+// too: the new services of up to maxPending hosts wait with their
+// features, and are counted in one batch (flush.go) before any read (or
+// Sync), or when one more host would pass the bound. No read can tell
 // (every read sees the counts of every Add before it), but a host's
 // services that arrive between two reads are counted together, and a host
 // that grows past MaxPorts meanwhile is never counted. A big batch is

@@ -33,7 +33,7 @@ type stage struct {
 }
 
 // maxStaged bounds the rows waiting for their features.
-const maxStaged = 1 << 13
+const maxStaged = 1 << 10
 
 // stageRow keeps row s, for service i of host hid, until its features are
 // computed.
