@@ -196,8 +196,10 @@ func New() *Model {
 
 // Dict is the model's feature dictionary (for rendering and parsing
 // features). It holds the data strings of every row added before the call:
-// those of rows added after it are interned later (stage.go), so a caller
-// that computes features with intern false after an Add calls Dict again.
+// like every read, it first counts what is behind, and that interns the
+// strings of the rows added since (stage.go). So get it again after Adds
+// rather than keep it across them: a kept one lacks the new strings, and
+// is written to while another reader calls Dict.
 func (m *Model) Dict() *features.Dict {
 	m.sync()
 	return m.dict
