@@ -259,7 +259,7 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID, s *row.Service
 	}
 	for i, sv := range m.svcs.block(h.svcs, int(h.n)) {
 		if sv.port == port {
-			if s != nil && h.state != statePseudo {
+			if s != nil { // never for a pseudo host: Add passes no row
 				m.stageRow(hid, i, s)
 			} else {
 				m.merge(hid, i, feats)
