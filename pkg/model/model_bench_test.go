@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/gpsscan/gps/pkg/lab"
@@ -93,4 +95,89 @@ func BenchmarkAddShuffled(b *testing.B) {
 		n += len(seed)
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
+}
+
+// BenchmarkAddCeiling measures what bounds BenchmarkAdd on this machine, on
+// the same 100K-host seed:
+//
+//   - shards=N: the hosts split into N models that share nothing (each its
+//     own dictionary, its features and counting on its one goroutine), run
+//     at once. Nothing is merged, so N cores can do no better with today's
+//     work per service.
+//   - no-counting: one model, the Adds and their features only (the window
+//     holds every host, so nothing is counted): what is left for counting
+//     is the difference.
+func BenchmarkAddCeiling(b *testing.B) {
+	seed := labSeed(b, 100_000)
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("shards=%d", n), func(b *testing.B) {
+			// Split by host, keeping each host's rows together and in order.
+			parts := make([][]row.Service, n)
+			for i := range seed {
+				p := &parts[seed[i].Addr%uint32(n)]
+				*p = append(*p, seed[i])
+			}
+			b.ResetTimer()
+			var total int
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for _, p := range parts {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						m := New()
+						m.workers = 1
+						for i := range p {
+							m.Add(&p[i])
+						}
+						m.sync()
+					}()
+				}
+				wg.Wait()
+				total += len(seed)
+			}
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "services/s")
+		})
+	}
+	b.Run("no-counting", func(b *testing.B) {
+		var total int
+		for b.Loop() {
+			m := New()
+			m.window = len(seed) + 1
+			for i := range seed {
+				m.Add(&seed[i])
+			}
+			m.applyStage()
+			total += len(seed)
+		}
+		b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "services/s")
+	})
+}
+
+// BenchmarkAddReal is BenchmarkAdd on the real worlds beside the checkout
+// (../shared/real/*/world/truth.jsonl, converted public scans), if there:
+// real banners, but few ports scanned and few hosts with two or more.
+func BenchmarkAddReal(b *testing.B) {
+	worlds, _ := filepath.Glob("../../../shared/real/*/world/truth.jsonl")
+	if len(worlds) == 0 {
+		b.Skip("no real worlds in ../shared/real")
+	}
+	for _, path := range worlds {
+		b.Run(filepath.Base(filepath.Dir(filepath.Dir(path))), func(b *testing.B) {
+			seed, err := row.ReadAll(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var n int
+			for b.Loop() {
+				m := New()
+				for i := range seed {
+					m.Add(&seed[i])
+				}
+				m.sync()
+				n += len(seed)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
+		})
+	}
 }
