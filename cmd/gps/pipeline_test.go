@@ -3,17 +3,24 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/internal/pipetest"
+	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/prober"
 )
 
 func TestMain(m *testing.M) { pipetest.Main(m) }
@@ -113,4 +120,107 @@ func TestSeparateProcesses(t *testing.T) {
 			pipetest.CheckClose(t, o, ref)
 		})
 	}
+}
+
+// TestSeparateProcessesLive: `gps lab serve` in a process of its own, and
+// the four services in theirs, the prober probing for real over loopback
+// (as on Kubernetes, where the lab would be a pod of its own): the run ends
+// with the exact invariants, every result has the fields of the world's
+// service, and the coverage is within 2 points of a simulated run of the
+// same world.
+func TestSeparateProcessesLive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary, serves a lab world and probes it for real (about 30 s)")
+	}
+	bin := pipetest.Binary(t)
+	world := t.TempDir()
+	w, err := lab.Generate(lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(world); err != nil {
+		t.Fatal(err)
+	}
+	const step = "24" // a plan group is 256 probes: the run takes seconds
+	labtest.Lock(t)   // its sweeps must not find another package's lab
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sim, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: pipetest.Hitrate, Step: 24, Quiet: time.Second},
+		Bus: bustest.New(t), Log: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("simulated run: %v", err)
+	}
+
+	labProc := pipetest.Start(t, bin, "lab", "lab", "serve", "--world", world)
+	pipetest.WaitFor(t, time.Minute, "the lab to serve", func() bool {
+		if labProc.Exited() {
+			t.Fatalf("lab serve exited: %v", labProc.Wait())
+		}
+		return strings.Contains(labProc.Log(), "lab ready:")
+	})
+	b := bustest.New(t)
+	common := []string{"--nats", b.ClientURL(), "--log-format", "json", "--metrics-addr", "127.0.0.1:0"}
+	procs := []*pipetest.Proc{
+		pipetest.Start(t, bin, "prober", append([]string{"prober", "--live", "--allow", prober.LabAllow,
+			"--pfx2as", filepath.Join(world, "pfx2as.tsv"), "--rate", "50000", "--probe-concurrency", "1024",
+			"--timeout", "1s", "--banner-wait", "250ms", "--keep-empty"}, common...)...),
+		pipetest.Start(t, bin, "modeler", append([]string{"modeler", "--step", step}, common...)...),
+		pipetest.Start(t, bin, "predictor", append([]string{"predictor"}, common...)...),
+	}
+	seeder := pipetest.Start(t, bin, "seeder", append([]string{"seeder", "--import", filepath.Join(world, "seed.jsonl")}, common...)...)
+	if err := seeder.Wait(); err != nil {
+		t.Fatalf("seeder: %v\n%s", err, seeder.Log())
+	}
+	if err := all.WaitIdle(ctx, b, time.Second, zap.NewNop()); err != nil {
+		t.Fatalf("wait for the pipeline: %v", err)
+	}
+	for _, p := range procs {
+		p.Stop(t)
+	}
+	labProc.Stop(t)
+
+	o := pipetest.Collect(t, b)
+	pipetest.CheckExact(t, b, o)
+	truth := map[batch.Target]row.Row{}
+	for _, s := range w.Truth {
+		a, err := row.ParseAddr(s.IP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		truth[batch.Target{Addr: a, Port: uint16(s.Port)}] = s
+	}
+	probed, same := 0, 0
+	for _, r := range o.Results {
+		if r.Source != "probe" {
+			continue
+		}
+		probed++
+		a, _ := row.ParseAddr(r.IP)
+		want, ok := truth[batch.Target{Addr: a, Port: uint16(r.Port)}]
+		if !ok {
+			t.Errorf("%s:%d found, but the world has no such service", r.IP, r.Port)
+			continue
+		}
+		if got := r.Row(); got.Data == want.Data && got.Fingerprint == want.Fingerprint && ptrEq(got.ASN, want.ASN) &&
+			ptrEq(got.TLSCert, want.TLSCert) && slices.Equal(got.TLSOIDs, want.TLSOIDs) {
+			same++
+		}
+	}
+	sum, err := all.Summarize(ctx, b, world, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("simulated: coverage %.4f; separate processes, live: coverage %.4f, %d probed results, %d with the world's fields",
+		sim.Coverage, sum.Coverage, probed, same)
+	if probed == 0 || float64(same) < 0.99*float64(probed) {
+		t.Errorf("%d of %d probed results have the fields of the world's service, want at least 99 %%", same, probed)
+	}
+	if d := math.Abs(sum.Coverage - sim.Coverage); d > 0.02 {
+		t.Errorf("live coverage %.4f, simulated %.4f: %.1f points apart, want at most 2", sum.Coverage, sim.Coverage, 100*d)
+	}
+}
+
+func ptrEq[T comparable](a, b *T) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
