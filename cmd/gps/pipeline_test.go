@@ -124,13 +124,13 @@ func TestSeparateProcesses(t *testing.T) {
 
 // TestSeparateProcessesLive: `gps lab serve` in a process of its own, and
 // the four services in theirs, the prober probing for real over loopback
-// (as on Kubernetes, where the lab would be a pod of its own): the run ends
+// (as an operator runs them side by side on one machine): the run ends
 // with the exact invariants, every result has the fields of the world's
 // service, and the coverage is within 2 points of a simulated run of the
 // same world.
 func TestSeparateProcessesLive(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary, serves a lab world and probes it for real (about 30 s)")
+		t.Skip("builds the binary, serves a lab world and probes it for real (about 15 s)")
 	}
 	bin := pipetest.Binary(t)
 	world := t.TempDir()
