@@ -37,21 +37,22 @@ func BenchmarkAdd(b *testing.B) {
 			if testing.Short() && hosts > 100_000 {
 				b.Skip("paper scale skipped in -short")
 			}
-			seed := labSeed(b, hosts)
-			b.ReportAllocs()
-			b.ResetTimer()
-			var n int
-			for b.Loop() {
-				m := New()
-				for i := range seed {
-					m.Add(&seed[i])
-				}
-				m.sync() // the counting still behind, as a read would
-				n += len(seed)
-			}
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
+			benchBuild(b, labSeed(b, hosts))
 		})
 	}
+}
+
+// benchBuild reports the services/s of models of rows built one Add at a
+// time from empty, up to the counts a read sees.
+func benchBuild(b *testing.B, rows []row.Service) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	var n int
+	for b.Loop() {
+		build(rows).sync() // the counting still behind, as a read would
+		n += len(rows)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
 }
 
 // BenchmarkPredict measures one host query: the predictions from a host's
@@ -83,18 +84,7 @@ func BenchmarkAddShuffled(b *testing.B) {
 	seed := labSeed(b, 100_000)
 	r := rand.New(rand.NewPCG(1, 2))
 	r.Shuffle(len(seed), func(i, j int) { seed[i], seed[j] = seed[j], seed[i] })
-	b.ReportAllocs()
-	b.ResetTimer()
-	var n int
-	for b.Loop() {
-		m := New()
-		for i := range seed {
-			m.Add(&seed[i])
-		}
-		m.sync()
-		n += len(seed)
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
+	benchBuild(b, seed)
 }
 
 // BenchmarkAddCeiling measures what bounds BenchmarkAdd on this machine, on
@@ -127,9 +117,7 @@ func BenchmarkAddCeiling(b *testing.B) {
 						defer wg.Done()
 						m := New()
 						m.workers = 1
-						for i := range p {
-							m.Add(&p[i])
-						}
+						addAll(m, p)
 						m.sync()
 					}()
 				}
@@ -144,9 +132,7 @@ func BenchmarkAddCeiling(b *testing.B) {
 		for b.Loop() {
 			m := New()
 			m.window = len(seed) + 1
-			for i := range seed {
-				m.Add(&seed[i])
-			}
+			addAll(m, seed)
 			m.applyStage()
 			total += len(seed)
 		}
@@ -168,16 +154,7 @@ func BenchmarkAddReal(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var n int
-			for b.Loop() {
-				m := New()
-				for i := range seed {
-					m.Add(&seed[i])
-				}
-				m.sync()
-				n += len(seed)
-			}
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "services/s")
+			benchBuild(b, seed)
 		})
 	}
 }

@@ -148,10 +148,14 @@ func equalCounts(t *testing.T, got, want counts) {
 
 func build(rows []row.Service) *Model {
 	m := New()
+	addAll(m, rows)
+	return m
+}
+
+func addAll(m *Model, rows []row.Service) {
 	for i := range rows {
 		m.Add(&rows[i])
 	}
-	return m
 }
 
 // TestIncrementalEqualsBatch: any order of arrival, host by host or
