@@ -6,10 +6,15 @@
 package labtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/gpsscan/gps/pkg/row"
 )
 
 // Lock waits for the machine-wide lab lock (an flock on a file in the
@@ -29,4 +34,31 @@ func Lock(t testing.TB) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	})
+}
+
+// SameFields compares the fields a probed result must share with the lab
+// world's truth (w excepted: the connect engine cannot see the SYN-ACK
+// window; asn is not on the wire).
+func SameFields(got, want row.Row) error {
+	d := func(s *string) string {
+		if s == nil {
+			return "<nil>"
+		}
+		return strconv.Quote(*s)
+	}
+	switch {
+	case got.IP != want.IP || got.Port != want.Port:
+		return fmt.Errorf("address %s:%d, want %s:%d", got.IP, got.Port, want.IP, want.Port)
+	case got.Fingerprint != want.Fingerprint:
+		return fmt.Errorf("fingerprint %q, want %q (data %q)", got.Fingerprint, want.Fingerprint, want.Data)
+	case got.Data != want.Data:
+		return fmt.Errorf("data %q, want %q", got.Data, want.Data)
+	case d(got.TLSCert) != d(want.TLSCert):
+		return fmt.Errorf("tls_cert %s, want %s", d(got.TLSCert), d(want.TLSCert))
+	case !slices.Equal(got.TLSOIDs, want.TLSOIDs):
+		return fmt.Errorf("tls_oids %v, want %v", got.TLSOIDs, want.TLSOIDs)
+	case got.Window != nil:
+		return fmt.Errorf("w %d, want null from the connect engine", *got.Window)
+	}
+	return nil
 }

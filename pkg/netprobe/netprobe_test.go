@@ -3,7 +3,6 @@ package netprobe
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -116,32 +115,6 @@ func (w *world) sweep(prefix uint32, bits int, port uint16) []row.Row {
 	return out
 }
 
-// same compares the fields a result must share with the truth (w excepted:
-// the connect engine cannot see the SYN-ACK window; asn is not on the wire).
-func same(got, want row.Row) error {
-	d := func(s *string) string {
-		if s == nil {
-			return "<nil>"
-		}
-		return strconv.Quote(*s)
-	}
-	switch {
-	case got.IP != want.IP || got.Port != want.Port:
-		return fmt.Errorf("address %s:%d, want %s:%d", got.IP, got.Port, want.IP, want.Port)
-	case got.Fingerprint != want.Fingerprint:
-		return fmt.Errorf("fingerprint %q, want %q (data %q)", got.Fingerprint, want.Fingerprint, want.Data)
-	case got.Data != want.Data:
-		return fmt.Errorf("data %q, want %q", got.Data, want.Data)
-	case d(got.TLSCert) != d(want.TLSCert):
-		return fmt.Errorf("tls_cert %s, want %s", d(got.TLSCert), d(want.TLSCert))
-	case !slices.Equal(got.TLSOIDs, want.TLSOIDs):
-		return fmt.Errorf("tls_oids %v, want %v", got.TLSOIDs, want.TLSOIDs)
-	case got.Window != nil:
-		return fmt.Errorf("w %d, want null from the connect engine", *got.Window)
-	}
-	return nil
-}
-
 type result struct {
 	r   row.Row
 	ok  bool
@@ -213,7 +186,7 @@ func TestLab(t *testing.T) {
 			case !x.ok:
 				t.Logf("%s:%d: not found", targets[i].IP, targets[i].Port)
 			default:
-				if err := same(x.r, targets[i].Row); err != nil {
+				if err := labtest.SameFields(x.r, targets[i].Row); err != nil {
 					t.Logf("%s:%d: %v", targets[i].IP, targets[i].Port, err)
 				} else {
 					match++
@@ -248,7 +221,7 @@ func TestLab(t *testing.T) {
 			case x.ok && !keep:
 				extra++
 				t.Errorf("%s:%d: data-less %q service returned: %+v", want.IP, want.Port, want.Fingerprint, x.r)
-			case x.ok && same(x.r, want) == nil:
+			case x.ok && labtest.SameFields(x.r, want) == nil:
 				match++
 			}
 		}
@@ -333,7 +306,7 @@ func TestLab(t *testing.T) {
 			for _, r := range want {
 				if g, ok := byIP[r.IP]; !ok {
 					t.Errorf("sweep %s/24:%d: missed %s", row.FormatAddr(best), port, r.IP)
-				} else if err := same(g, r); err != nil {
+				} else if err := labtest.SameFields(g, r); err != nil {
 					t.Errorf("sweep %s/24:%d: %s: %v", row.FormatAddr(best), port, r.IP, err)
 				} else {
 					match++
@@ -377,7 +350,7 @@ func TestPseudoHost(t *testing.T) {
 		}
 		if ok {
 			found[r.IP]++
-			if err := same(got, r); err != nil {
+			if err := labtest.SameFields(got, r); err != nil {
 				t.Errorf("%s:%d: %v", r.IP, r.Port, err)
 			}
 		}
@@ -597,7 +570,7 @@ func TestSYN(t *testing.T) {
 			}
 			g := x.r
 			g.Window = nil
-			if err := same(g, want); err != nil {
+			if err := labtest.SameFields(g, want); err != nil {
 				t.Logf("%s:%d: %v", want.IP, want.Port, err)
 				continue
 			}
@@ -654,7 +627,7 @@ func TestSYN(t *testing.T) {
 						continue
 					}
 					r.Window = nil
-					if err := same(r, want[r.IP]); err != nil {
+					if err := labtest.SameFields(r, want[r.IP]); err != nil {
 						t.Errorf("%s:%d: %v", r.IP, r.Port, err)
 					}
 				}
