@@ -141,12 +141,12 @@ func TestSeparateProcessesLive(t *testing.T) {
 	if err := w.Write(world); err != nil {
 		t.Fatal(err)
 	}
-	const step = "24" // a plan group is 256 probes: the run takes seconds
+	const step = 24 // a plan group is 256 probes: the run takes seconds
 	labtest.Lock(t)   // its sweeps must not find another package's lab
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sim, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: pipetest.Hitrate, Step: 24, Quiet: time.Second},
+	sim, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: pipetest.Hitrate, Step: step, Quiet: time.Second},
 		Bus: bustest.New(t), Log: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("simulated run: %v", err)
@@ -165,7 +165,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		pipetest.Start(t, bin, "prober", append([]string{"prober", "--live", "--allow", prober.LabAllow,
 			"--pfx2as", filepath.Join(world, "pfx2as.tsv"), "--rate", "50000", "--probe-concurrency", "1024",
 			"--timeout", "1s", "--banner-wait", "250ms", "--keep-empty"}, common...)...),
-		pipetest.Start(t, bin, "modeler", append([]string{"modeler", "--step", step}, common...)...),
+		pipetest.Start(t, bin, "modeler", append([]string{"modeler", "--step", strconv.Itoa(step)}, common...)...),
 		pipetest.Start(t, bin, "predictor", append([]string{"predictor"}, common...)...),
 	}
 	seeder := pipetest.Start(t, bin, "seeder", append([]string{"seeder", "--import", filepath.Join(world, "seed.jsonl")}, common...)...)
