@@ -142,7 +142,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	const step = 24 // a plan group is 256 probes: the run takes seconds
-	labtest.Lock(t)   // its sweeps must not find another package's lab
+	labtest.Lock(t) // its sweeps must not find another package's lab
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
