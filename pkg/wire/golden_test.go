@@ -207,3 +207,23 @@ func jsonKeys(t *testing.T, b []byte) map[string]bool {
 	}
 	return keys
 }
+
+// docs/wire.md shows every golden message as it is: the page cannot drift
+// from the format.
+func TestGoldenInDocs(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "wire.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range goldenCases() {
+		file, err := os.ReadFile(filepath.Join("testdata", c.name+".golden"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(string(file), "\n"), "\n") {
+			if !strings.Contains(string(doc), line+"\n") {
+				t.Errorf("docs/wire.md does not show %s.golden's line %s", c.name, line)
+			}
+		}
+	}
+}
