@@ -14,9 +14,9 @@ import (
 
 	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/internal/pipetest"
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/services/all"
@@ -182,13 +182,13 @@ func TestSeparateProcessesLive(t *testing.T) {
 
 	o := pipetest.Collect(t, b)
 	pipetest.CheckExact(t, b, o)
-	truth := map[batch.Target]row.Row{}
+	truth := map[gps.Target]row.Row{}
 	for _, s := range w.Truth {
 		a, err := row.ParseAddr(s.IP)
 		if err != nil {
 			t.Fatal(err)
 		}
-		truth[batch.Target{Addr: a, Port: uint16(s.Port)}] = s
+		truth[gps.Target{Addr: a, Port: uint16(s.Port)}] = s
 	}
 	probed, same := 0, 0
 	for _, r := range o.Results {
@@ -197,7 +197,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		}
 		probed++
 		a, _ := row.ParseAddr(r.IP)
-		want, ok := truth[batch.Target{Addr: a, Port: uint16(r.Port)}]
+		want, ok := truth[gps.Target{Addr: a, Port: uint16(r.Port)}]
 		if !ok {
 			t.Errorf("%s:%d found, but the world has no such service", r.IP, r.Port)
 			continue

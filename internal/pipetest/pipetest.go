@@ -28,9 +28,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
@@ -276,7 +276,7 @@ func MakeWorld(t testing.TB) string {
 
 // Outcome is what a run left in the streams.
 type Outcome struct {
-	Found, Preds map[batch.Target]bool
+	Found, Preds map[gps.Target]bool
 	PredMsgs     int
 	Results      []wire.Result // every result in RESULTS, batches unpacked, in order
 	ResultMsgs   int           // RESULTS messages
@@ -286,7 +286,7 @@ type Outcome struct {
 func Collect(t testing.TB, b *bus.Bus) Outcome {
 	t.Helper()
 	ctx := context.Background()
-	o := Outcome{Found: map[batch.Target]bool{}, Preds: map[batch.Target]bool{}}
+	o := Outcome{Found: map[gps.Target]bool{}, Preds: map[gps.Target]bool{}}
 	if err := all.EachMessage(ctx, b, bus.StreamResults, func(d []byte) {
 		rs, err := wire.DecodeResults(d)
 		if err != nil {
@@ -294,7 +294,7 @@ func Collect(t testing.TB, b *bus.Bus) Outcome {
 		}
 		for _, r := range rs {
 			a, _ := row.ParseAddr(r.IP)
-			o.Found[batch.Target{Addr: a, Port: uint16(r.Port)}] = true
+			o.Found[gps.Target{Addr: a, Port: uint16(r.Port)}] = true
 		}
 		o.Results = append(o.Results, rs...)
 		o.ResultMsgs++
@@ -307,7 +307,7 @@ func Collect(t testing.TB, b *bus.Bus) Outcome {
 			t.Fatalf("a bad prediction: %v", err)
 		}
 		a, _ := row.ParseAddr(p.IP)
-		o.Preds[batch.Target{Addr: a, Port: uint16(p.Port)}] = true
+		o.Preds[gps.Target{Addr: a, Port: uint16(p.Port)}] = true
 		o.PredMsgs++
 	}); err != nil {
 		t.Fatal(err)
@@ -317,10 +317,10 @@ func Collect(t testing.TB, b *bus.Bus) Outcome {
 
 // ReplayPredictions is the oracle of the predictor: the predictions a
 // predictor makes reading these results in this order, without any crash.
-func ReplayPredictions(results []wire.Result, hitrate float64) map[batch.Target]bool {
+func ReplayPredictions(results []wire.Result, hitrate float64) map[gps.Target]bool {
 	m := model.New()
 	found := map[uint32][]model.Found{}
-	predicted := map[batch.Target]bool{}
+	predicted := map[gps.Target]bool{}
 	for i := range results {
 		r := &results[i]
 		s, err := r.Service()
@@ -342,7 +342,7 @@ func ReplayPredictions(results []wire.Result, hitrate float64) map[batch.Target]
 			continue // seed hosts were scanned on every port
 		}
 		for _, p := range m.Predict(fs, hitrate) {
-			predicted[batch.Target{Addr: s.Addr, Port: p.Port}] = true
+			predicted[gps.Target{Addr: s.Addr, Port: p.Port}] = true
 		}
 	}
 	return predicted
@@ -417,7 +417,7 @@ func Counts(m *model.Model) string {
 }
 
 // SymDiff is the size of the symmetric difference of a and b.
-func SymDiff(a, b map[batch.Target]bool) int {
+func SymDiff(a, b map[gps.Target]bool) int {
 	n := 0
 	for k := range a {
 		if !b[k] {

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/labserve"
 	"github.com/gpsscan/gps/pkg/netprobe"
@@ -47,8 +47,8 @@ type Config struct {
 // RegisterFlags registers the flags of Config.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.World, "world", "", "world directory: import DIR/seed.jsonl as the seed and answer probes from DIR/truth.jsonl; the run ends when the pipeline is idle")
-	fs.Float64Var(&c.Hitrate, "hitrate", batch.DefaultHitrate, "minimum hitrate of a rule, a plan group and a prediction")
-	fs.IntVar(&c.Step, "step", batch.DefaultStep, "prefix length of the priors plan groups")
+	fs.Float64Var(&c.Hitrate, "hitrate", gps.DefaultHitrate, "minimum hitrate of a rule, a plan group and a prediction")
+	fs.IntVar(&c.Step, "step", gps.DefaultStep, "prefix length of the priors plan groups")
 	fs.DurationVar(&c.Latency, "latency", 0, "world responder: latency of each probe")
 	fs.Float64Var(&c.Loss, "loss", 0, "world responder: probability that a service does not answer")
 	fs.BoolVar(&c.Live, "live", false, "with --world: serve the world as real TCP listeners on its 127.0.0.0/8 addresses and probe them for real (zgrab2 grabs)")
@@ -300,30 +300,30 @@ func pipelineState(ctx context.Context, b *bus.Bus) (string, bool, error) {
 // Summarize counts the distinct services in RESULTS and predictions in
 // PREDICTIONS against the world's services; probes come from the prober.
 func Summarize(ctx context.Context, b *bus.Bus, world string, probes uint64) (*Summary, error) {
-	found := map[batch.Target]bool{}
+	found := map[gps.Target]bool{}
 	if err := EachMessage(ctx, b, bus.StreamResults, func(data []byte) {
 		rs, _ := wire.DecodeResults(data) // a message of one result or a batch; a bad one counts nothing
 		for _, r := range rs {
 			if a, err := row.ParseAddr(r.IP); err == nil {
-				found[batch.Target{Addr: a, Port: uint16(r.Port)}] = true
+				found[gps.Target{Addr: a, Port: uint16(r.Port)}] = true
 			}
 		}
 	}); err != nil {
 		return nil, err
 	}
-	preds := map[batch.Target]bool{}
+	preds := map[gps.Target]bool{}
 	if err := EachMessage(ctx, b, bus.StreamPredictions, func(data []byte) {
 		if p, err := wire.DecodePrediction(data); err == nil {
 			if a, err := row.ParseAddr(p.IP); err == nil {
-				preds[batch.Target{Addr: a, Port: uint16(p.Port)}] = true
+				preds[gps.Target{Addr: a, Port: uint16(p.Port)}] = true
 			}
 		}
 	}); err != nil {
 		return nil, err
 	}
-	truth := map[batch.Target]bool{}
+	truth := map[gps.Target]bool{}
 	if err := row.ReadFile(lab.WorldFile(world, lab.TruthFile), func(s row.Service) error {
-		truth[batch.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
+		truth[gps.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("count truth: %w", err)
