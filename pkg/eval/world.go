@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/pfx2as"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -62,7 +63,7 @@ func LoadWorld(dir string) (*World, error) {
 	}
 	w.NSlash16, w.SeedFrac = int(s16), frac
 	if _, err := os.Stat(filepath.Join(dir, lab.Pfx2ASFile)); err == nil {
-		if _, err := lab.ReadPfx2AS(filepath.Join(dir, lab.Pfx2ASFile)); err != nil {
+		if _, err := pfx2as.Read(filepath.Join(dir, lab.Pfx2ASFile)); err != nil {
 			return nil, fmt.Errorf("load world: %w", err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
