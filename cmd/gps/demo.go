@@ -66,7 +66,7 @@ func demoCmd() command {
 				if err != nil {
 					return err
 				}
-				var liveSum *all.Summary
+				var liveSum *eval.RunSummary
 				if *live {
 					if liveSum, err = demoRun(ctx, log, d, "nats-live", all.Config{World: world, Live: true, Engine: *engine, Hitrate: gps.DefaultHitrate, Step: step, Quiet: time.Second}); err != nil {
 						return err
@@ -107,7 +107,7 @@ func liveDefaults(c *lab.Config, step *int, set map[string]bool) {
 }
 
 // demoRun runs the pipeline on a new embedded server under dir/name.
-func demoRun(ctx context.Context, log *zap.Logger, dir, name string, c all.Config) (*all.Summary, error) {
+func demoRun(ctx context.Context, log *zap.Logger, dir, name string, c all.Config) (*eval.RunSummary, error) {
 	b, err := bus.Connect(ctx, bus.Config{DataDir: filepath.Join(dir, name), Name: "gps-demo"}, log)
 	if err != nil {
 		return nil, err

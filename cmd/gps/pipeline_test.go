@@ -16,6 +16,7 @@ import (
 	"github.com/gpsscan/gps/internal/pipetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/eval"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
@@ -59,7 +60,7 @@ func runSeparate(t *testing.T, bin, world, crash string) (*bus.Bus, pipetest.Out
 		time.Sleep(300 * time.Millisecond)
 		procs[crash] = pipetest.Start(t, bin, crash+"-restarted", args[crash]...)
 	}
-	if err := all.WaitIdle(ctx, b, time.Second, zap.NewNop()); err != nil {
+	if err := b.WaitIdle(ctx, time.Second, all.Consumers(), zap.NewNop()); err != nil {
 		t.Fatalf("wait for the pipeline: %v", err)
 	}
 	checkTelemetry(t, procs["modeler"], "modeler")
@@ -172,7 +173,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 	if err := seeder.Wait(); err != nil {
 		t.Fatalf("seeder: %v\n%s", err, seeder.Log())
 	}
-	if err := all.WaitIdle(ctx, b, time.Second, zap.NewNop()); err != nil {
+	if err := b.WaitIdle(ctx, time.Second, all.Consumers(), zap.NewNop()); err != nil {
 		t.Fatalf("wait for the pipeline: %v", err)
 	}
 	for _, p := range procs {
@@ -216,7 +217,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		}
 		same++
 	}
-	sum, err := all.Summarize(ctx, b, world, 0)
+	sum, err := eval.SummarizeRun(ctx, b, world, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -287,7 +287,7 @@ func Collect(t testing.TB, b *bus.Bus) Outcome {
 	t.Helper()
 	ctx := context.Background()
 	o := Outcome{Found: map[gps.Target]bool{}, Preds: map[gps.Target]bool{}}
-	if err := all.EachMessage(ctx, b, bus.StreamResults, func(d []byte) {
+	if err := b.EachMessage(ctx, bus.StreamResults, func(d []byte) {
 		rs, err := wire.DecodeResults(d)
 		if err != nil {
 			t.Fatalf("a bad result in RESULTS: %v", err)
@@ -301,7 +301,7 @@ func Collect(t testing.TB, b *bus.Bus) Outcome {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := all.EachMessage(ctx, b, bus.StreamPredictions, func(d []byte) {
+	if err := b.EachMessage(ctx, bus.StreamPredictions, func(d []byte) {
 		p, err := wire.DecodePrediction(d)
 		if err != nil {
 			t.Fatalf("a bad prediction: %v", err)

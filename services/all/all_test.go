@@ -245,7 +245,7 @@ func TestLiveMatchesSimulated(t *testing.T) {
 	labtest.Lock(t) // its sweeps must not find another package's lab
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run := func(live bool) *all.Summary {
+	run := func(live bool) *eval.RunSummary {
 		t.Helper()
 		sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Live: live, Hitrate: 1e-5, Step: 24, Quiet: time.Second},
 			Bus: bustest.New(t), Log: zap.NewNop()})
