@@ -15,9 +15,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/gpsscan/gps/internal/pipetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/pipetest"
 )
 
 // natsCluster is a JetStream cluster of three nats-servers in this process,

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/internal/labtest"
-	"github.com/gpsscan/gps/internal/pipetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
@@ -21,6 +20,7 @@ import (
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/pipetest"
 	"github.com/gpsscan/gps/services/prober"
 )
 
