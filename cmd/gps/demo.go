@@ -16,6 +16,9 @@ import (
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/modeler"
+	"github.com/gpsscan/gps/services/predictor"
+	"github.com/gpsscan/gps/services/prober"
 )
 
 func demoCmd() command {
@@ -62,13 +65,13 @@ func demoCmd() command {
 				log.Info("world written", zap.String("dir", world), zap.Int("services", w.Meta.Services), zap.Int("seed_services", w.Meta.SeedServices))
 
 				// The streaming pipeline, all four services on an embedded server.
-				sum, err := demoRun(ctx, log, d, "nats", all.Config{World: world, Hitrate: gps.DefaultHitrate, Step: step, Quiet: time.Second})
+				sum, err := demoRun(ctx, log, d, "nats", all.Config{World: world, Quiet: time.Second, Modeler: modeler.Config{Hitrate: gps.DefaultHitrate, Step: step}, Predictor: predictor.Config{Hitrate: gps.DefaultHitrate}})
 				if err != nil {
 					return err
 				}
 				var liveSum *eval.RunSummary
 				if *live {
-					if liveSum, err = demoRun(ctx, log, d, "nats-live", all.Config{World: world, Live: true, Engine: *engine, Hitrate: gps.DefaultHitrate, Step: step, Quiet: time.Second}); err != nil {
+					if liveSum, err = demoRun(ctx, log, d, "nats-live", all.Config{World: world, Quiet: time.Second, Modeler: modeler.Config{Hitrate: gps.DefaultHitrate, Step: step}, Predictor: predictor.Config{Hitrate: gps.DefaultHitrate}, Prober: prober.Config{LiveConfig: prober.LiveConfig{Live: true, Engine: *engine}}}); err != nil {
 						return err
 					}
 				}
@@ -114,10 +117,10 @@ func demoRun(ctx context.Context, log *zap.Logger, dir, name string, c all.Confi
 	}
 	defer b.Close()
 	start := time.Now()
-	sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: b, Log: log.With(zap.String("service", "all"), zap.Bool("live", c.Live))})
+	sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: b, Log: log.With(zap.String("service", "all"), zap.Bool("live", c.Prober.Live))})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("pipeline done", zap.Bool("live", c.Live), zap.Duration("elapsed", time.Since(start)))
+	log.Info("pipeline done", zap.Bool("live", c.Prober.Live), zap.Duration("elapsed", time.Since(start)))
 	return sum, nil
 }

@@ -20,7 +20,9 @@ import (
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/modeler"
 	"github.com/gpsscan/gps/services/pipetest"
+	"github.com/gpsscan/gps/services/predictor"
 	"github.com/gpsscan/gps/services/prober"
 )
 
@@ -147,7 +149,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sim, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: pipetest.Hitrate, Step: step, Quiet: time.Second},
+	sim, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Quiet: time.Second, Modeler: modeler.Config{Hitrate: pipetest.Hitrate, Step: step}, Predictor: predictor.Config{Hitrate: pipetest.Hitrate}},
 		Bus: bustest.New(t), Log: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("simulated run: %v", err)

@@ -7,9 +7,7 @@ package all
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +16,6 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/eval"
-	"github.com/gpsscan/gps/pkg/gps"
-	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/labserve"
 	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/pkg/telemetry"
@@ -28,30 +24,6 @@ import (
 	"github.com/gpsscan/gps/services/prober"
 	"github.com/gpsscan/gps/services/seeder"
 )
-
-// Config configures the whole pipeline.
-type Config struct {
-	World   string        // a world directory: import its seed, answer probes from its truth
-	Hitrate float64       // GPS hitrate threshold (rules, plan groups, predictions)
-	Step    int           // plan prefix length
-	Latency time.Duration // world responder: latency per probe
-	Loss    float64       // world responder: probability a service does not answer
-	Quiet   time.Duration // how long every queue must stay empty before the run counts as done
-	Live    bool          // serve the world as real listeners on 127/8 and probe them for real
-	Engine  string        // live: "connect" (default) or "syn"
-}
-
-// RegisterFlags registers the flags of Config.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.World, "world", "", "world directory: import DIR/seed.jsonl as the seed and answer probes from DIR/truth.jsonl; the run ends when the pipeline is idle")
-	fs.Float64Var(&c.Hitrate, "hitrate", gps.DefaultHitrate, "minimum hitrate of a rule, a plan group and a prediction")
-	fs.IntVar(&c.Step, "step", gps.DefaultStep, "prefix length of the priors plan groups")
-	fs.DurationVar(&c.Latency, "latency", 0, "world responder: latency of each probe")
-	fs.Float64Var(&c.Loss, "loss", 0, "world responder: probability that a service does not answer")
-	fs.BoolVar(&c.Live, "live", false, "with --world: serve the world as real TCP listeners on its 127.0.0.0/8 addresses and probe them for real (zgrab2 grabs)")
-	fs.StringVar(&c.Engine, "engine", netprobe.EngineConnect, "with --live: connect (TCP connect, no privileges) or syn (raw-socket SYN scan, needs CAP_NET_RAW)")
-	fs.DurationVar(&c.Quiet, "quiet", time.Second, "how long the queues must stay empty before a world run is done")
-}
 
 // Deps are what Run needs.
 type Deps struct {
@@ -76,7 +48,7 @@ type Stats struct {
 // Run runs every service until ctx ends or, with a world, until the pipeline
 // is done; then it returns the summary (nil without a world).
 func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
-	c := d.Config
+	c := d.Config.resolved()
 	if err := d.Bus.Setup(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -84,27 +56,13 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 	svcCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	g, gctx := errgroup.WithContext(svcCtx)
-	mc := modeler.Config{Hitrate: c.Hitrate, Step: c.Step}.WithDefaults()
-	pc := predictor.Config{Hitrate: c.Hitrate}.WithDefaults()
-	rc := prober.Config{World: c.World, Latency: c.Latency, Loss: c.Loss, Hitrate: c.Hitrate}
-	if c.Live {
-		if c.World == "" {
-			return nil, nil, errors.New("run all: --live needs --world (the lab to serve)")
-		}
+	if c.World != "" && c.Prober.Live {
 		lab, err := labserve.Serve(ctx, c.World, labserve.Options{}, d.Log.With(zap.String("service", "lab")))
 		if err != nil {
 			return nil, nil, fmt.Errorf("run all: serve the lab: %w", err)
 		}
 		defer lab.Close()
-		rc.LiveConfig = LabLive
-		if c.Engine != "" {
-			rc.Engine = c.Engine
-		}
-		rc.Pfx2AS = filepath.Join(c.World, "pfx2as.tsv")
-		rc.World = "" // the answers come from the network now
-		rc.Allow = []string{prober.LabAllow}
 	}
-	rc = rc.WithDefaults()
 	// Ready once the three long-running services consume.
 	var waiting atomic.Int32
 	waiting.Store(3)
@@ -114,21 +72,20 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 		}
 	}
 	g.Go(func() error {
-		return modeler.Run(gctx, modeler.Deps{Config: mc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "modeler")), Stats: &st.Modeler,
+		return modeler.Run(gctx, modeler.Deps{Config: c.Modeler, Bus: d.Bus, Log: d.Log.With(zap.String("service", "modeler")), Stats: &st.Modeler,
 			Metrics: d.Metrics, Ready: ready})
 	})
 	g.Go(func() error {
-		return predictor.Run(gctx, predictor.Deps{Config: pc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "predictor")), Stats: &st.Predictor,
+		return predictor.Run(gctx, predictor.Deps{Config: c.Predictor, Bus: d.Bus, Log: d.Log.With(zap.String("service", "predictor")), Stats: &st.Predictor,
 			Metrics: d.Metrics, Ready: ready})
 	})
 	g.Go(func() error {
-		return prober.Run(gctx, prober.Deps{Config: rc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober,
+		return prober.Run(gctx, prober.Deps{Config: c.Prober, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober,
 			Metrics: d.Metrics, Ready: ready})
 	})
-	if c.World != "" {
-		sc := seeder.Config{Import: lab.WorldFile(c.World, lab.SeedFile)}.WithDefaults()
+	if c.seeds() {
 		g.Go(func() error {
-			return seeder.Run(gctx, seeder.Deps{Config: sc, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder,
+			return seeder.Run(gctx, seeder.Deps{Config: c.Seeder, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder,
 				Metrics: d.Metrics})
 		})
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/modeler"
+	"github.com/gpsscan/gps/services/predictor"
 )
 
 // MakeWorld writes the lab world of these tests (seed 7, 3000 hosts, 4 /16s,
@@ -56,7 +58,7 @@ func Reference(t testing.TB, world string) Outcome {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	core, logs := observer.New(zapcore.InfoLevel)
-	sum, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: Hitrate, Step: 16, Quiet: time.Second}, Bus: b, Log: zap.New(core)})
+	sum, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Quiet: time.Second, Modeler: modeler.Config{Hitrate: Hitrate, Step: 16}, Predictor: predictor.Config{Hitrate: Hitrate}}, Bus: b, Log: zap.New(core)})
 	// The plan and the end of the run say why a reference may differ.
 	for _, e := range logs.FilterMessage("priors plan published").All() {
 		t.Logf("gps all: plan: %v", e.ContextMap())
