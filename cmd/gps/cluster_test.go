@@ -15,9 +15,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/gpsscan/gps/internal/pipetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/pipetest"
 )
 
 // natsCluster is a JetStream cluster of three nats-servers in this process,
@@ -234,7 +234,7 @@ func TestClusterFaults(t *testing.T) {
 	t.Logf("killed the predictor with SIGKILL at %d results, %v in", counter.Count(ctx), time.Since(started).Round(time.Millisecond))
 	procs["predictor"] = pipetest.Start(t, bin, "predictor-restarted", args["predictor"]...)
 
-	if err := all.WaitIdle(ctx, b, time.Second, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))); err != nil {
+	if err := b.WaitIdle(ctx, time.Second, all.Consumers(), zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))); err != nil {
 		t.Fatalf("wait for the pipeline: %v", err)
 	}
 	t.Logf("idle %v in", time.Since(started).Round(time.Millisecond))

@@ -10,12 +10,15 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/modeler"
+	"github.com/gpsscan/gps/services/predictor"
+	"github.com/gpsscan/gps/services/prober"
 )
 
 func demoCmd() command {
@@ -27,7 +30,7 @@ func demoCmd() command {
 			live := fs.Bool("live", false, "also serve the world as real TCP listeners on 127.0.0.0/8 and scan it for real (connect engine, zgrab2), and compare with the simulated run; the world then defaults to 3,000 hosts in one /16 and the plan to /20 groups, so the live scan takes about a minute")
 			engine := fs.String("engine", netprobe.EngineConnect, "with --live: connect (TCP connect) or syn (raw-socket SYN scan, needs CAP_NET_RAW)")
 			c := lab.Config{Seed: 1, Hosts: 10000, Slash16s: 8, SeedFrac: 0.05}.WithDefaults()
-			step := batch.DefaultStep
+			step := gps.DefaultStep
 			fs.Int64Var(&c.Seed, "seed", c.Seed, "world seed")
 			fs.IntVar(&c.Hosts, "hosts", c.Hosts, "hosts in the world")
 			fs.IntVar(&c.Slash16s, "slash16s", c.Slash16s, "/16s the world spans")
@@ -62,19 +65,19 @@ func demoCmd() command {
 				log.Info("world written", zap.String("dir", world), zap.Int("services", w.Meta.Services), zap.Int("seed_services", w.Meta.SeedServices))
 
 				// The streaming pipeline, all four services on an embedded server.
-				sum, err := demoRun(ctx, log, d, "nats", all.Config{World: world, Hitrate: batch.DefaultHitrate, Step: step, Quiet: time.Second})
+				sum, err := demoRun(ctx, log, d, "nats", all.Config{World: world, Quiet: time.Second, Modeler: modeler.Config{Hitrate: gps.DefaultHitrate, Step: step}, Predictor: predictor.Config{Hitrate: gps.DefaultHitrate}})
 				if err != nil {
 					return err
 				}
-				var liveSum *all.Summary
+				var liveSum *eval.RunSummary
 				if *live {
-					if liveSum, err = demoRun(ctx, log, d, "nats-live", all.Config{World: world, Live: true, Engine: *engine, Hitrate: batch.DefaultHitrate, Step: step, Quiet: time.Second}); err != nil {
+					if liveSum, err = demoRun(ctx, log, d, "nats-live", all.Config{World: world, Quiet: time.Second, Modeler: modeler.Config{Hitrate: gps.DefaultHitrate, Step: step}, Predictor: predictor.Config{Hitrate: gps.DefaultHitrate}, Prober: prober.Config{LiveConfig: prober.LiveConfig{Live: true, Engine: *engine}}}); err != nil {
 						return err
 					}
 				}
 
 				// The same world replayed offline under every policy.
-				ec := eval.Config{World: world, Out: filepath.Join(d, "eval"), Params: eval.Params{Hitrate: batch.DefaultHitrate, Step: step}}
+				ec := eval.Config{World: world, Out: filepath.Join(d, "eval"), Params: eval.Params{Hitrate: gps.DefaultHitrate, Step: step}}
 				fmt.Println("\noffline replay of the same world (gps eval):")
 				if _, err := eval.Run(ec, os.Stdout, log); err != nil {
 					return err
@@ -107,17 +110,17 @@ func liveDefaults(c *lab.Config, step *int, set map[string]bool) {
 }
 
 // demoRun runs the pipeline on a new embedded server under dir/name.
-func demoRun(ctx context.Context, log *zap.Logger, dir, name string, c all.Config) (*all.Summary, error) {
+func demoRun(ctx context.Context, log *zap.Logger, dir, name string, c all.Config) (*eval.RunSummary, error) {
 	b, err := bus.Connect(ctx, bus.Config{DataDir: filepath.Join(dir, name), Name: "gps-demo"}, log)
 	if err != nil {
 		return nil, err
 	}
 	defer b.Close()
 	start := time.Now()
-	sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: b, Log: log.With(zap.String("service", "all"), zap.Bool("live", c.Live))})
+	sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: b, Log: log.With(zap.String("service", "all"), zap.Bool("live", c.Prober.Live))})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("pipeline done", zap.Bool("live", c.Live), zap.Duration("elapsed", time.Since(start)))
+	log.Info("pipeline done", zap.Bool("live", c.Prober.Live), zap.Duration("elapsed", time.Since(start)))
 	return sum, nil
 }

@@ -7,8 +7,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/gps"
 )
 
 func evalCmd() command {
@@ -20,8 +20,8 @@ func evalCmd() command {
 			fs.StringVar(&c.World, "world", "", "world directory (truth.jsonl, seed.jsonl, pfx2as.tsv, meta.json)")
 			fs.StringVar(&c.Out, "out", "", "output directory for summary.json, curves.csv and coverage.png")
 			fs.Uint64Var(&c.Budget, "budget", 0, "probes after the seed each policy may send (0: no limit)")
-			fs.Float64Var(&c.Hitrate, "hitrate", batch.DefaultHitrate, "minimum hitrate of a rule and of a plan group")
-			fs.IntVar(&c.Step, "step", batch.DefaultStep, "prefix length of the priors plan groups")
+			fs.Float64Var(&c.Hitrate, "hitrate", gps.DefaultHitrate, "minimum hitrate of a rule and of a plan group")
+			fs.IntVar(&c.Step, "step", gps.DefaultStep, "prefix length of the priors plan groups")
 			return func(ctx context.Context, log *zap.Logger) error {
 				if err := c.Validate(); err != nil {
 					return usageErr("%v", err)

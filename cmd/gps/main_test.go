@@ -26,6 +26,8 @@ func TestCLI(t *testing.T) {
 		{"missing flags", []string{"first"}, 2, "need --seed"},
 		{"bad step", []string{"first", "--seed", bad, "--out", dir, "--step", "40"}, 2, "--step 40"},
 		{"lab gen", []string{"lab", "gen", "--out", world, "--hosts", "3000", "--slash16s", "4", "--seed-frac", "0.2"}, 0, ""},
+		{"all bad hitrate", []string{"all", "--world", world, "--hitrate", "2", "--metrics-addr", ""}, 2, "--hitrate 2"},
+		{"all no allow list", []string{"all", "--metrics-addr", ""}, 2, "allow list is required"},
 		{"bad line", []string{"first", "--seed", bad, "--out", filepath.Join(dir, "x")}, 1, bad + ":2:"},
 		{"first", []string{"first", "--seed", filepath.Join(world, "seed.jsonl"), "--out", filepath.Join(dir, "gps")}, 0, ""},
 		{"remaining", []string{"remaining", "--seed", filepath.Join(world, "seed.jsonl"), "--priors", filepath.Join(world, "seed.jsonl"), "--dir", filepath.Join(dir, "gps")}, 0, ""},

@@ -13,13 +13,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/internal/labtest"
-	"github.com/gpsscan/gps/internal/pipetest"
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/modeler"
+	"github.com/gpsscan/gps/services/pipetest"
+	"github.com/gpsscan/gps/services/predictor"
 	"github.com/gpsscan/gps/services/prober"
 )
 
@@ -59,7 +62,7 @@ func runSeparate(t *testing.T, bin, world, crash string) (*bus.Bus, pipetest.Out
 		time.Sleep(300 * time.Millisecond)
 		procs[crash] = pipetest.Start(t, bin, crash+"-restarted", args[crash]...)
 	}
-	if err := all.WaitIdle(ctx, b, time.Second, zap.NewNop()); err != nil {
+	if err := b.WaitIdle(ctx, time.Second, all.Consumers(), zap.NewNop()); err != nil {
 		t.Fatalf("wait for the pipeline: %v", err)
 	}
 	checkTelemetry(t, procs["modeler"], "modeler")
@@ -146,7 +149,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sim, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Hitrate: pipetest.Hitrate, Step: step, Quiet: time.Second},
+	sim, _, err := all.Run(ctx, all.Deps{Config: all.Config{World: world, Quiet: time.Second, Modeler: modeler.Config{Hitrate: pipetest.Hitrate, Step: step}, Predictor: predictor.Config{Hitrate: pipetest.Hitrate}},
 		Bus: bustest.New(t), Log: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("simulated run: %v", err)
@@ -172,7 +175,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 	if err := seeder.Wait(); err != nil {
 		t.Fatalf("seeder: %v\n%s", err, seeder.Log())
 	}
-	if err := all.WaitIdle(ctx, b, time.Second, zap.NewNop()); err != nil {
+	if err := b.WaitIdle(ctx, time.Second, all.Consumers(), zap.NewNop()); err != nil {
 		t.Fatalf("wait for the pipeline: %v", err)
 	}
 	for _, p := range procs {
@@ -182,13 +185,13 @@ func TestSeparateProcessesLive(t *testing.T) {
 
 	o := pipetest.Collect(t, b)
 	pipetest.CheckExact(t, b, o)
-	truth := map[batch.Target]row.Row{}
+	truth := map[gps.Target]row.Row{}
 	for _, s := range w.Truth {
 		a, err := row.ParseAddr(s.IP)
 		if err != nil {
 			t.Fatal(err)
 		}
-		truth[batch.Target{Addr: a, Port: uint16(s.Port)}] = s
+		truth[gps.Target{Addr: a, Port: uint16(s.Port)}] = s
 	}
 	probed, same := 0, 0
 	for _, r := range o.Results {
@@ -197,7 +200,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		}
 		probed++
 		a, _ := row.ParseAddr(r.IP)
-		want, ok := truth[batch.Target{Addr: a, Port: uint16(r.Port)}]
+		want, ok := truth[gps.Target{Addr: a, Port: uint16(r.Port)}]
 		if !ok {
 			t.Errorf("%s:%d found, but the world has no such service", r.IP, r.Port)
 			continue
@@ -216,7 +219,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		}
 		same++
 	}
-	sum, err := all.Summarize(ctx, b, world, 0)
+	sum, err := eval.SummarizeRun(ctx, b, world, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

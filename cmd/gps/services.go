@@ -318,6 +318,9 @@ func allCmd() command {
 		var c all.Config
 		c.RegisterFlags(fs)
 		return func(ctx context.Context, s svc) error {
+			if err := c.Validate(); err != nil {
+				return usageErr("%v", err)
+			}
 			sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: s.Bus, Log: s.Log, Metrics: s.Metrics, Ready: s.Ready})
 			if err != nil {
 				return err

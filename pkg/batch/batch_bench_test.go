@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -48,7 +49,7 @@ func BenchmarkFirstPaperScale(b *testing.B) {
 	b.Logf("seed: %d services", n)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := First(FirstConfig{Seed: seed, Out: filepath.Join(dir, "out"), Hitrate: DefaultHitrate, Step: DefaultStep}, zap.NewNop()); err != nil {
+		if _, err := First(FirstConfig{Seed: seed, Out: filepath.Join(dir, "out"), Hitrate: gps.DefaultHitrate, Step: gps.DefaultStep}, zap.NewNop()); err != nil {
 			b.Fatal(err)
 		}
 	}

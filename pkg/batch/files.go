@@ -1,3 +1,6 @@
+// Package batch is GPS as the original runs it, in files: Phase 1 (the model
+// table and the priors plan, `gps first`) and Phase 2 (the remaining
+// predictions, `gps remaining`), with the algorithm of pkg/gps.
 package batch
 
 import (
@@ -16,6 +19,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/atomicfile"
 	"github.com/gpsscan/gps/pkg/features"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/progress"
 	"github.com/gpsscan/gps/pkg/row"
@@ -94,7 +98,7 @@ func ReadModel(path string, dict *features.Dict) ([]model.ModelRow, error) {
 }
 
 // WritePlan writes the plan as GPS does: "port,a.b.c.d/step", no header.
-func WritePlan(w io.Writer, plan []PlanRow) error {
+func WritePlan(w io.Writer, plan []gps.PlanRow) error {
 	for _, p := range plan {
 		if _, err := fmt.Fprintf(w, "%d,%s/%d\n", p.Port, row.FormatAddr(p.Prefix), p.Step); err != nil {
 			return err
@@ -104,8 +108,8 @@ func WritePlan(w io.Writer, plan []PlanRow) error {
 }
 
 // ReadPlan reads plan.csv; every prefix must be a /step.
-func ReadPlan(path string, step int) ([]PlanRow, error) {
-	var plan []PlanRow
+func ReadPlan(path string, step int) ([]gps.PlanRow, error) {
+	var plan []gps.PlanRow
 	err := eachLine(path, func(b []byte) error {
 		port, pfx, ok := strings.Cut(string(b), ",")
 		if !ok {
@@ -126,17 +130,17 @@ func ReadPlan(path string, step int) ([]PlanRow, error) {
 		if n, err := strconv.Atoi(bits); err != nil || n != step {
 			return fmt.Errorf("prefix %q is not a /%d (the --step)", pfx, step)
 		}
-		if Mask(addr, step) != addr {
+		if gps.Mask(addr, step) != addr {
 			return fmt.Errorf("prefix %q has host bits set", pfx)
 		}
-		plan = append(plan, PlanRow{Port: uint16(p), Prefix: addr, Step: step})
+		plan = append(plan, gps.PlanRow{Port: uint16(p), Prefix: addr, Step: step})
 		return nil
 	})
 	return plan, err
 }
 
 // WriteTargets writes "ip:port" lines.
-func WriteTargets(w io.Writer, ts []Target) error {
+func WriteTargets(w io.Writer, ts []gps.Target) error {
 	bw := bufio.NewWriter(w)
 	var b []byte
 	for _, t := range ts {
@@ -207,7 +211,7 @@ func validateParams(hitrate float64, step int) error {
 type FirstResult struct {
 	Model *model.Model
 	Rows  []model.ModelRow
-	Plan  []PlanRow
+	Plan  []gps.PlanRow
 }
 
 // LoadSeed builds a model from a seed file, logging progress.
@@ -244,7 +248,7 @@ func First(c FirstConfig, log *zap.Logger) (*FirstResult, error) {
 		zap.Int("pseudo_hosts", st.PseudoHosts), zap.Int("services", st.Services), zap.Int("keys", st.Keys),
 		zap.Int("data_strings", st.Features), zap.Duration("elapsed", time.Since(start)))
 	rows := m.Rows(c.Hitrate)
-	plan := Plan(rows, c.Step, c.Hitrate)
+	plan := gps.Plan(rows, c.Step, c.Hitrate)
 	log.Info("rules chosen", zap.Int("model_rows", len(rows)), zap.Int("plan_groups", len(plan)))
 	modelPath, planPath := filepath.Join(c.Out, ModelFile), filepath.Join(c.Out, PlanFile)
 	err = atomicfile.Set(map[string]func(io.Writer) error{
@@ -267,7 +271,7 @@ type RemainingConfig struct {
 }
 
 // Remaining runs Phase 2 from files and writes DIR/predictions.txt.
-func RemainingFiles(c RemainingConfig, log *zap.Logger) ([]Target, error) {
+func RemainingFiles(c RemainingConfig, log *zap.Logger) ([]gps.Target, error) {
 	if c.Seed == "" || c.Priors == "" || c.Dir == "" {
 		return nil, errors.New("need --seed FILE, --priors FILE and --dir DIR")
 	}
@@ -284,9 +288,9 @@ func RemainingFiles(c RemainingConfig, log *zap.Logger) ([]Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}
-	seed := make(map[Target]bool)
+	seed := make(map[gps.Target]bool)
 	if err := row.ReadFile(c.Seed, func(s row.Service) error {
-		seed[Target{s.Addr, uint16(s.Port)}] = true
+		seed[gps.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("read seed: %w", err)
@@ -295,7 +299,7 @@ func RemainingFiles(c RemainingConfig, log *zap.Logger) ([]Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read priors: %w", err)
 	}
-	preds := Remaining(dict, RulesOf(rows), plan, priors, seed, c.Step)
+	preds := gps.Remaining(dict, gps.RulesOf(rows), plan, priors, seed, c.Step)
 	out := filepath.Join(c.Dir, PredictionsFile)
 	if err := atomicfile.Write(out, func(w io.Writer) error { return WriteTargets(w, preds) }); err != nil {
 		return nil, err

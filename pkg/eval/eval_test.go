@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -41,7 +42,7 @@ func TestBatchMatchesFirstAndRemaining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Params{Hitrate: batch.DefaultHitrate, Step: 16}
+	p := Params{Hitrate: gps.DefaultHitrate, Step: 16}
 	br := Batch(w, p)
 
 	// The file path, as a user runs it.
@@ -50,18 +51,18 @@ func TestBatchMatchesFirstAndRemaining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planned := batch.PlannedSet(fr.Plan)
+	planned := gps.PlannedSet(fr.Plan)
 	priorsPath := filepath.Join(dir, "priors.jsonl")
 	var buf bytes.Buffer
-	want := map[batch.Target]bool{}
+	want := map[gps.Target]bool{}
 	for _, s := range w.Seed {
-		want[batch.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
+		want[gps.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
 	}
 	for _, s := range w.Truth {
-		if planned[batch.Target{Addr: batch.Mask(s.Addr, p.Step), Port: uint16(s.Port)}] {
+		if planned[gps.Target{Addr: gps.Mask(s.Addr, p.Step), Port: uint16(s.Port)}] {
 			b, _ := json.Marshal(s.Row)
 			buf.Write(append(b, '\n'))
-			want[batch.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
+			want[gps.Target{Addr: s.Addr, Port: uint16(s.Port)}] = true
 		}
 	}
 	if err := os.WriteFile(priorsPath, buf.Bytes(), 0o644); err != nil {
@@ -107,7 +108,7 @@ func TestStreamBeatsBatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := Params{Hitrate: batch.DefaultHitrate, Step: 16}
+			p := Params{Hitrate: gps.DefaultHitrate, Step: 16}
 			b := Batch(w, p).Curve
 			s, _ := Stream(w, p, nil)
 			be := b.End()
@@ -286,7 +287,7 @@ func TestStreamDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Params{Hitrate: batch.DefaultHitrate, Step: 16}
+	p := Params{Hitrate: gps.DefaultHitrate, Step: 16}
 	a, sa := Stream(w, p, nil)
 	for i := 0; i < 2; i++ {
 		b, sb := Stream(w, p, nil)
@@ -304,7 +305,7 @@ func TestStreamProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []Point
-	c, _ := Stream(w, Params{Hitrate: batch.DefaultHitrate, Step: 16}, func(p Point) { got = append(got, p) })
+	c, _ := Stream(w, Params{Hitrate: gps.DefaultHitrate, Step: 16}, func(p Point) { got = append(got, p) })
 	if len(got) == 0 {
 		t.Fatal("no progress reported")
 	}

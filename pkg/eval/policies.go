@@ -5,8 +5,8 @@ import (
 	"container/heap"
 	"slices"
 
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/features"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -21,11 +21,11 @@ type Params struct {
 // finder tracks what a policy has found.
 type finder struct {
 	w     *World
-	found map[batch.Target]bool
+	found map[gps.Target]bool
 }
 
 func newFinder(w *World) *finder {
-	f := &finder{w: w, found: make(map[batch.Target]bool, len(w.byTarget))}
+	f := &finder{w: w, found: make(map[gps.Target]bool, len(w.byTarget))}
 	for t := range w.seedSet {
 		f.found[t] = true
 	}
@@ -33,7 +33,7 @@ func newFinder(w *World) *finder {
 }
 
 // probe reports whether t is a service not found before, and marks it found.
-func (f *finder) probe(t batch.Target) bool {
+func (f *finder) probe(t gps.Target) bool {
 	if f.found[t] {
 		return false
 	}
@@ -97,14 +97,14 @@ func Popularity(w *World, p Params) *Curve {
 // groupIndex maps (prefix/step, port) to the truth services in it, each
 // group's in address order: the order a group's hits update the model in
 // must not depend on map iteration, or two runs differ.
-func groupIndex(w *World, step int) map[batch.Target][]batch.Target {
-	g := map[batch.Target][]batch.Target{}
+func groupIndex(w *World, step int) map[gps.Target][]gps.Target {
+	g := map[gps.Target][]gps.Target{}
 	for t := range w.byTarget {
-		k := batch.Target{Addr: batch.Mask(t.Addr, step), Port: t.Port}
+		k := gps.Target{Addr: gps.Mask(t.Addr, step), Port: t.Port}
 		g[k] = append(g[k], t)
 	}
 	for _, ts := range g {
-		slices.SortFunc(ts, func(a, b batch.Target) int { return cmp.Compare(a.Addr, b.Addr) })
+		slices.SortFunc(ts, func(a, b gps.Target) int { return cmp.Compare(a.Addr, b.Addr) })
 	}
 	return g
 }
@@ -120,10 +120,10 @@ func seedModel(w *World) *model.Model {
 // BatchResult is what gps-batch did, for checks against `gps first`/`remaining`.
 type BatchResult struct {
 	Curve       *Curve
-	Plan        []batch.PlanRow
+	Plan        []gps.PlanRow
 	Priors      []row.Service
-	Predictions []batch.Target
-	Found       map[batch.Target]bool
+	Predictions []gps.Target
+	Found       map[gps.Target]bool
 }
 
 // Batch is GPS exactly: scan the priors plan, group by group (2^(32-step)
@@ -131,7 +131,7 @@ type BatchResult struct {
 func Batch(w *World, p Params) *BatchResult {
 	m := seedModel(w)
 	rows := m.Rows(p.Hitrate)
-	plan := batch.Plan(rows, p.Step, p.Hitrate)
+	plan := gps.Plan(rows, p.Step, p.Hitrate)
 	groups := groupIndex(w, p.Step)
 	f := newFinder(w)
 	c := newCurve("gps-batch", len(w.seedSet), p.Budget)
@@ -139,7 +139,7 @@ func Batch(w *World, p Params) *BatchResult {
 	live := true
 	for _, g := range plan {
 		n := 0
-		for _, t := range groups[batch.Target{Addr: g.Prefix, Port: g.Port}] {
+		for _, t := range groups[gps.Target{Addr: g.Prefix, Port: g.Port}] {
 			for _, i := range w.byTarget[t] {
 				priors = append(priors, w.Truth[i])
 			}
@@ -151,7 +151,7 @@ func Batch(w *World, p Params) *BatchResult {
 			break
 		}
 	}
-	preds := batch.Remaining(m.Dict(), batch.RulesOf(rows), plan, priors, w.seedSet, p.Step)
+	preds := gps.Remaining(m.Dict(), gps.RulesOf(rows), plan, priors, w.seedSet, p.Step)
 	for _, t := range preds {
 		if !live {
 			break
@@ -170,7 +170,7 @@ func Batch(w *World, p Params) *BatchResult {
 type work struct {
 	yield  float64
 	group  int // index into the plan, or -1 for a probe
-	target batch.Target
+	target gps.Target
 	seq    int // FIFO among equal yields, for determinism
 }
 
@@ -211,11 +211,11 @@ type StreamStats struct {
 func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 	m := seedModel(w)
 	rows := m.Rows(p.Hitrate)
-	plan := batch.Plan(rows, p.Step, p.Hitrate)
+	plan := gps.Plan(rows, p.Step, p.Hitrate)
 	groups := groupIndex(w, p.Step)
 	seedIn := map[uint32]uint64{}
 	for a := range w.seedAddr {
-		seedIn[batch.Mask(a, p.Step)]++
+		seedIn[gps.Mask(a, p.Step)]++
 	}
 	f := newFinder(w)
 	c := newCurve("gps-stream", len(w.seedSet), p.Budget)
@@ -227,18 +227,18 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		seq++
 		heap.Push(q, x)
 	}
-	seedTargets := make([]batch.Target, 0, len(w.seedSet))
+	seedTargets := make([]gps.Target, 0, len(w.seedSet))
 	for t := range w.seedSet {
 		seedTargets = append(seedTargets, t)
 	}
-	plan = append(plan, batch.Unexplained(rows, plan, seedTargets, p.Step, p.Hitrate)...)
+	plan = append(plan, gps.Unexplained(rows, plan, seedTargets, p.Step, p.Hitrate)...)
 	for i, g := range plan {
 		push(work{yield: float64(g.Count) / w.SeedFrac / float64(g.Cost()), group: i})
 	}
-	swept := map[batch.Target]bool{}
-	sent := map[batch.Target]bool{}
+	swept := map[gps.Target]bool{}
+	sent := map[gps.Target]bool{}
 	var feats []features.ID
-	onFound := func(t batch.Target) {
+	onFound := func(t gps.Target) {
 		for _, i := range w.byTarget[t] {
 			m.Add(&w.Truth[i])
 		}
@@ -248,8 +248,8 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			feats = dict.Of(feats, &w.Truth[i], false)
 		}
 		for _, pr := range m.Predict([]model.Found{{Port: t.Port, Feats: feats}}, p.Hitrate) {
-			u := batch.Target{Addr: t.Addr, Port: pr.Port}
-			if f.found[u] || sent[u] || swept[batch.Target{Addr: batch.Mask(u.Addr, p.Step), Port: u.Port}] {
+			u := gps.Target{Addr: t.Addr, Port: pr.Port}
+			if f.found[u] || sent[u] || swept[gps.Target{Addr: gps.Mask(u.Addr, p.Step), Port: u.Port}] {
 				continue
 			}
 			push(work{yield: pr.Hitrate, group: -1, target: u})
@@ -262,10 +262,10 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		x := heap.Pop(q).(work)
 		if x.group >= 0 {
 			g := plan[x.group]
-			key := batch.Target{Addr: g.Prefix, Port: g.Port}
+			key := gps.Target{Addr: g.Prefix, Port: g.Port}
 			swept[key] = true
 			st.Groups++
-			var hits []batch.Target
+			var hits []gps.Target
 			for _, t := range groups[key] {
 				if !sent[t] && f.probe(t) {
 					hits = append(hits, t)
@@ -279,7 +279,7 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			}
 		} else {
 			t := x.target
-			if sent[t] || f.found[t] || swept[batch.Target{Addr: batch.Mask(t.Addr, p.Step), Port: t.Port}] {
+			if sent[t] || f.found[t] || swept[gps.Target{Addr: gps.Mask(t.Addr, p.Step), Port: t.Port}] {
 				continue
 			}
 			sent[t] = true

@@ -10,8 +10,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/pfx2as"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -20,8 +21,8 @@ type World struct {
 	Truth []row.Service
 	Seed  []row.Service
 	// rows of each distinct truth service (duplicate rows merge into one)
-	byTarget map[batch.Target][]int32
-	seedSet  map[batch.Target]bool
+	byTarget map[gps.Target][]int32
+	seedSet  map[gps.Target]bool
 	seedAddr map[uint32]bool
 	slash16s []uint32 // the /16s of the world, from truth and seed
 	Meta     lab.Meta
@@ -53,7 +54,7 @@ func LoadWorld(dir string) (*World, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load world: %w", jsonLineError(metaPath, err))
 	}
-	w := &World{Meta: meta, byTarget: map[batch.Target][]int32{}, seedSet: map[batch.Target]bool{}, seedAddr: map[uint32]bool{}}
+	w := &World{Meta: meta, byTarget: map[gps.Target][]int32{}, seedSet: map[gps.Target]bool{}, seedAddr: map[uint32]bool{}}
 	s16, ok1 := number(meta.Params["slash16s"])
 	frac, ok2 := number(meta.Params["seed_frac"])
 	if !ok1 || !ok2 || s16 < 1 || frac <= 0 || frac > 1 {
@@ -62,7 +63,7 @@ func LoadWorld(dir string) (*World, error) {
 	}
 	w.NSlash16, w.SeedFrac = int(s16), frac
 	if _, err := os.Stat(filepath.Join(dir, lab.Pfx2ASFile)); err == nil {
-		if _, err := lab.ReadPfx2AS(filepath.Join(dir, lab.Pfx2ASFile)); err != nil {
+		if _, err := pfx2as.Read(filepath.Join(dir, lab.Pfx2ASFile)); err != nil {
 			return nil, fmt.Errorf("load world: %w", err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -73,13 +74,13 @@ func LoadWorld(dir string) (*World, error) {
 	}
 	seen16 := map[uint32]bool{}
 	for i, s := range w.Truth {
-		t := batch.Target{Addr: s.Addr, Port: uint16(s.Port)}
+		t := gps.Target{Addr: s.Addr, Port: uint16(s.Port)}
 		w.byTarget[t] = append(w.byTarget[t], int32(i))
 		seen16[s.Addr>>16] = true
 	}
 	// A seed service missing from truth is an error at its line.
 	err = row.ReadFile(lab.WorldFile(dir, lab.SeedFile), func(s row.Service) error {
-		t := batch.Target{Addr: s.Addr, Port: uint16(s.Port)}
+		t := gps.Target{Addr: s.Addr, Port: uint16(s.Port)}
 		if _, ok := w.byTarget[t]; !ok {
 			return fmt.Errorf("seed service %s:%d is not in %s", s.IP, s.Port, lab.TruthFile)
 		}

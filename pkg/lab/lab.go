@@ -11,7 +11,6 @@
 package lab
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -21,11 +20,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/gpsscan/gps/pkg/atomicfile"
+	"github.com/gpsscan/gps/pkg/pfx2as"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -122,17 +120,10 @@ func (c Config) Validate() error {
 
 // World is a generated synthetic Internet.
 type World struct {
-	Truth  []row.Row // every service, sorted by (ip numeric, port)
-	Seed   []row.Row // every service of the sampled addresses, same order
-	Pfx2AS []Pfx2AS  // announced prefixes, sorted by (prefix numeric, len)
+	Truth  []row.Row       // every service, sorted by (ip numeric, port)
+	Seed   []row.Row       // every service of the sampled addresses, same order
+	Pfx2AS []pfx2as.Prefix // announced prefixes, sorted by (prefix numeric, len)
 	Meta   Meta
-}
-
-// Pfx2AS is one announced prefix, as in CAIDA's prefix-to-AS files.
-type Pfx2AS struct {
-	Prefix string // dotted quad
-	Len    int
-	ASN    int64
 }
 
 // Meta summarises a world; it is written as meta.json.
@@ -210,7 +201,7 @@ func GenerateSeed(c Config, fn func(row.Row)) error {
 
 // Prefixes returns the prefix-to-AS table of the world of c (after
 // defaults); it depends only on Seed, Slash16s and ASes.
-func Prefixes(c Config) ([]Pfx2AS, error) {
+func Prefixes(c Config) ([]pfx2as.Prefix, error) {
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("build prefixes: %w", err)
@@ -250,7 +241,7 @@ func (w *World) Write(dir string) error {
 	files := map[string]func(io.Writer) error{
 		p(TruthFile):  func(out io.Writer) error { return writeRows(out, w.Truth) },
 		p(SeedFile):   func(out io.Writer) error { return writeRows(out, w.Seed) },
-		p(Pfx2ASFile): func(out io.Writer) error { return writePfx2AS(out, w.Pfx2AS) },
+		p(Pfx2ASFile): func(out io.Writer) error { return pfx2as.Write(out, w.Pfx2AS) },
 		p(MetaFile): func(out io.Writer) error {
 			b, err := json.MarshalIndent(w.Meta, "", "  ")
 			if err != nil {
@@ -274,22 +265,6 @@ func writeRows(out io.Writer, rows []row.Row) error {
 			return err
 		}
 		if _, err := out.Write(append(b, '\n')); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writePfx2AS(out io.Writer, pfx []Pfx2AS) error {
-	var b []byte
-	for _, p := range pfx {
-		b = append(b[:0], p.Prefix...)
-		b = append(b, '\t')
-		b = strconv.AppendInt(b, int64(p.Len), 10)
-		b = append(b, '\t')
-		b = strconv.AppendInt(b, p.ASN, 10)
-		b = append(b, '\n')
-		if _, err := out.Write(b); err != nil {
 			return err
 		}
 	}
@@ -350,102 +325,6 @@ func metaValue(key string, v any) any {
 		}
 	}
 	return v
-}
-
-// ReadPfx2AS reads a prefix-to-AS table: one "prefix<TAB>len<TAB>asn" per
-// line. Blank lines and lines starting with '#' are skipped; a bad line is a
-// *row.LineError naming FILE:LINE.
-func ReadPfx2AS(path string) ([]Pfx2AS, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read pfx2as: %w", err)
-	}
-	defer f.Close()
-	var out []Pfx2AS
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || t[0] == '#' {
-			continue
-		}
-		p, err := parsePfx2AS(t)
-		if err != nil {
-			return nil, fmt.Errorf("read pfx2as: %w", &row.LineError{File: path, Line: line, Err: err})
-		}
-		out = append(out, p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read pfx2as: %w", &row.LineError{File: path, Line: line + 1, Err: err})
-	}
-	return out, nil
-}
-
-func parsePfx2AS(s string) (Pfx2AS, error) {
-	f := strings.Split(s, "\t")
-	if len(f) != 3 {
-		return Pfx2AS{}, fmt.Errorf("want 3 tab-separated fields (prefix, len, asn), have %d", len(f))
-	}
-	a, err := row.ParseAddr(f[0])
-	if err != nil {
-		return Pfx2AS{}, fmt.Errorf("prefix: %w", err)
-	}
-	l, err := strconv.Atoi(f[1])
-	if err != nil || l < 0 || l > 32 {
-		return Pfx2AS{}, fmt.Errorf("len %q is not an integer in 0..32", f[1])
-	}
-	if a&^mask(l) != 0 {
-		return Pfx2AS{}, fmt.Errorf("prefix %s has bits set beyond /%d", f[0], l)
-	}
-	asn, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil || asn < 0 || asn > math.MaxUint32 {
-		return Pfx2AS{}, fmt.Errorf("asn %q is not an integer in 0..4294967295", f[2])
-	}
-	return Pfx2AS{Prefix: f[0], Len: l, ASN: asn}, nil
-}
-
-func mask(l int) uint32 {
-	if l == 0 {
-		return 0
-	}
-	return ^uint32(0) << (32 - l)
-}
-
-// ASLookup finds the origin AS of an address by longest prefix match.
-type ASLookup struct {
-	byLen [33]map[uint32]int64
-	lens  []int // lengths present, longest first
-}
-
-// NewASLookup indexes a prefix table. A prefix listed twice keeps its last ASN.
-func NewASLookup(pfx []Pfx2AS) (*ASLookup, error) {
-	l := &ASLookup{}
-	for _, p := range pfx {
-		a, err := row.ParseAddr(p.Prefix)
-		if err != nil || p.Len < 0 || p.Len > 32 {
-			return nil, fmt.Errorf("index prefixes: bad prefix %s/%d", p.Prefix, p.Len)
-		}
-		if l.byLen[p.Len] == nil {
-			l.byLen[p.Len] = map[uint32]int64{}
-			l.lens = append(l.lens, p.Len)
-		}
-		l.byLen[p.Len][a&mask(p.Len)] = p.ASN
-	}
-	slices.Sort(l.lens)
-	slices.Reverse(l.lens)
-	return l, nil
-}
-
-// Lookup returns the ASN of the longest prefix holding addr.
-func (l *ASLookup) Lookup(addr uint32) (int64, bool) {
-	for _, n := range l.lens {
-		if asn, ok := l.byLen[n][addr&mask(n)]; ok {
-			return asn, true
-		}
-	}
-	return 0, false
 }
 
 // bitset is a set of address indices (addr - spaceStart).

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/gpsscan/gps/pkg/pfx2as"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -213,7 +214,7 @@ func TestASNFromLongestPrefix(t *testing.T) {
 			if err := w.Write(dir); err != nil {
 				t.Fatal(err)
 			}
-			pfx, err := ReadPfx2AS(filepath.Join(dir, Pfx2ASFile))
+			pfx, err := pfx2as.Read(filepath.Join(dir, Pfx2ASFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,7 +224,7 @@ func TestASNFromLongestPrefix(t *testing.T) {
 			if p, _ := Prefixes(c); !reflect.DeepEqual(p, w.Pfx2AS) {
 				t.Fatal("Prefixes differs from World.Pfx2AS")
 			}
-			// A plain scan of the table, independent of ASLookup.
+			// A plain scan of the table, independent of pfx2as.Table.
 			type net struct {
 				a   uint32
 				l   int
@@ -241,7 +242,7 @@ func TestASNFromLongestPrefix(t *testing.T) {
 			if len(asns) != w.Meta.Params["ases"] {
 				t.Errorf("%d ASes announce prefixes, want %v", len(asns), w.Meta.Params["ases"])
 			}
-			lookup, err := NewASLookup(pfx)
+			lookup, err := pfx2as.NewTable(pfx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -250,7 +251,7 @@ func TestASNFromLongestPrefix(t *testing.T) {
 				a := addr(t, r.IP)
 				best, want := -1, int64(0)
 				for _, n := range nets {
-					if n.l > best && a&mask(n.l) == n.a {
+					if n.l > best && a&^(1<<(32-n.l)-1) == n.a { // n.l is 16..24
 						best, want = n.l, n.asn
 					}
 				}
@@ -264,42 +265,13 @@ func TestASNFromLongestPrefix(t *testing.T) {
 					t.Fatalf("%s: asn %v, longest prefix says %d", r.IP, r.ASN, want)
 				}
 				if ok != (best >= 0) || got != want {
-					t.Fatalf("ASLookup(%s) = %d, %v; want %d", r.IP, got, ok, want)
+					t.Fatalf("Lookup(%s) = %d, %v; want %d", r.IP, got, ok, want)
 				}
 			}
 			if c == (Config{Seed: 1}) && (nulls == 0 || nulls > len(w.Truth)/10) {
 				t.Errorf("%d of %d services without asn, want a few percent", nulls, len(w.Truth))
 			}
 		})
-	}
-}
-
-func TestReadPfx2ASErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name, text, want string
-		line             int
-	}{
-		{"fields", "127.1.0.0\t16\n127.2.0.0\t16\n", "3 tab-separated", 1},
-		{"address", "127.1.0.0\t16\t1\n# comment\n\n127.1.0.x\t16\t2\n", "not an IPv4", 4},
-		{"len", "127.1.0.0\t33\t1\n", "len", 1},
-		{"host bits", "127.1.0.0\t16\t1\n127.1.2.0\t16\t1\n", "beyond /16", 2},
-		{"asn", "127.1.0.0\t16\t-1\n", "asn", 1},
-		{"asn set", "127.1.0.0\t16\t1_2\n", "asn", 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "p.tsv")
-			if err := os.WriteFile(path, []byte(tc.text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			_, err := ReadPfx2AS(path)
-			var le *row.LineError
-			if !errors.As(err, &le) || le.Line != tc.line || le.File != path || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want %s:%d ... %s", err, path, tc.line, tc.want)
-			}
-		})
-	}
-	if _, err := ReadPfx2AS(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Fatal("no error for a missing file")
 	}
 }
 

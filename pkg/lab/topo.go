@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/gpsscan/gps/pkg/pfx2as"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -80,7 +81,7 @@ type asys struct {
 type topo struct {
 	n16   int
 	ases  []asys
-	pfx   []Pfx2AS
+	pfx   []pfx2as.Prefix
 	owner []int32 // per /24 of the used space: index in ases, -1 unannounced
 }
 
@@ -222,7 +223,7 @@ func buildTopo(c Config, devs []device) *topo {
 	slices.SortFunc(anns, func(a, b ann) int { return cmp.Or(cmp.Compare(a.base, b.base), a.l-b.l) })
 	for _, a := range anns {
 		if a.as >= 0 {
-			t.pfx = append(t.pfx, Pfx2AS{Prefix: row.FormatAddr(a.base), Len: a.l, ASN: t.ases[a.as].asn})
+			t.pfx = append(t.pfx, pfx2as.Prefix{Prefix: row.FormatAddr(a.base), Len: a.l, ASN: t.ases[a.as].asn})
 		}
 	}
 	return t

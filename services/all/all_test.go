@@ -24,6 +24,9 @@ import (
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/services/all"
+	"github.com/gpsscan/gps/services/modeler"
+	"github.com/gpsscan/gps/services/predictor"
+	"github.com/gpsscan/gps/services/prober"
 )
 
 func world(t *testing.T, c lab.Config) string {
@@ -104,7 +107,7 @@ func TestAllMatchesEval(t *testing.T) {
 		sc.run(sctx, "http://"+ln.Addr().String()+"/metrics", telemetry.NameResultsIn, `service="modeler"`)
 	}()
 	var ready atomic.Bool
-	sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Hitrate: 1e-5, Step: 16, Quiet: time.Second}, Bus: b, Log: zap.NewNop(),
+	sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Quiet: time.Second, Modeler: modeler.Config{Hitrate: 1e-5, Step: 16}, Predictor: predictor.Config{Hitrate: 1e-5}}, Bus: b, Log: zap.NewNop(),
 		Metrics: m, Ready: func() { ready.Store(true); srv.SetReady(true) }})
 	stopServer()
 	wg.Wait()
@@ -245,9 +248,9 @@ func TestLiveMatchesSimulated(t *testing.T) {
 	labtest.Lock(t) // its sweeps must not find another package's lab
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run := func(live bool) *all.Summary {
+	run := func(live bool) *eval.RunSummary {
 		t.Helper()
-		sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Live: live, Hitrate: 1e-5, Step: 24, Quiet: time.Second},
+		sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Quiet: time.Second, Modeler: modeler.Config{Hitrate: 1e-5, Step: 24}, Predictor: predictor.Config{Hitrate: 1e-5}, Prober: prober.Config{LiveConfig: prober.LiveConfig{Live: live}}},
 			Bus: bustest.New(t), Log: zap.NewNop()})
 		if err != nil {
 			t.Fatalf("live=%v: %v", live, err)

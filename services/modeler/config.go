@@ -6,13 +6,13 @@ import (
 	"fmt"
 
 	"github.com/gpsscan/gps/internal/resultpipe"
-	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/gps"
 )
 
 // Defaults of the Config.
 const (
-	DefaultHitrate   = batch.DefaultHitrate
-	DefaultStep      = batch.DefaultStep
+	DefaultHitrate   = gps.DefaultHitrate
+	DefaultStep      = gps.DefaultStep
 	DefaultPlanBatch = 256
 )
 

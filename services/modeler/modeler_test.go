@@ -18,9 +18,9 @@ import (
 
 	"github.com/gpsscan/gps/internal/resultpipe"
 	"github.com/gpsscan/gps/internal/servicetest"
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
@@ -188,7 +188,7 @@ type planKey struct {
 	port   int
 }
 
-func planSet(plan []batch.PlanRow) map[planKey]bool {
+func planSet(plan []gps.PlanRow) map[planKey]bool {
 	out := make(map[planKey]bool)
 	for _, g := range plan {
 		out[planKey{PlanPrefix(g), int(g.Port)}] = true
@@ -298,13 +298,13 @@ func TestPlan(t *testing.T) {
 	// The plan of the seed: GPS's groups, then the extra sweeps for the seed
 	// services no model row explains.
 	rows := direct(t, w.Seed).Rows(DefaultHitrate)
-	gpsPlan := batch.Plan(rows, DefaultStep, DefaultHitrate)
-	var seed []batch.Target
+	gpsPlan := gps.Plan(rows, DefaultStep, DefaultHitrate)
+	var seed []gps.Target
 	for _, r := range w.Seed {
 		a, _ := r.Validate()
-		seed = append(seed, batch.Target{Addr: a, Port: uint16(r.Port)})
+		seed = append(seed, gps.Target{Addr: a, Port: uint16(r.Port)})
 	}
-	sweeps := batch.Unexplained(rows, gpsPlan, seed, DefaultStep, DefaultHitrate)
+	sweeps := gps.Unexplained(rows, gpsPlan, seed, DefaultStep, DefaultHitrate)
 	if len(gpsPlan) < 10 || len(sweeps) < 10 {
 		t.Fatalf("test world's plan has %d groups and %d extra sweeps, want a real plan", len(gpsPlan), len(sweeps))
 	}
@@ -325,7 +325,7 @@ func TestPlan(t *testing.T) {
 			servicetest.WaitFor(t, "the plan", func() bool { return r.Stats.Planned.Load() })
 			got, msgs := targets(t, b)
 			if !maps.Equal(got, planSet(want)) {
-				t.Errorf("plan: %d groups, want %d (batch.Plan of the seed)", len(got), len(want))
+				t.Errorf("plan: %d groups, want %d (gps.Plan of the seed)", len(got), len(want))
 			}
 			if wantMsgs := (len(want) + cfg.PlanBatch - 1) / cfg.PlanBatch; msgs != wantMsgs {
 				t.Errorf("plan messages = %d, want %d", msgs, wantMsgs)

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/wire"
@@ -24,13 +24,13 @@ import (
 const maxAsync = 1000
 
 // PlanPrefix renders a plan group's prefix as "a.b.c.d/step".
-func PlanPrefix(p batch.PlanRow) string {
+func PlanPrefix(p gps.PlanRow) string {
 	return row.FormatAddr(p.Prefix) + "/" + strconv.Itoa(p.Step)
 }
 
 // PlanTargets splits a plan into targets messages of at most per groups
 // each, in plan order: message i carries Nats-Msg-Id "plan:<i>".
-func PlanTargets(plan []batch.PlanRow, per int, t time.Time) []wire.Targets {
+func PlanTargets(plan []gps.PlanRow, per int, t time.Time) []wire.Targets {
 	var out []wire.Targets
 	for lo := 0; lo < len(plan); lo += per {
 		grp := plan[lo:min(lo+per, len(plan))]
@@ -44,21 +44,21 @@ func PlanTargets(plan []batch.PlanRow, per int, t time.Time) []wire.Targets {
 }
 
 // PlanOf is the priors plan of a seed-only model m with its rows: GPS's plan
-// groups (batch.Plan) and, with extra, then streaming GPS's extra sweeps for
-// the seed services no row explains (batch.Unexplained).
-func PlanOf(m *model.Model, rows []model.ModelRow, step int, hitrate float64, extra bool) []batch.PlanRow {
+// groups (gps.Plan) and, with extra, then streaming GPS's extra sweeps for
+// the seed services no row explains (gps.Unexplained).
+func PlanOf(m *model.Model, rows []model.ModelRow, step int, hitrate float64, extra bool) []gps.PlanRow {
 	plan, more := planParts(m, rows, step, hitrate, extra)
 	return append(plan, more...)
 }
 
-func planParts(m *model.Model, rows []model.ModelRow, step int, hitrate float64, extra bool) (plan, more []batch.PlanRow) {
-	plan = batch.Plan(rows, step, hitrate)
+func planParts(m *model.Model, rows []model.ModelRow, step int, hitrate float64, extra bool) (plan, more []gps.PlanRow) {
+	plan = gps.Plan(rows, step, hitrate)
 	if !extra {
 		return plan, nil
 	}
-	var seed []batch.Target
-	m.Services(func(addr uint32, port uint16) { seed = append(seed, batch.Target{Addr: addr, Port: port}) })
-	return plan, batch.Unexplained(rows, plan, seed, step, hitrate)
+	var seed []gps.Target
+	m.Services(func(addr uint32, port uint16) { seed = append(seed, gps.Target{Addr: addr, Port: port}) })
+	return plan, gps.Unexplained(rows, plan, seed, step, hitrate)
 }
 
 // plan computes the priors plan from m (the seed-only model, at RESULTS

@@ -6,11 +6,11 @@ import (
 	"fmt"
 
 	"github.com/gpsscan/gps/internal/resultpipe"
-	"github.com/gpsscan/gps/pkg/batch"
+	"github.com/gpsscan/gps/pkg/gps"
 )
 
 // Defaults of the Config.
-const DefaultHitrate = batch.DefaultHitrate
+const DefaultHitrate = gps.DefaultHitrate
 
 // Config is the predictor's configuration. Zero fields take their defaults
 // (WithDefaults).

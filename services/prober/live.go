@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/ipv4"
-	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/netprobe"
+	"github.com/gpsscan/gps/pkg/pfx2as"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -48,13 +48,13 @@ func newLive(c LiveConfig, pol *ipv4.Policy, st *Stats, log *zap.Logger) (Respon
 	if c.Engine != "connect" && c.Engine != "syn" {
 		return nil, nil, fmt.Errorf("%w: --engine %q: want connect or syn", ErrConfig, c.Engine)
 	}
-	var asns *lab.ASLookup
+	var asns *pfx2as.Table
 	if c.Pfx2AS != "" {
-		pfx, err := lab.ReadPfx2AS(c.Pfx2AS)
+		pfx, err := pfx2as.Read(c.Pfx2AS)
 		if err != nil {
 			return nil, nil, err
 		}
-		if asns, err = lab.NewASLookup(pfx); err != nil {
+		if asns, err = pfx2as.NewTable(pfx); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", c.Pfx2AS, err)
 		}
 		log.Info("prefix-to-AS table loaded", zap.String("file", c.Pfx2AS), zap.Int("prefixes", len(pfx)))
@@ -86,7 +86,7 @@ func newLive(c LiveConfig, pol *ipv4.Policy, st *Stats, log *zap.Logger) (Respon
 type liveResponder struct {
 	np   *netprobe.Prober
 	st   *Stats
-	asns *lab.ASLookup // nil: asn stays null
+	asns *pfx2as.Table // nil: asn stays null
 }
 
 // withASN fills r's asn from the prefix-to-AS table.

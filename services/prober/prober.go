@@ -59,7 +59,7 @@ const (
 	// waits for the network (a banner, a handshake, a timeout).
 	DefaultLiveConcurrency = 256
 	DefaultDrainTimeout    = 10 * time.Second
-	DefaultHitrate         = 1e-5 // as batch.DefaultHitrate, GPS's default
+	DefaultHitrate         = 1e-5 // as gps.DefaultHitrate, GPS's default
 	// LabAllow is the allow list of a world run without one.
 	LabAllow = "127.0.0.0/8"
 	// Durable is the consumer name of the probers on TARGETS and PREDICTIONS.

@@ -1,17 +1,11 @@
-package batch
+package gps
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/internal/gpsref"
 	"github.com/gpsscan/gps/pkg/features"
@@ -308,117 +302,4 @@ func TestRules(t *testing.T) {
 	}
 	// And the whole thing agrees with the reference.
 	compare(t, ss, ss, 1e-5, 16)
-}
-
-func writeRows(t *testing.T, path string, rows []row.Row) {
-	t.Helper()
-	var b strings.Builder
-	for _, r := range rows {
-		fmt.Fprintf(&b, `{"ip":%q,"p":%d,"asn":null,"data":%q,"fingerprint":%q,"w":null}`+"\n", r.IP, r.Port, r.Data, r.Fingerprint)
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestFilesRoundTrip runs `first` and `remaining` through their files and
-// requires the same predictions as the in-memory path.
-func TestFilesRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	w, err := lab.Generate(lab.Config{Seed: 11, Hosts: 3000, Slash16s: 4, SeedFrac: 0.5}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "out")
-	res, err := First(FirstConfig{Seed: filepath.Join(dir, "seed.jsonl"), Out: out, Hitrate: 1e-5, Step: 16}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Read the model back: same rows.
-	d := features.NewDict()
-	back, err := ReadModel(filepath.Join(out, ModelFile), d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := renderOurs(d, back), renderOurs(res.Model.Dict(), res.Rows); !slices.Equal(got, want) {
-		t.Fatalf("model.jsonl does not round-trip:\n%s", diff(got, want))
-	}
-	plan, err := ReadPlan(filepath.Join(out, PlanFile), 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(plan) != len(res.Plan) {
-		t.Fatalf("plan.csv has %d rows, want %d", len(plan), len(res.Plan))
-	}
-	truth := services(t, w.Truth)
-	priors := priorsOf(truth, res.Plan, 16)
-	priorsPath := filepath.Join(dir, "priors.jsonl")
-	writeRowsFull(t, priorsPath, priors)
-	preds, err := RemainingFiles(RemainingConfig{Seed: filepath.Join(dir, "seed.jsonl"), Priors: priorsPath, Dir: out, Step: 16}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	seedSet := map[Target]bool{}
-	for _, s := range services(t, w.Seed) {
-		seedSet[Target{s.Addr, uint16(s.Port)}] = true
-	}
-	want := Remaining(res.Model.Dict(), RulesOf(res.Rows), res.Plan, priors, seedSet, 16)
-	if !slices.Equal(preds, want) || len(want) == 0 {
-		t.Fatalf("predictions from files: %d, in memory: %d", len(preds), len(want))
-	}
-	txt, err := os.ReadFile(filepath.Join(out, PredictionsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(txt), "\n"); n != len(want) {
-		t.Fatalf("predictions.txt has %d lines, want %d", n, len(want))
-	}
-}
-
-func writeRowsFull(t *testing.T, path string, ss []row.Service) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, s := range ss {
-		b, _ := json.Marshal(s.Row)
-		f.Write(append(b, '\n'))
-	}
-}
-
-// TestBadInput: a bad line names FILE:LINE, and no output is written.
-func TestBadInput(t *testing.T) {
-	dir := t.TempDir()
-	good := []row.Row{{IP: "127.1.0.1", Port: 22}, {IP: "127.1.0.1", Port: 80}}
-	cases := map[string]string{
-		"not json":                "{nope\n",
-		"bad ip":                  `{"ip":"1271.0.0.1","p":80}` + "\n",
-		"public ip ok but port 0": `{"ip":"127.1.0.2","p":0}` + "\n",
-		"missing p":               `{"ip":"127.1.0.2"}` + "\n",
-		"wrong type":              `{"ip":"127.1.0.2","p":"80"}` + "\n",
-	}
-	for name, bad := range cases {
-		t.Run(name, func(t *testing.T) {
-			seed := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".jsonl")
-			writeRows(t, seed, good)
-			f, _ := os.OpenFile(seed, os.O_APPEND|os.O_WRONLY, 0)
-			f.WriteString(bad)
-			f.Close()
-			out := filepath.Join(dir, "out-"+strings.ReplaceAll(name, " ", "_"))
-			_, err := First(FirstConfig{Seed: seed, Out: out, Hitrate: 1e-5, Step: 16}, zap.NewNop())
-			var le *row.LineError
-			if !errors.As(err, &le) || le.Line != 3 || le.File != seed || !strings.Contains(err.Error(), seed+":3:") {
-				t.Fatalf("error %v, want %s:3: ...", err, seed)
-			}
-			entries, _ := os.ReadDir(out)
-			if len(entries) != 0 {
-				t.Fatalf("output written despite the error: %v", entries)
-			}
-		})
-	}
 }

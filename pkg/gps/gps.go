@@ -1,7 +1,9 @@
-// Package batch is GPS as the original runs it, in files: Phase 1 (the model
-// table and the priors plan, `gps first`) and Phase 2 (the remaining
-// predictions, `gps remaining`), on top of pkg/model.
-package batch
+// Package gps is the GPS algorithm on top of pkg/model: the priors plan of
+// Phase 1 (Plan), the rules and predictions of Phase 2 (RulesOf, Remaining),
+// and streaming GPS's extra sweeps (Unexplained), over Targets. The batch
+// commands that run it on files are pkg/batch; the services run it on
+// streams.
+package gps
 
 import (
 	"cmp"
