@@ -2,9 +2,11 @@
 // shared by every prober) and the predictions, probes what the scan policy
 // allows, and publishes each service found as a result.
 //
-// This build has no packet prober: the Responder is a simulated world (a lab
-// world's ground truth, WorldResponder) or one the caller injects. Packets
-// are never sent anywhere.
+// The Responder answers the probes: with --live, pkg/netprobe sends real
+// packets (TCP connect or a raw SYN scan, then zgrab2 grabs) to what the
+// policy allows; with --world, a simulated world (a lab world's ground
+// truth, WorldResponder) answers and no packet is sent; a caller may inject
+// its own.
 //
 // For each target or prediction the prober
 //   - refuses what lies outside the allow policy (allow list required, the

@@ -77,7 +77,7 @@ func run(ctx context.Context, d Deps) error {
 	}
 	if resp == nil {
 		if c.World == "" {
-			return fmt.Errorf("run prober: %w: no responder: this build only simulates a world (--world)", ErrConfig)
+			return fmt.Errorf("run prober: %w: no responder: give --live (probe the network) or --world (simulate one)", ErrConfig)
 		}
 		w, err := NewWorldResponder(c.World, WorldOptions{Latency: c.Latency, Loss: c.Loss, LossSeed: c.LossSeed})
 		if err != nil {
