@@ -255,7 +255,7 @@ func TestLab(t *testing.T) {
 			if len(ts)%3 == 0 {
 				port = uint16(1 + rng.IntN(65535))
 			}
-			if _, ok := truth.rows[key(a, port)]; ok || p.hostPort(a, port) {
+			if _, ok := truth.rows[key(a, port)]; ok || p.gate.hostPort(a, port) {
 				continue
 			}
 			ts = append(ts, row.Service{Row: row.Row{IP: row.FormatAddr(a), Port: int(port)}, Addr: a})
@@ -443,7 +443,7 @@ func TestPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		q.hostPorts = map[uint16]bool{9999: true} // as if this machine listened on 0.0.0.0:9999
+		q.gate.hostPorts = map[uint16]bool{9999: true} // as if this machine listened on 0.0.0.0:9999
 		before := d.n.Load()
 		a, _ := row.ParseAddr("127.1.0.1")
 		if _, _, err := q.Probe(ctx, a, 9999); !errors.Is(err, ErrRefused) {
