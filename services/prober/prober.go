@@ -38,12 +38,10 @@
 package prober
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -184,37 +182,4 @@ type Deps struct {
 	Now       func() time.Time   // optional clock; time.Now
 	Metrics   *telemetry.Metrics // optional: probes sent, dead letters, handle time, consumer lag
 	Ready     func()             // optional: called once the consumers are set up
-}
-
-// group runs goroutines that share a context; the first error cancels it
-// (golang.org/x/sync/errgroup's WithContext, without the dependency).
-type group struct {
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
-	once   sync.Once
-	err    error
-}
-
-func newGroup(ctx context.Context) (*group, context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	return &group{cancel: cancel}, ctx
-}
-
-func (g *group) Go(f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := f(); err != nil {
-			g.once.Do(func() {
-				g.err = err
-				g.cancel()
-			})
-		}
-	}()
-}
-
-func (g *group) Wait() error {
-	g.wg.Wait()
-	g.cancel()
-	return g.err
 }

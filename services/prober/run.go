@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/ipv4"
@@ -115,7 +116,7 @@ func run(ctx context.Context, d Deps) error {
 		time.AfterFunc(c.DrainTimeout, hcancel)
 	})
 	defer stopDrain()
-	g, gctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.consume(gctx, hctx, tc, "targets", p.handleTargets) })
 	g.Go(func() error { return p.consume(gctx, hctx, pc, "predictions", p.handlePrediction) })
 	if p.m != nil {
