@@ -10,7 +10,7 @@
 //   - fingerprint "tls": a TLS handshake with a certificate minted on the fly
 //     for the row's tls_cert subject (one per distinct subject and OID list),
 //     signed by a lab CA (ECDSA P-256) generated at start, carrying the row's
-//     tls_oids in the OIDListExtension. Then the inner data: an HTTP head is
+//     tls_oids in row.OIDListExtension. Then the inner data: an HTTP head is
 //     served as HTTP over TLS, other data is sent as a banner on connect,
 //     empty data is a silent service.
 //   - fingerprint "http": any request is answered with the row's data as the

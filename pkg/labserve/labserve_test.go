@@ -227,7 +227,7 @@ func subjectString(c *x509.Certificate) string {
 
 func oidsOf(c *x509.Certificate) []string {
 	for _, e := range c.Extensions {
-		if e.Id.Equal(OIDListExtension) {
+		if e.Id.Equal(row.OIDListExtension) {
 			var list []asn1.ObjectIdentifier
 			if _, err := asn1.Unmarshal(e.Value, &list); err != nil {
 				return []string{"bad: " + err.Error()}

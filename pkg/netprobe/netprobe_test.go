@@ -510,12 +510,6 @@ func TestRate(t *testing.T) {
 	t.Logf("%d connects in %v at %d/s (burst %d)", n, el, rate, batch)
 }
 
-func TestOIDExtension(t *testing.T) {
-	if !labOIDsExtension.Equal(labserve.OIDListExtension) {
-		t.Fatalf("netprobe reads %v, labserve writes %v", labOIDsExtension, labserve.OIDListExtension)
-	}
-}
-
 // TestSYN: the raw-socket SYN engine finds the lab's services as the connect
 // engine does, and reports the SYN-ACK window. Skipped where raw sockets are
 // denied.
