@@ -72,12 +72,9 @@ type modeler struct {
 // Run consumes RESULTS until ctx ends; it returns nil on a clean stop, after
 // a last snapshot.
 func Run(ctx context.Context, d Deps) error {
-	cfg := d.Config.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := bus.CheckService(Service, d.Config, d.Bus)
+	if err != nil {
 		return err
-	}
-	if d.Bus == nil {
-		return errors.New("run modeler: no bus")
 	}
 	st := d.Stats
 	if st == nil {
@@ -96,7 +93,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	s.UpdateGauges(s.m, true)
 
-	err := resultpipe.RunLoop(ctx, s.Bus, Service, s.Lag(), s.Progress(nil), s.loop)
+	err = resultpipe.RunLoop(ctx, s.Bus, Service, s.Lag(), s.Progress(nil), s.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if s.m != nil {

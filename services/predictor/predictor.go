@@ -79,12 +79,9 @@ type predictor struct {
 // Run consumes RESULTS until ctx ends; it returns nil on a clean stop, after
 // a last snapshot.
 func Run(ctx context.Context, d Deps) error {
-	cfg := d.Config.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := bus.CheckService(Service, d.Config, d.Bus)
+	if err != nil {
 		return err
-	}
-	if d.Bus == nil {
-		return errors.New("run predictor: no bus")
 	}
 	st := d.Stats
 	if st == nil {
@@ -108,7 +105,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	p.UpdateGauges(p.m, true)
 
-	err := resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.Progress(func() []zap.Field {
+	err = resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.Progress(func() []zap.Field {
 		return []zap.Field{zap.Int64("predictions", p.st.Predictions.Load()), zap.Int64("hosts", p.st.Hosts.Load())}
 	}), p.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)

@@ -45,12 +45,9 @@ func Run(ctx context.Context, d Deps) error {
 }
 
 func run(ctx context.Context, d Deps) error {
-	c := d.Config.WithDefaults()
-	if err := c.Validate(); err != nil {
+	c, err := bus.CheckService(Durable, d.Config, d.Bus)
+	if err != nil {
 		return err
-	}
-	if d.Bus == nil {
-		return errors.New("run prober: no bus")
 	}
 	log := d.Log
 	if log == nil {
