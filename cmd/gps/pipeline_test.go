@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/internal/pipetest"
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
@@ -51,7 +52,7 @@ func runSeparate(t *testing.T, bin, world, crash string) (*bus.Bus, pipetest.Out
 		// Kill it once the run is well under way: the plan is out and
 		// results of the later phases are flowing.
 		results := pipetest.NewResultCounter(b)
-		pipetest.WaitFor(t, time.Minute, "the run to get under way", func() bool {
+		servicetest.WaitWithin(t, time.Minute, "the run to get under way", func() bool {
 			return results.Count(ctx) > 3000
 		})
 		procs[crash].Kill9()
@@ -153,7 +154,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 	}
 
 	labProc := pipetest.Start(t, bin, "lab", "lab", "serve", "--world", world)
-	pipetest.WaitFor(t, time.Minute, "the lab to serve", func() bool {
+	servicetest.WaitWithin(t, time.Minute, "the lab to serve", func() bool {
 		if labProc.Exited() {
 			t.Fatalf("lab serve exited: %v", labProc.Wait())
 		}

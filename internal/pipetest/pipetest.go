@@ -452,18 +452,6 @@ func CheckClose(t testing.TB, o, ref Outcome) {
 	}
 }
 
-// WaitFor polls cond every 20 ms until it holds, failing the test after d.
-func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // StreamMsgs is the number of messages in a stream (-1 while the request
 // fails, e.g. during a leader election).
 func StreamMsgs(ctx context.Context, b *bus.Bus, stream string) int64 {
