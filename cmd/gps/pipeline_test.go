@@ -134,14 +134,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		t.Skip("builds the binary, serves a lab world and probes it for real (about 15 s)")
 	}
 	bin := pipetest.Binary(t)
-	world := t.TempDir()
-	w, err := lab.Generate(lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(world); err != nil {
-		t.Fatal(err)
-	}
+	world, w := labtest.WriteWorld(t, lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05})
 	const step = 24 // a plan group is 256 probes: the run takes seconds
 	labtest.Lock(t) // its sweeps must not find another package's lab
 

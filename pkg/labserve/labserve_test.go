@@ -101,10 +101,7 @@ const testBase = 100
 // into a temporary directory.
 func writeWorld(t testing.TB, c lab.Config) (string, *lab.World) {
 	t.Helper()
-	w, err := lab.Generate(c.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := labtest.World(t, c)
 	for _, rs := range [][]row.Row{w.Truth, w.Seed} {
 		for i := range rs {
 			a, err := row.ParseAddr(rs[i].IP)

@@ -141,14 +141,7 @@ func probeAll(ctx context.Context, p *Prober, targets []row.Service) []result {
 // connect engine and the zgrab2 grab must find what the world's truth (the
 // WorldResponder) answers for the same targets, with the same fields.
 func TestLab(t *testing.T) {
-	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 300, Slash16s: 1, SeedFrac: 0.2}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := w.Write(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, w := labtest.WriteWorld(t, lab.Config{Seed: 1, Hosts: 300, Slash16s: 1, SeedFrac: 0.2})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := zaptest.NewLogger(t)
@@ -514,10 +507,7 @@ func TestRate(t *testing.T) {
 // engine does, and reports the SYN-ACK window. Skipped where raw sockets are
 // denied.
 func TestSYN(t *testing.T) {
-	w, err := lab.Generate(lab.Config{Seed: 2, Hosts: 150, Slash16s: 1, SeedFrac: 0.2}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := labtest.World(t, lab.Config{Seed: 2, Hosts: 150, Slash16s: 1, SeedFrac: 0.2})
 	ctx := context.Background()
 	log := zaptest.NewLogger(t)
 	l := serve(t, ctx, func() (*labserve.Lab, error) { return labserve.ServeRows(ctx, w.Truth, labserve.Options{}, log) })
