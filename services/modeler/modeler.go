@@ -5,6 +5,7 @@
 package modeler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,10 +77,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	st := d.Stats
-	if st == nil {
-		st = &Stats{}
-	}
+	st := cmp.Or(d.Stats, new(Stats))
 	s := &modeler{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st, ready: d.Ready}
 	s.Snap.Encode = func(w io.Writer, seq uint64) error { return EncodeSnapshot(w, seq, s.m) }
 	s.Snap.Put = func(ctx context.Context, data []byte) error { return putSnapshot(ctx, s.store, SnapshotObject, data) }

@@ -6,6 +6,7 @@
 package predictor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,10 +84,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	st := d.Stats
-	if st == nil {
-		st = &Stats{}
-	}
+	st := cmp.Or(d.Stats, new(Stats))
 	p := &predictor{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st,
 		pub: publisher{b: d.Bus}, ready: d.Ready}
 	p.Snap.Encode = func(w io.Writer, seq uint64) error { return encodeSnapshot(w, seq, &p.state) }
