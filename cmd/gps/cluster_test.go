@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/services/all"
 	"github.com/gpsscan/gps/services/pipetest"
@@ -128,7 +129,7 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	pipetest.WaitFor(t, time.Minute, "a JetStream meta leader with every peer online", func() bool {
+	servicetest.WaitWithin(t, time.Minute, "a JetStream meta leader with every peer online", func() bool {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		if _, err := b.JS.AccountInfo(rctx); err != nil {
@@ -158,7 +159,7 @@ func TestClusterFaults(t *testing.T) {
 	}
 	for _, n := range []string{"prober", "modeler", "predictor"} {
 		addr := procs[n].TelemetryAddr(t)
-		pipetest.WaitFor(t, time.Minute, n+" ready", func() bool {
+		servicetest.WaitWithin(t, time.Minute, n+" ready", func() bool {
 			code, _ := pipetest.Get(t, addr, "/readyz")
 			return code == 200
 		})
@@ -188,7 +189,7 @@ func TestClusterFaults(t *testing.T) {
 	// Fault 1: the server leading RESULTS goes away mid-run (the seed is
 	// in, the priors plan is being swept).
 	counter := pipetest.NewResultCounter(b)
-	pipetest.WaitFor(t, time.Minute, "the priors phase under way", func() bool {
+	servicetest.WaitWithin(t, time.Minute, "the priors phase under way", func() bool {
 		return counter.Count(ctx) > 2500
 	})
 	si := results()
@@ -199,7 +200,7 @@ func TestClusterFaults(t *testing.T) {
 	victim.Shutdown()
 	victim.WaitForShutdown()
 	t.Logf("shut down NATS server %s (leader of RESULTS) at %d RESULTS messages, %v in", victim.Name(), si.State.Msgs, time.Since(started).Round(time.Millisecond))
-	pipetest.WaitFor(t, time.Minute, "a new leader of RESULTS", func() bool {
+	servicetest.WaitWithin(t, time.Minute, "a new leader of RESULTS", func() bool {
 		si := results()
 		return si != nil && si.Cluster != nil && si.Cluster.Leader != "" && si.Cluster.Leader != victim.Name()
 	})
@@ -222,7 +223,7 @@ func TestClusterFaults(t *testing.T) {
 		return int64(ci.Delivered.Stream) + counter.Count(ctx)
 	}
 	p0 := progress()
-	pipetest.WaitFor(t, time.Minute, "progress on two servers", func() bool { return progress() > p0+1000 })
+	servicetest.WaitWithin(t, time.Minute, "progress on two servers", func() bool { return progress() > p0+1000 })
 	for _, n := range []string{"prober", "modeler", "predictor"} {
 		if procs[n].Exited() {
 			t.Fatalf("%s exited when a NATS server went away: %v", n, procs[n].Wait())

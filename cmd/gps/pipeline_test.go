@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/internal/labtest"
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
@@ -54,7 +55,7 @@ func runSeparate(t *testing.T, bin, world, crash string) (*bus.Bus, pipetest.Out
 		// Kill it once the run is well under way: the plan is out and
 		// results of the later phases are flowing.
 		results := pipetest.NewResultCounter(b)
-		pipetest.WaitFor(t, time.Minute, "the run to get under way", func() bool {
+		servicetest.WaitWithin(t, time.Minute, "the run to get under way", func() bool {
 			return results.Count(ctx) > 3000
 		})
 		procs[crash].Kill9()
@@ -136,14 +137,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 		t.Skip("builds the binary, serves a lab world and probes it for real (about 15 s)")
 	}
 	bin := pipetest.Binary(t)
-	world := t.TempDir()
-	w, err := lab.Generate(lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(world); err != nil {
-		t.Fatal(err)
-	}
+	world, w := labtest.WriteWorld(t, lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05})
 	const step = 24 // a plan group is 256 probes: the run takes seconds
 	labtest.Lock(t) // its sweeps must not find another package's lab
 
@@ -156,7 +150,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 	}
 
 	labProc := pipetest.Start(t, bin, "lab", "lab", "serve", "--world", world)
-	pipetest.WaitFor(t, time.Minute, "the lab to serve", func() bool {
+	servicetest.WaitWithin(t, time.Minute, "the lab to serve", func() bool {
 		if labProc.Exited() {
 			t.Fatalf("lab serve exited: %v", labProc.Wait())
 		}

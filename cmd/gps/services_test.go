@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 )
@@ -43,17 +44,6 @@ func telemetryAddr(t *testing.T, logs *observer.ObservedLogs) string {
 	}
 	t.Fatal("no telemetry served")
 	return ""
-}
-
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestRunService: the process around a service. Telemetry answers from the
@@ -102,7 +92,7 @@ func TestRunService(t *testing.T) {
 				errc <- runService(ctx, serviceFlags{metricsAddr: "127.0.0.1:0", shutdown: tc.timeout}, zap.New(core), connect, run)
 			}()
 			addr := telemetryAddr(t, logs)
-			poll(t, "/readyz 200", func() bool { c, _ := get(t, addr, "/readyz"); return c == 200 })
+			servicetest.WaitFor(t, "/readyz 200", func() bool { c, _ := get(t, addr, "/readyz"); return c == 200 })
 			if c, body := get(t, addr, "/metrics"); c != 200 || !strings.Contains(body, `gps_probes_sent_total{phase="seed"} 7`) {
 				t.Fatalf("/metrics: %d\n%s", c, body)
 			}

@@ -56,10 +56,17 @@ func (r *Running[S]) Stop(t testing.TB) {
 // WaitFor polls cond until it holds, failing the test after 20 s.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	WaitWithin(t, 20*time.Second, what, cond)
+}
+
+// WaitWithin polls cond every 5 ms until it holds, failing the test after
+// d: the one poller of the tests (they poll, never sleep and hope).
+func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

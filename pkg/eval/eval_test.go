@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/batch"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
@@ -22,14 +23,7 @@ import (
 
 func makeWorld(t *testing.T, c lab.Config) string {
 	t.Helper()
-	dir := t.TempDir()
-	w, err := lab.Generate(c.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := labtest.WriteWorld(t, c)
 	return dir
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gpsscan/gps/pkg/row"
 )
 
 func addr(t testing.TB, s string) uint32 {
@@ -105,7 +107,7 @@ func TestParseList(t *testing.T) {
 	bad := filepath.Join(dir, "bad.txt")
 	os.WriteFile(bad, []byte("127.0.0.0/8\n# fine\n10.0.0.1/8\n"), 0o644)
 	_, err = ReadFile(bad)
-	var le *LineError
+	var le *row.LineError
 	if !errors.As(err, &le) || le.Line != 3 || !strings.HasPrefix(err.Error(), bad+":3: ") || !errors.Is(err, ErrBadPrefix) {
 		t.Fatalf("error %v, want %s:3", err, bad)
 	}

@@ -20,6 +20,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/gpsscan/gps/pkg/row"
 )
 
 // ErrBadPrefix is wrapped by every parse error of a prefix or an address.
@@ -270,16 +272,6 @@ func (s Set) String() string {
 	return strings.Join(parts, ",")
 }
 
-// LineError names the place of a bad line of a list.
-type LineError struct {
-	File string
-	Line int
-	Err  error
-}
-
-func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
-func (e *LineError) Unwrap() error { return e.Err }
-
 // parseLine parses one line of a list: a prefix or an address, optionally
 // followed by a "#" comment; blank and comment-only lines give ok == false.
 func parseLine(line string) (p Prefix, ok bool, err error) {
@@ -296,7 +288,7 @@ func parseLine(line string) (p Prefix, ok bool, err error) {
 
 // ParseList reads a list, one prefix or address a line, "#" comments and
 // blank lines allowed, as ZMap's allow and block list files. name is used in
-// errors, which are *LineError (FILE:LINE).
+// errors, which are *row.LineError (FILE:LINE).
 func ParseList(r io.Reader, name string) (Set, error) {
 	sc := bufio.NewScanner(r)
 	var ps []Prefix
@@ -305,14 +297,14 @@ func ParseList(r io.Reader, name string) (Set, error) {
 		n++
 		p, ok, err := parseLine(sc.Text())
 		if err != nil {
-			return Set{}, &LineError{name, n, err}
+			return Set{}, &row.LineError{File: name, Line: n, Err: err}
 		}
 		if ok {
 			ps = append(ps, p)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return Set{}, &LineError{name, n + 1, err}
+		return Set{}, &row.LineError{File: name, Line: n + 1, Err: err}
 	}
 	return NewSet(ps...), nil
 }

@@ -146,7 +146,7 @@ func defaultLen(server string) int {
 	for i := 0; i < len(server); i++ {
 		x = (x ^ uint64(server[i])) * 1099511628211
 	}
-	return 600 + int(mix64(x)%11000)
+	return 600 + int(Mix64(x)%11000)
 }
 
 // cert is a TLS certificate: an identity string and its OIDs.

@@ -29,7 +29,7 @@ func newGen(c Config) *gen {
 	g := &gen{
 		c:    c,
 		r:    rand.New(rand.NewPCG(uint64(c.Seed), streamHosts)),
-		salt: mix64(uint64(c.Seed) ^ 0x6c616221),
+		salt: Mix64(uint64(c.Seed) ^ 0x6c616221),
 		t:    t,
 		devs: devs,
 	}
@@ -180,15 +180,16 @@ func (g *gen) chance(p float64) bool { return g.r.Float64() < p }
 // hash mixes the world seed, a number (a /24, an AS) and a key into 64 bits:
 // the same inputs give the same choice wherever and whenever it is made.
 func (g *gen) hash(n uint64, key string) uint64 {
-	x := g.salt ^ mix64(n+0x9e3779b97f4a7c15)
+	x := g.salt ^ Mix64(n+0x9e3779b97f4a7c15)
 	for i := 0; i < len(key); i++ {
 		x = (x ^ uint64(key[i])) * 0x100000001b3
 	}
-	return mix64(x)
+	return Mix64(x)
 }
 
-// mix64 is the splitmix64 finaliser.
-func mix64(x uint64) uint64 {
+// Mix64 is the splitmix64 finaliser: a well-mixed hash of x, for draws
+// that depend on nothing but their key.
+func Mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27

@@ -16,16 +16,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// OIDListExtension is the non-critical certificate extension in which the
-// lab carries a service's tls_oids (a DER SEQUENCE OF OBJECT IDENTIFIER),
-// under the private enterprise number 32473 that RFC 5612 reserves for
-// documentation. A world's OID lists describe RSA-signed certificates with
-// extensions in a given order, which certificates minted by the lab's ECDSA
-// CA cannot reproduce; netprobe reads this extension when present and
-// otherwise lists the OIDs it finds in the certificate.
-var OIDListExtension = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}
+	"github.com/gpsscan/gps/pkg/row"
+)
 
 // subjectAttrs maps the keys of a subject string to attribute types.
 var subjectAttrs = map[string]asn1.ObjectIdentifier{
@@ -188,7 +181,7 @@ func (a *authority) mint(subject string, oids []string) (*tls.Certificate, error
 		if err != nil {
 			return nil, fmt.Errorf("mint certificate %q: %w", subject, err)
 		}
-		exts = append(exts, pkix.Extension{Id: OIDListExtension, Value: v})
+		exts = append(exts, pkix.Extension{Id: row.OIDListExtension, Value: v})
 	}
 	serial, err := randSerial()
 	if err != nil {

@@ -101,10 +101,7 @@ const testBase = 100
 // into a temporary directory.
 func writeWorld(t testing.TB, c lab.Config) (string, *lab.World) {
 	t.Helper()
-	w, err := lab.Generate(c.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := labtest.World(t, c)
 	for _, rs := range [][]row.Row{w.Truth, w.Seed} {
 		for i := range rs {
 			a, err := row.ParseAddr(rs[i].IP)
@@ -227,7 +224,7 @@ func subjectString(c *x509.Certificate) string {
 
 func oidsOf(c *x509.Certificate) []string {
 	for _, e := range c.Extensions {
-		if e.Id.Equal(OIDListExtension) {
+		if e.Id.Equal(row.OIDListExtension) {
 			var list []asn1.ObjectIdentifier
 			if _, err := asn1.Unmarshal(e.Value, &list); err != nil {
 				return []string{"bad: " + err.Error()}

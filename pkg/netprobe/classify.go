@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/gpsscan/gps/pkg/row"
 )
 
 // Observation is how a service answered the L7 grab, before fingerprinting.
@@ -159,10 +161,6 @@ func titleOf(body string) string {
 	return strings.TrimSpace(m[1])
 }
 
-// labOIDsExtension is labserve.OIDListExtension (the tests check they are
-// equal): a lab certificate's list of the world's tls_oids.
-var labOIDsExtension = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}
-
 // attribute keys of subject strings, in the order they are rendered.
 var subjectOrder = []struct {
 	oid asn1.ObjectIdentifier
@@ -210,12 +208,12 @@ func attrValue(v any) string {
 }
 
 // CertOIDs lists a certificate's OIDs: a lab certificate's list (its
-// labOIDsExtension) when it has one, else the signature algorithm, the
+// row.OIDListExtension) when it has one, else the signature algorithm, the
 // subject's attribute types, the extensions, the extended key usages and
 // the policies, in that order, each once.
 func CertOIDs(c *x509.Certificate) []string {
 	for _, e := range c.Extensions {
-		if e.Id.Equal(labOIDsExtension) {
+		if e.Id.Equal(row.OIDListExtension) {
 			var list []asn1.ObjectIdentifier
 			if rest, err := asn1.Unmarshal(e.Value, &list); err == nil && len(rest) == 0 {
 				out := make([]string, len(list))

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -51,10 +52,7 @@ func TestFingerprint(t *testing.T) {
 // the world does (the lab serves data-less services as closed when their
 // fingerprint is "" and silent otherwise).
 func TestFingerprintWorld(t *testing.T) {
-	w, err := lab.Generate(lab.Config{Seed: 5, Hosts: 20000, Slash16s: 16}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := labtest.World(t, lab.Config{Seed: 5, Hosts: 20000, Slash16s: 16})
 	n, ok := 0, 0
 	for _, r := range w.Truth {
 		if r.Fingerprint == "tls" || (r.Fingerprint == "http" && r.Data != "") {

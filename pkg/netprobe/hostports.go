@@ -12,7 +12,7 @@ import (
 // IPv4 too) accept connections on every loopback address: a lab scan of
 // port P would reach the machine's own service on every 127.x.y.z (and a lab
 // cannot serve P there anyway: its bind fails). New reads them once from
-// /proc/net/tcp and /proc/net/tcp6, and the Prober refuses loopback targets
+// /proc/net/tcp and /proc/net/tcp6, and the gate refuses loopback targets
 // on those ports like targets outside the policy (ErrRefused, nothing
 // sent). Listeners started after New are not seen.
 
@@ -56,6 +56,6 @@ func wildcardListeners(r io.Reader) []uint16 {
 
 // hostPort reports whether (addr, port) would reach a wildcard listener of
 // this machine.
-func (p *Prober) hostPort(addr uint32, port uint16) bool {
-	return addr>>24 == 127 && p.hostPorts[port]
+func (g *gate) hostPort(addr uint32, port uint16) bool {
+	return addr>>24 == 127 && g.hostPorts[port]
 }

@@ -5,13 +5,14 @@
 //
 // L4, the connect engine: a connect() with a timeout and retries on
 // timeouts, at most Concurrency probes in flight and at most Rate connects
-// per second (golang.org/x/time/rate, burst Batch). Every connect, the L7
-// grab's reconnections included, goes through one gate that first checks
-// the ipv4.Policy: a target outside it is refused (ErrRefused) and nothing
-// is sent. Sweep iterates a prefix's allowed addresses only. A refused
-// connection (RST) is a closed port; a timeout after the retries is a
-// filtered one; neither is an error. Local failures (no file descriptors or
-// ports left) are errors, for the caller to retry.
+// per second (golang.org/x/time/rate, burst Batch). Every packet of every
+// engine (a connect, the L7 grab's reconnections, a SYN) goes to an address
+// one gate (gate.go) admitted against the ipv4.Policy: a target outside it
+// is refused (ErrRefused) and nothing is sent. Sweep iterates a prefix's
+// admitted addresses only. A refused connection (RST) is a closed port; a
+// timeout after the retries is a filtered one; neither is an error. Local
+// failures (no file descriptors or ports left) are errors, for the caller
+// to retry.
 //
 // L7, on the connection that completed: zgrab2's banner module reads what
 // the server says first (sending nothing). "SSH-..." is re-grabbed with the
@@ -213,7 +214,7 @@ type Stats struct {
 // Prober is the network Responder. It is safe for concurrent use.
 type Prober struct {
 	o     Options
-	pol   *ipv4.Policy
+	gate  *gate // the policy, checked before every send (gate.go)
 	lim   *rate.Limiter
 	sem   chan struct{}
 	dial  DialFunc
@@ -222,8 +223,6 @@ type Prober struct {
 	g     *grabber
 	hosts *hostMemory
 	syn   *synEngine // nil for the connect engine
-
-	hostPorts map[uint16]bool // wildcard listeners of this machine (hostports.go)
 }
 
 // New builds a Prober; Options.Policy is required.
@@ -232,8 +231,8 @@ func New(o Options) (*Prober, error) {
 		return nil, fmt.Errorf("new netprobe: %w", err)
 	}
 	o = o.withDefaults()
-	p := &Prober{o: o, pol: o.Policy, sem: make(chan struct{}, o.Concurrency), log: o.Log,
-		hosts: newHostMemory(o.MaxHosts), hostPorts: hostListenPorts()}
+	p := &Prober{o: o, sem: make(chan struct{}, o.Concurrency), log: o.Log, hosts: newHostMemory(o.MaxHosts)}
+	p.gate = newGate(o.Policy, &p.st.Refused)
 	if o.Rate > 0 {
 		p.lim = rate.NewLimiter(rate.Limit(o.Rate), o.Batch)
 	} else {
@@ -257,7 +256,7 @@ func New(o Options) (*Prober, error) {
 	p.log.Info("netprobe ready", zap.String("engine", o.Engine), zap.Float64("rate", o.Rate), zap.Int("batch", o.Batch),
 		zap.Int("concurrency", o.Concurrency), zap.Duration("timeout", o.Timeout), zap.Int("retries", o.Retries),
 		zap.Bool("keep_empty", o.KeepEmpty), zap.Int("pseudo_ports", o.PseudoPorts),
-		zap.Uint64("allowed_addresses", o.Policy.Count()), zap.Int("host_listener_ports", len(p.hostPorts)))
+		zap.Uint64("allowed_addresses", o.Policy.Count()), zap.Int("host_listener_ports", len(p.gate.hostPorts)))
 	return p, nil
 }
 
@@ -271,8 +270,7 @@ func (p *Prober) Limiter() *rate.Limiter { return p.lim }
 // outside the policy is ErrRefused, with nothing sent; so is a loopback
 // target on a port where this machine has a wildcard listener (hostports.go).
 func (p *Prober) Probe(ctx context.Context, addr uint32, port uint16) (row.Row, bool, error) {
-	if !p.pol.Allowed(addr) || p.hostPort(addr, port) {
-		p.st.Refused.Add(1)
+	if !p.gate.admit(addr, port) {
 		return row.Row{}, false, fmt.Errorf("probe %s:%d: %w", row.FormatAddr(addr), port, ErrRefused)
 	}
 	if err := p.acquire(ctx); err != nil {
@@ -293,32 +291,12 @@ func (p *Prober) acquire(ctx context.Context) error {
 
 func (p *Prober) release() { <-p.sem }
 
-// clip returns prefix/bits (its first address) and the parts of it the
-// policy allows; none is ErrRefused, and so is a port where a wildcard
-// listener of this machine would answer on every address.
-func (p *Prober) clip(prefix uint32, bits int, port uint16) (ipv4.Prefix, []ipv4.Prefix, error) {
-	if bits < 0 || bits > 32 {
-		return ipv4.Prefix{}, nil, fmt.Errorf("prefix length %d out of range", bits)
-	}
-	pr := ipv4.Prefix{Addr: prefix, Bits: bits}
-	pr.Addr = pr.First()
-	parts := p.pol.Clip(pr)
-	if len(parts) > 0 && p.hostPort(pr.First(), port) && p.hostPort(pr.Last(), port) {
-		parts = nil
-	}
-	if len(parts) == 0 {
-		p.st.Refused.Add(pr.Size())
-		return pr, nil, fmt.Errorf("%s port %d: %w", pr, port, ErrRefused)
-	}
-	return pr, parts, nil
-}
-
 // Sweep probes port on every allowed address of prefix/bits, calling fn
 // (never concurrently, in no particular order) for each service found, and
 // returns the number of addresses probed. Addresses outside the policy are
 // skipped, never dialled; a prefix wholly outside it is ErrRefused.
 func (p *Prober) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
-	pr, parts, err := p.clip(prefix, bits, port)
+	pr, parts, err := p.gate.clip(prefix, bits, port)
 	if err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}
@@ -340,33 +318,25 @@ func (p *Prober) Sweep(ctx context.Context, prefix uint32, bits int, port uint16
 			cancel()
 		})
 	}
-loop:
-	for _, part := range parts {
-		for a, last := uint64(part.First()), uint64(part.Last()); a <= last; a++ {
-			addr := uint32(a)
-			if !p.pol.Allowed(addr) || p.hostPort(addr, port) { // Clip said so; check again before every send
-				p.st.Refused.Add(1)
-				continue
-			}
-			if err := p.acquire(sctx); err != nil {
-				break loop
-			}
-			probes++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer p.release()
-				r, ok, err := p.probe(sctx, addr, port)
-				switch {
-				case err != nil:
-					fail(err)
-				case ok:
-					mu.Lock()
-					fn(r)
-					mu.Unlock()
-				}
-			}()
+	for addr := range p.gate.addrs(parts, port) {
+		if err := p.acquire(sctx); err != nil {
+			break
 		}
+		probes++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer p.release()
+			r, ok, err := p.probe(sctx, addr, port)
+			switch {
+			case err != nil:
+				fail(err)
+			case ok:
+				mu.Lock()
+				fn(r)
+				mu.Unlock()
+			}
+		}()
 	}
 	wg.Wait()
 	if first == nil && ctx.Err() != nil {
@@ -468,10 +438,9 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// dialAddr is the one gate every connect goes through: policy, rate, dial.
+// dialAddr is the way of every connect: the gate, the rate, the dial.
 func (p *Prober) dialAddr(ctx context.Context, addr uint32, port uint16) (net.Conn, error) {
-	if !p.pol.Allowed(addr) || p.hostPort(addr, port) {
-		p.st.Refused.Add(1)
+	if !p.gate.admit(addr, port) {
 		return nil, fmt.Errorf("dial %s:%d: %w", row.FormatAddr(addr), port, ErrRefused)
 	}
 	if err := p.lim.Wait(ctx); err != nil {

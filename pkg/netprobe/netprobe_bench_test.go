@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/labserve"
 	"github.com/gpsscan/gps/pkg/row"
@@ -79,10 +80,7 @@ func sweepClosed(b *testing.B, p *Prober, unit string) {
 // second and the fraction found.
 func probeLab(b *testing.B, c lab.Config, allow string, concurrency int) {
 	b.Helper()
-	w, err := lab.Generate(c.WithDefaults())
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := labtest.World(b, c)
 	ctx := context.Background()
 	l, err := labserve.ServeRows(ctx, w.Truth, labserve.Options{}, zap.NewNop())
 	if err != nil {

@@ -141,14 +141,7 @@ func probeAll(ctx context.Context, p *Prober, targets []row.Service) []result {
 // connect engine and the zgrab2 grab must find what the world's truth (the
 // WorldResponder) answers for the same targets, with the same fields.
 func TestLab(t *testing.T) {
-	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 300, Slash16s: 1, SeedFrac: 0.2}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := w.Write(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, w := labtest.WriteWorld(t, lab.Config{Seed: 1, Hosts: 300, Slash16s: 1, SeedFrac: 0.2})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := zaptest.NewLogger(t)
@@ -255,7 +248,7 @@ func TestLab(t *testing.T) {
 			if len(ts)%3 == 0 {
 				port = uint16(1 + rng.IntN(65535))
 			}
-			if _, ok := truth.rows[key(a, port)]; ok || p.hostPort(a, port) {
+			if _, ok := truth.rows[key(a, port)]; ok || p.gate.hostPort(a, port) {
 				continue
 			}
 			ts = append(ts, row.Service{Row: row.Row{IP: row.FormatAddr(a), Port: int(port)}, Addr: a})
@@ -443,7 +436,7 @@ func TestPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		q.hostPorts = map[uint16]bool{9999: true} // as if this machine listened on 0.0.0.0:9999
+		q.gate.hostPorts = map[uint16]bool{9999: true} // as if this machine listened on 0.0.0.0:9999
 		before := d.n.Load()
 		a, _ := row.ParseAddr("127.1.0.1")
 		if _, _, err := q.Probe(ctx, a, 9999); !errors.Is(err, ErrRefused) {
@@ -510,20 +503,11 @@ func TestRate(t *testing.T) {
 	t.Logf("%d connects in %v at %d/s (burst %d)", n, el, rate, batch)
 }
 
-func TestOIDExtension(t *testing.T) {
-	if !labOIDsExtension.Equal(labserve.OIDListExtension) {
-		t.Fatalf("netprobe reads %v, labserve writes %v", labOIDsExtension, labserve.OIDListExtension)
-	}
-}
-
 // TestSYN: the raw-socket SYN engine finds the lab's services as the connect
 // engine does, and reports the SYN-ACK window. Skipped where raw sockets are
 // denied.
 func TestSYN(t *testing.T) {
-	w, err := lab.Generate(lab.Config{Seed: 2, Hosts: 150, Slash16s: 1, SeedFrac: 0.2}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := labtest.World(t, lab.Config{Seed: 2, Hosts: 150, Slash16s: 1, SeedFrac: 0.2})
 	ctx := context.Background()
 	log := zaptest.NewLogger(t)
 	l := serve(t, ctx, func() (*labserve.Lab, error) { return labserve.ServeRows(ctx, w.Truth, labserve.Options{}, log) })

@@ -169,7 +169,7 @@ func (e *synEngine) probe(ctx context.Context, dst uint32, port uint16) (synRepl
 		return synReply{}, false, err
 	}
 	for attempt := 0; ; attempt++ {
-		if !e.p.pol.Allowed(dst) || e.p.hostPort(dst, port) { // the rules, again, right before the send
+		if !e.p.gate.admit(dst, port) { // before every send, retries included
 			return synReply{}, false, ErrRefused
 		}
 		if err := e.p.lim.Wait(ctx); err != nil {
@@ -253,7 +253,7 @@ func (e *synEngine) receive() {
 		port := uint16(tcp.SrcPort)
 		seq, sport := e.cookie(to, from, port)
 		valid := sport == dport && (tcp.Ack == seq+1 || (tcp.RST && tcp.Seq == seq))
-		if !valid || !e.p.pol.Allowed(from) {
+		if !valid || !e.p.gate.replyFrom(from) {
 			e.p.st.SYNInvalid.Add(1)
 			continue
 		}

@@ -22,8 +22,8 @@ import (
 // packets from a template (the cookie in the sequence number and source
 // port, checksums computed in place), waits for the rate limiter to allow
 // the whole batch (WaitN; the limiter's burst is Options.Batch, so the rate
-// holds) and hands it to the kernel with one sendmmsg(2). The policy is
-// checked for every address as its packet is built, right before the send.
+// holds) and hands it to the kernel with one sendmmsg(2). The gate admits
+// every address as its packet is built, right before the send.
 // Replies are validated by the engine's receiver exactly as for Probe (the
 // cookie, then the policy) and reported once per address.
 
@@ -58,7 +58,7 @@ func (p *Prober) SYNScan(ctx context.Context, prefix uint32, bits int, port uint
 	if p.syn == nil {
 		return st, fmt.Errorf("syn scan: %w: needs engine %q", ErrEngine, EngineSYN)
 	}
-	pr, parts, err := p.clip(prefix, bits, port)
+	pr, parts, err := p.gate.clip(prefix, bits, port)
 	if err != nil {
 		return st, fmt.Errorf("syn scan: %w", err)
 	}
@@ -192,30 +192,23 @@ func (e *synEngine) sweep(ctx context.Context, parts []ipv4.Prefix, port uint16)
 			return nil
 		}
 	)
-	for _, part := range parts {
-		for a, last := uint64(part.First()), uint64(part.Last()); a <= last; a++ {
-			dst := uint32(a)
-			if !p.pol.Allowed(dst) || p.hostPort(dst, port) { // Clip said so; check again before every send
-				p.st.Refused.Add(1)
-				continue
+	for dst := range p.gate.addrs(parts, port) {
+		if uint64(dst>>8) != srcNet {
+			s, err := e.source(dst)
+			if err != nil {
+				return sent, err
 			}
-			if uint64(dst>>8) != srcNet {
-				s, err := e.source(dst)
-				if err != nil {
-					return sent, err
-				}
-				src, srcNet = s, uint64(dst>>8)
-			}
-			seq, sport := e.cookie(src, dst, port)
-			fillSYN(b.pkts[b.n][:], src, dst, sport, port, seq)
-			b.to[b.n] = syscall.RawSockaddrInet4{Family: syscall.AF_INET}
-			binary.BigEndian.PutUint32(b.to[b.n].Addr[:], dst)
-			b.n++
-			p.st.Probes.Add(1)
-			if b.n == len(b.pkts) {
-				if err := flushed(); err != nil {
-					return sent, err
-				}
+			src, srcNet = s, uint64(dst>>8)
+		}
+		seq, sport := e.cookie(src, dst, port)
+		fillSYN(b.pkts[b.n][:], src, dst, sport, port, seq)
+		b.to[b.n] = syscall.RawSockaddrInet4{Family: syscall.AF_INET}
+		binary.BigEndian.PutUint32(b.to[b.n].Addr[:], dst)
+		b.n++
+		p.st.Probes.Add(1)
+		if b.n == len(b.pkts) {
+			if err := flushed(); err != nil {
+				return sent, err
 			}
 		}
 	}

@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -128,8 +130,9 @@ func parseSYN(b []byte, port uint16) (uint32, bool) {
 // machine: the allow list is 127.250.0.0/23 less a user block file's
 // 127.250.0.128/25, and the scan asks for more (a /22 sweep, single probes
 // outside the allow list, inside the block list, and in public space). On
-// the wire, every allowed address gets a SYN and nothing else does; and the
-// SYNs never outrun the rate limit.
+// the wire, every allowed address gets a SYN and nothing else does, every
+// SYN went to an address the one gate (gate.go) admitted, which counted
+// every refusal; and the SYNs never outrun the rate limit.
 func TestWireSafety(t *testing.T) {
 	dir := t.TempDir()
 	block := filepath.Join(dir, "block.conf")
@@ -160,6 +163,7 @@ func TestWireSafety(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
+			log := watchGate(p)
 			c := startCapture(t)
 			ctx := context.Background()
 			start := time.Now()
@@ -168,6 +172,9 @@ func TestWireSafety(t *testing.T) {
 				if _, _, err := p.Probe(ctx, a, wirePort); !errors.Is(err, ErrRefused) {
 					t.Errorf("Probe(%s) = %v, want ErrRefused", s, err)
 				}
+			}
+			if _, _, err := p.Probe(ctx, allowed[0], wirePort); err != nil {
+				t.Errorf("Probe(%s): %v", row.FormatAddr(allowed[0]), err)
 			}
 			n, err := p.Sweep(ctx, 127<<24|250<<16, 22, wirePort, func(r row.Row) { t.Errorf("found %s:%d on a closed port", r.IP, r.Port) })
 			if err != nil || n != uint64(len(allowed)) {
@@ -181,7 +188,13 @@ func TestWireSafety(t *testing.T) {
 				if !pol.Allowed(s.dst) {
 					t.Fatalf("a SYN to %s left the machine: outside the policy", row.FormatAddr(s.dst))
 				}
+				if !log.admitted[net.JoinHostPort(row.FormatAddr(s.dst), strconv.Itoa(wirePort))] {
+					t.Fatalf("a SYN to %s left the machine without the gate admitting it", row.FormatAddr(s.dst))
+				}
 				sent[s.dst]++
+			}
+			if got := p.Stats().Refused.Load(); got != log.nRefused || got < 6 {
+				t.Errorf("Stats.Refused = %d, the gate refused %d, want the 6 probes outside the policy at least", got, log.nRefused)
 			}
 			for _, a := range allowed {
 				if sent[a] == 0 {

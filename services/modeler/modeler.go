@@ -5,6 +5,7 @@
 package modeler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,17 +73,11 @@ type modeler struct {
 // Run consumes RESULTS until ctx ends; it returns nil on a clean stop, after
 // a last snapshot.
 func Run(ctx context.Context, d Deps) error {
-	cfg := d.Config.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := bus.CheckService(Service, d.Config, d.Bus)
+	if err != nil {
 		return err
 	}
-	if d.Bus == nil {
-		return errors.New("run modeler: no bus")
-	}
-	st := d.Stats
-	if st == nil {
-		st = &Stats{}
-	}
+	st := cmp.Or(d.Stats, new(Stats))
 	s := &modeler{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st, ready: d.Ready}
 	s.Snap.Encode = func(w io.Writer, seq uint64) error { return EncodeSnapshot(w, seq, s.m) }
 	s.Snap.Put = func(ctx context.Context, data []byte) error { return putSnapshot(ctx, s.store, SnapshotObject, data) }
@@ -96,7 +91,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	s.UpdateGauges(s.m, true)
 
-	err := resultpipe.RunLoop(ctx, s.Bus, Service, s.Lag(), s.Progress(nil), s.loop)
+	err = resultpipe.RunLoop(ctx, s.Bus, Service, s.Lag(), s.Progress(nil), s.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if s.m != nil {

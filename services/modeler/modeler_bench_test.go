@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
@@ -23,10 +24,7 @@ import (
 // prober publish them, one result a message for comparison, and in batches
 // with the hosts' results interleaved.
 func BenchmarkModelerIngest(b *testing.B) {
-	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 100000, Slash16s: 8, SeedFrac: 1}.WithDefaults())
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := labtest.World(b, lab.Config{Seed: 1, Hosts: 100000, Slash16s: 8, SeedFrac: 1})
 	b.Run("batched", func(b *testing.B) { benchIngest(b, w.Seed, true) })
 	b.Run("single", func(b *testing.B) { benchIngest(b, w.Seed, false) })
 	// Results of many hosts interleaved, as a scan's come.

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/internal/resultpipe"
 	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
@@ -31,11 +32,7 @@ var testWorld = lab.Config{Seed: 1, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2}
 
 func world(t testing.TB) *lab.World {
 	t.Helper()
-	w, err := lab.Generate(testWorld.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
+	return labtest.World(t, testWorld)
 }
 
 // later returns rows of the truth whose hosts are not in the seed.

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 )
 
 // Hitrate is the GPS hitrate of every run here.
@@ -63,16 +62,4 @@ func Binary(t testing.TB) string {
 		t.Fatalf("build gps: %v\n%s", build.err, build.out)
 	}
 	return build.bin
-}
-
-// WaitFor polls cond every 20 ms until it holds, failing the test after d.
-func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

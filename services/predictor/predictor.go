@@ -6,6 +6,7 @@
 package predictor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,17 +80,11 @@ type predictor struct {
 // Run consumes RESULTS until ctx ends; it returns nil on a clean stop, after
 // a last snapshot.
 func Run(ctx context.Context, d Deps) error {
-	cfg := d.Config.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := bus.CheckService(Service, d.Config, d.Bus)
+	if err != nil {
 		return err
 	}
-	if d.Bus == nil {
-		return errors.New("run predictor: no bus")
-	}
-	st := d.Stats
-	if st == nil {
-		st = &Stats{}
-	}
+	st := cmp.Or(d.Stats, new(Stats))
 	p := &predictor{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st,
 		pub: publisher{b: d.Bus}, ready: d.Ready}
 	p.Snap.Encode = func(w io.Writer, seq uint64) error { return encodeSnapshot(w, seq, &p.state) }
@@ -108,7 +103,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	p.UpdateGauges(p.m, true)
 
-	err := resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.Progress(func() []zap.Field {
+	err = resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.Progress(func() []zap.Field {
 		return []zap.Field{zap.Int64("predictions", p.st.Predictions.Load()), zap.Int64("hosts", p.st.Hosts.Load())}
 	}), p.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)

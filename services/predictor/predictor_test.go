@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
@@ -36,10 +37,7 @@ type result struct {
 // results, as the pipeline would find them.
 func scenario(t testing.TB, hosts int, more bool) []result {
 	t.Helper()
-	w, err := lab.Generate(testWorld.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := labtest.World(t, testWorld)
 	var out []result
 	seed := make(map[string]bool)
 	for _, r := range w.Seed {

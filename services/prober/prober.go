@@ -2,9 +2,11 @@
 // shared by every prober) and the predictions, probes what the scan policy
 // allows, and publishes each service found as a result.
 //
-// This build has no packet prober: the Responder is a simulated world (a lab
-// world's ground truth, WorldResponder) or one the caller injects. Packets
-// are never sent anywhere.
+// The Responder answers the probes: with --live, pkg/netprobe sends real
+// packets (TCP connect or a raw SYN scan, then zgrab2 grabs) to what the
+// policy allows; with --world, a simulated world (a lab world's ground
+// truth, WorldResponder) answers and no packet is sent; a caller may inject
+// its own.
 //
 // For each target or prediction the prober
 //   - refuses what lies outside the allow policy (allow list required, the
@@ -36,12 +38,10 @@
 package prober
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -182,37 +182,4 @@ type Deps struct {
 	Now       func() time.Time   // optional clock; time.Now
 	Metrics   *telemetry.Metrics // optional: probes sent, dead letters, handle time, consumer lag
 	Ready     func()             // optional: called once the consumers are set up
-}
-
-// group runs goroutines that share a context; the first error cancels it
-// (golang.org/x/sync/errgroup's WithContext, without the dependency).
-type group struct {
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
-	once   sync.Once
-	err    error
-}
-
-func newGroup(ctx context.Context) (*group, context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	return &group{cancel: cancel}, ctx
-}
-
-func (g *group) Go(f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := f(); err != nil {
-			g.once.Do(func() {
-				g.err = err
-				g.cancel()
-			})
-		}
-	}()
-}
-
-func (g *group) Wait() error {
-	g.wg.Wait()
-	g.cancel()
-	return g.err
 }

@@ -93,17 +93,8 @@ func (w *WorldResponder) Lost(addr uint32, port uint16) bool {
 	if w.opts.Loss <= 0 {
 		return false
 	}
-	x := mix64(svcKey(addr, port) ^ mix64(uint64(w.opts.LossSeed)))
+	x := lab.Mix64(svcKey(addr, port) ^ lab.Mix64(uint64(w.opts.LossSeed)))
 	return float64(x>>11)/(1<<53) < w.opts.Loss
-}
-
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }
 
 func (w *WorldResponder) wait(ctx context.Context) error {

@@ -2,11 +2,11 @@ package prober
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -14,15 +14,7 @@ import (
 // world writes a small lab world into a temporary directory.
 func world(t *testing.T) (string, *lab.World) {
 	t.Helper()
-	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 2000, Slash16s: 2, SeedFrac: 0.2}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "world")
-	if err := w.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir, w
+	return labtest.WriteWorld(t, lab.Config{Seed: 1, Hosts: 2000, Slash16s: 2, SeedFrac: 0.2})
 }
 
 func addrOf(t testing.TB, ip string) uint32 {

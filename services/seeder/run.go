@@ -27,11 +27,8 @@ const progressEvery = 10 * time.Second
 // on the bus; it returns early with ctx's error if ctx ends first.
 func Run(ctx context.Context, d Deps) error {
 	d.fill()
-	if err := d.Config.Validate(); err != nil {
+	if _, err := bus.CheckService(Service, d.Config, d.Bus); err != nil {
 		return err
-	}
-	if d.Bus == nil {
-		return errors.New("run seeder: no bus")
 	}
 	if err := d.Bus.Setup(ctx); err != nil {
 		return fmt.Errorf("run seeder: %w", err)

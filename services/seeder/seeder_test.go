@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/internal/servicetest"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
@@ -75,14 +76,7 @@ func results(t *testing.T, msgs []*jetstream.RawStreamMsg) []row.Row {
 }
 
 func TestImportGPSRows(t *testing.T) {
-	w, err := lab.Generate(lab.Config{Seed: 1, Hosts: 2000, Slash16s: 2, SeedFrac: 0.2}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := w.Write(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, w := labtest.WriteWorld(t, lab.Config{Seed: 1, Hosts: 2000, Slash16s: 2, SeedFrac: 0.2})
 	// The seed, gzipped, with its first row repeated: a duplicate row of the
 	// file is still delivered.
 	want := append(slices.Clone(w.Seed), w.Seed[0])
