@@ -38,6 +38,9 @@ func demoCmd() command {
 					fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 					liveDefaults(&c, &step, set)
 				}
+				if err := labZeros(fs, &c); err != nil {
+					return err
+				}
 				if err := c.Validate(); err != nil {
 					return usageErr("%v", err)
 				}

@@ -197,7 +197,7 @@ func validateParams(hitrate float64, step int) error {
 	if step < 1 || step > 32 {
 		return fmt.Errorf("--step %d: want 1..32", step)
 	}
-	if hitrate < 0 || hitrate >= 1 {
+	if !(hitrate >= 0 && hitrate < 1) { // NaN fails every comparison
 		return fmt.Errorf("--hitrate %g: want 0 <= hitrate < 1", hitrate)
 	}
 	return nil

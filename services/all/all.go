@@ -56,6 +56,34 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Quiet, "quiet", time.Second, "how long the queues must stay empty before a world run is done")
 }
 
+// Validate checks the flags of Config, naming each; the error lists every
+// problem.
+func (c Config) Validate() error {
+	var errs []error
+	if !(c.Hitrate >= 0 && c.Hitrate < 1) {
+		errs = append(errs, fmt.Errorf("--hitrate %v: want 0 <= hitrate < 1", c.Hitrate))
+	}
+	if c.Step < 1 || c.Step > 32 {
+		errs = append(errs, fmt.Errorf("--step %d: want 1..32", c.Step))
+	}
+	if c.Latency < 0 {
+		errs = append(errs, fmt.Errorf("--latency %v: want 0 or more", c.Latency))
+	}
+	if !(c.Loss >= 0 && c.Loss <= 1) {
+		errs = append(errs, fmt.Errorf("--loss %v: want 0 <= loss <= 1", c.Loss))
+	}
+	if c.Quiet <= 0 {
+		errs = append(errs, fmt.Errorf("--quiet %v: want more than 0", c.Quiet))
+	}
+	if c.Live && c.World == "" {
+		errs = append(errs, errors.New("--live needs --world (the lab to serve)"))
+	}
+	if c.Engine != "" && c.Engine != netprobe.EngineConnect && c.Engine != netprobe.EngineSYN {
+		errs = append(errs, fmt.Errorf("--engine %q: want %s or %s", c.Engine, netprobe.EngineConnect, netprobe.EngineSYN))
+	}
+	return errors.Join(errs...)
+}
+
 // Deps are what Run needs.
 type Deps struct {
 	Config Config

@@ -146,6 +146,9 @@ func (c Config) Validate() error {
 	if !(c.Hitrate >= 0 && c.Hitrate <= 1) {
 		bad("min-probability %v not in [0,1]", c.Hitrate)
 	}
+	if c.Live && c.Engine != "" && c.Engine != "connect" && c.Engine != "syn" {
+		bad("--engine %q: want connect or syn", c.Engine)
+	}
 	return errors.Join(errs...)
 }
 
