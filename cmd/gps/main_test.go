@@ -150,3 +150,17 @@ func TestLabGenZeroFractions(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialsHidden: a password or token in --nats is not printed in
+// the error when the connection fails (pkg/bus's test checks the logs).
+func TestCredentialsHidden(t *testing.T) {
+	for _, url := range []string{"nats://alice:s3cretpw@127.0.0.1:1", "nats://s3cretpw@127.0.0.1:1"} {
+		var stderr bytes.Buffer
+		if code := run([]string{"modeler", "--nats", url, "--metrics-addr", ""}, &stderr); code != 1 {
+			t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "s3cretpw") || !strings.Contains(stderr.String(), "xxxxx@127.0.0.1:1") {
+			t.Fatalf("stderr shows the secret, or not the server:\n%s", stderr.String())
+		}
+	}
+}
