@@ -15,6 +15,8 @@ func TestCLI(t *testing.T) {
 	dir := t.TempDir()
 	world := filepath.Join(dir, "world")
 	bad := filepath.Join(dir, "bad.jsonl")
+	empty := filepath.Join(dir, "empty.jsonl")
+	os.WriteFile(empty, nil, 0o644)
 	os.WriteFile(bad, []byte(`{"ip":"127.1.0.1","p":22}`+"\n"+`{"ip":"127.1.0.1","p":99999}`+"\n"), 0o644)
 	tests := []struct {
 		name string
@@ -30,6 +32,7 @@ func TestCLI(t *testing.T) {
 		{"lab gen", []string{"lab", "gen", "--out", world, "--hosts", "3000", "--slash16s", "4", "--seed-frac", "0.2"}, 0, ""},
 		{"bad line", []string{"first", "--seed", bad, "--out", filepath.Join(dir, "x")}, 1, bad + ":2:"},
 		{"first", []string{"first", "--seed", filepath.Join(world, "seed.jsonl"), "--out", filepath.Join(dir, "gps")}, 0, ""},
+		{"empty seed", []string{"first", "--seed", empty, "--out", filepath.Join(dir, "gps")}, 1, empty + ": no services"},
 		{"remaining", []string{"remaining", "--seed", filepath.Join(world, "seed.jsonl"), "--priors", filepath.Join(world, "seed.jsonl"), "--dir", filepath.Join(dir, "gps")}, 0, ""},
 	}
 	for _, tt := range tests {

@@ -210,18 +210,28 @@ type FirstResult struct {
 	Plan  []PlanRow
 }
 
-// LoadSeed builds a model from a seed file, logging progress.
+// ErrEmptySeed is returned for a seed file with no services: a model and a
+// plan made from it would be empty, and replace good ones.
+var ErrEmptySeed = errors.New("no services in the seed")
+
+// LoadSeed builds a model from a seed file, logging progress. A seed with
+// no services is an error (ErrEmptySeed).
 func LoadSeed(path string, log *zap.Logger) (_ *model.Model, err error) {
 	m := model.New()
 	meter := progress.Start(log, "seed services read", 0, 5*time.Second)
 	defer func() { meter.Finish(err) }()
+	n := 0
 	err = row.ReadFile(path, func(s row.Service) error {
 		m.Add(&s)
 		meter.Add(1)
+		n++
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read seed: %w", err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("read seed: %s: %w", path, ErrEmptySeed)
 	}
 	return m, nil
 }
@@ -231,13 +241,13 @@ func First(c FirstConfig, log *zap.Logger) (*FirstResult, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("make output dir: %w", err)
-	}
 	start := time.Now()
 	m, err := LoadSeed(c.Seed, log)
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("make output dir: %w", err)
 	}
 	st := m.Stats()
 	log.Info("model built", zap.Int("hosts", st.Hosts), zap.Int("counted_hosts", st.CountedHosts),
