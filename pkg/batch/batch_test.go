@@ -402,6 +402,7 @@ func TestBadInput(t *testing.T) {
 		"public ip ok but port 0": `{"ip":"127.1.0.2","p":0}` + "\n",
 		"missing p":               `{"ip":"127.1.0.2"}` + "\n",
 		"wrong type":              `{"ip":"127.1.0.2","p":"80"}` + "\n",
+		"row too long":            `{"ip":"127.1.0.2","p":80,"data":"` + strings.Repeat("x", 10<<20) + `"}` + "\n",
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {

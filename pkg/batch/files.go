@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -151,30 +152,30 @@ func WriteTargets(w io.Writer, ts []Target) error {
 	return bw.Flush()
 }
 
-// eachLine calls fn on every non-blank line; errors name FILE:LINE.
+// eachLine calls fn on every non-blank line; errors name FILE:LINE. An
+// error reading the file (a truncated .gz) stops it at the line reached,
+// before the part of the line read so far is parsed.
 func eachLine(path string, fn func([]byte) error) error {
 	rc, err := row.Open(path)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	sc := bufio.NewScanner(rc)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
-	n := 0
-	for sc.Scan() {
-		n++
-		b := sc.Bytes()
-		if len(strings.TrimSpace(string(b))) == 0 {
-			continue
-		}
-		if err := fn(b); err != nil {
+	br := bufio.NewReaderSize(rc, 1<<20)
+	for n := 1; ; n++ {
+		b, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
 			return &row.LineError{File: path, Line: n, Err: err}
 		}
+		if t := bytes.TrimSpace(b); len(t) > 0 {
+			if err := fn(t); err != nil {
+				return row.BlameGzip(rc, &row.LineError{File: path, Line: n, Err: err})
+			}
+		}
+		if err != nil {
+			return nil // io.EOF
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return &row.LineError{File: path, Line: n + 1, Err: err}
-	}
-	return nil
 }
 
 // FirstConfig configures Phase 1.
