@@ -99,6 +99,7 @@ func TestHostileFlags(t *testing.T) {
 		{"lab gen slash16s 0", []string{"lab", "gen", "--out", out, "--slash16s", "0"}, "--slash16s 0"},
 		{"lab gen seed-frac 0", []string{"lab", "gen", "--out", out, "--seed-frac", "0"}, "--seed-frac 0"},
 		{"demo hosts 0", []string{"demo", "--dir", out, "--hosts", "0"}, "--hosts 0"},
+		{"demo step", []string{"demo", "--dir", out, "--step", "40"}, "--step 40"},
 		{"bench rate", []string{"bench", "scanners", "--rate", "1000,NaN"}, "NaN"},
 		{"modeler nan", svc("modeler", "--hitrate", "NaN"), "--hitrate NaN"},
 		{"modeler step", svc("modeler", "--step", "40"), "--step 40"},
