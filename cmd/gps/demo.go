@@ -41,8 +41,14 @@ func demoCmd() command {
 					fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 					liveDefaults(&c, &step, set)
 				}
+				if err := labZeros(fs, &c); err != nil {
+					return err
+				}
 				if err := c.Validate(); err != nil {
 					return usageErr("%v", err)
+				}
+				if step < 1 || step > 32 {
+					return usageErr("--step %d: want 1..32", step)
 				}
 				if *engine != netprobe.EngineConnect && *engine != netprobe.EngineSYN {
 					return usageErr("--engine %q: want %s or %s", *engine, netprobe.EngineConnect, netprobe.EngineSYN)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -24,11 +25,14 @@ func labGenCmd() command {
 			fs.IntVar(&c.Slash16s, "slash16s", c.Slash16s, "number of /16s of 127.0.0.0/8 the world spans (1..254)")
 			fs.Float64Var(&c.SeedFrac, "seed-frac", c.SeedFrac, "fraction of the addresses sampled into the seed")
 			fs.IntVar(&c.ASes, "ases", c.ASes, "number of autonomous systems")
-			fs.Float64Var(&c.PseudoFrac, "pseudo-frac", c.PseudoFrac, "fraction of hosts that answer on hundreds of ports (middleboxes)")
-			fs.Float64Var(&c.NoiseFrac, "noise-frac", c.NoiseFrac, "fraction of hosts with random extra services")
+			fs.Float64Var(&c.PseudoFrac, "pseudo-frac", c.PseudoFrac, "fraction of hosts that answer on hundreds of ports (middleboxes); 0: none")
+			fs.Float64Var(&c.NoiseFrac, "noise-frac", c.NoiseFrac, "fraction of hosts with random extra services; 0: none")
 			return func(ctx context.Context, log *zap.Logger) error {
 				if *out == "" {
 					return usageErr("need --out DIR")
+				}
+				if err := labZeros(fs, &c); err != nil {
+					return err
 				}
 				if err := c.Validate(); err != nil {
 					return usageErr("%v", err)
@@ -46,6 +50,31 @@ func labGenCmd() command {
 			}
 		},
 	}
+}
+
+// labZeros gives an explicit 0 on the command line its meaning where
+// lab.Config reads a zero field as "the default": --hosts, --slash16s,
+// --seed-frac and --ases 0 are errors, and --pseudo-frac and --noise-frac 0
+// mean none (a negative fraction in lab.Config).
+func labZeros(fs *flag.FlagSet, c *lab.Config) error {
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "hosts", "slash16s", "seed-frac", "ases":
+			if f.Value.String() == "0" {
+				errs = append(errs, usageErr("--%s 0: want more than 0", f.Name))
+			}
+		case "pseudo-frac":
+			if c.PseudoFrac == 0 {
+				c.PseudoFrac = -1
+			}
+		case "noise-frac":
+			if c.NoiseFrac == 0 {
+				c.NoiseFrac = -1
+			}
+		}
+	})
+	return errors.Join(errs...)
 }
 
 func labServeCmd() command {

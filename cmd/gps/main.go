@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"sort"
@@ -103,6 +104,10 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gps %s: unexpected argument %q\n", c.name, fs.Arg(0))
 		return 2
 	}
+	if err := finiteFlags(fs); err != nil {
+		fmt.Fprintf(stderr, "gps %s: %v\n", c.name, err)
+		return 2
+	}
 	log, err := logging.New(*level, *format)
 	if err != nil {
 		fmt.Fprintf(stderr, "gps %s: %v\n", c.name, err)
@@ -119,4 +124,21 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// finiteFlags rejects a float flag of any command that holds NaN or an
+// infinity: strconv.ParseFloat accepts them, and every range check of the
+// form x < lo || x > hi lets NaN through.
+func finiteFlags(fs *flag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		if x, ok := g.Get().(float64); ok && (math.IsNaN(x) || math.IsInf(x, 0)) {
+			errs = append(errs, usageErr("--%s %v: want a finite number", f.Name, x))
+		}
+	})
+	return errors.Join(errs...)
 }

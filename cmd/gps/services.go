@@ -77,6 +77,17 @@ func (f *busFlags) options() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// validate checks the bus flags without connecting.
+func (f *busFlags) validate() error {
+	if _, err := f.options(); err != nil {
+		return err
+	}
+	if _, err := bus.ParseLimits(f.maxAge, f.maxBytes); err != nil {
+		return usageErr("%v", err)
+	}
+	return nil
+}
+
 func (f *busFlags) connect(ctx context.Context, name string, log *zap.Logger) (*bus.Bus, error) {
 	opts, err := f.options()
 	if err != nil {
@@ -138,8 +149,10 @@ var (
 )
 
 // serviceCmd makes the command of one service: its flags, then the process
-// around it (runService).
-func serviceCmd(name, usage string, opts serviceOpts, register func(fs *flag.FlagSet) func(ctx context.Context, s svc) error) command {
+// around it (runService). register returns the check of the service's flags,
+// which runs before anything connects (a bad flag is a usage error even with
+// no server), and the service's run.
+func serviceCmd(name, usage string, opts serviceOpts, register func(fs *flag.FlagSet) (validate func() error, run func(ctx context.Context, s svc) error)) command {
 	return command{
 		name:  name,
 		usage: usage,
@@ -149,8 +162,14 @@ func serviceCmd(name, usage string, opts serviceOpts, register func(fs *flag.Fla
 			sf := serviceFlags{metricsAddr: opts.metricsAddr, shutdown: opts.shutdown}
 			fs.StringVar(&sf.metricsAddr, "metrics-addr", opts.metricsAddr, "serve /metrics, /healthz and /readyz on this host:port (empty: no telemetry server)")
 			fs.DurationVar(&sf.shutdown, "shutdown-timeout", opts.shutdown, "on SIGTERM: how long the service may take to drain (ack or nak what it holds, last snapshot) before the process exits anyway with status 1")
-			run := register(fs)
+			validate, run := register(fs)
 			return func(ctx context.Context, log *zap.Logger) error {
+				if err := validate(); err != nil {
+					return usageErr("%v", err)
+				}
+				if err := bf.validate(); err != nil {
+					return err
+				}
 				if name != "all" {
 					log = log.With(zap.String("service", name))
 				}
@@ -248,65 +267,50 @@ func runService(ctx context.Context, sf serviceFlags, log *zap.Logger, connect f
 }
 
 func seederCmd() command {
-	return serviceCmd("seeder", "import a seed scan as results, or publish seed targets", daemonOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
+	return serviceCmd("seeder", "import a seed scan as results, or publish seed targets", daemonOpts, func(fs *flag.FlagSet) (func() error, func(context.Context, svc) error) {
 		var c seeder.Config
 		c.RegisterFlags(fs)
-		return func(ctx context.Context, s svc) error {
-			if err := c.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
+		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
 			return seeder.Run(ctx, seeder.Deps{Config: c, Bus: s.Bus, Log: s.Log, Stats: &seeder.Stats{}, Metrics: s.Metrics, Ready: s.Ready})
 		}
 	})
 }
 
 func modelerCmd() command {
-	return serviceCmd("modeler", "keep the model from every result; publish the priors plan; snapshot", modelOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
+	return serviceCmd("modeler", "keep the model from every result; publish the priors plan; snapshot", modelOpts, func(fs *flag.FlagSet) (func() error, func(context.Context, svc) error) {
 		var c modeler.Config
 		c.RegisterFlags(fs)
-		return func(ctx context.Context, s svc) error {
-			if err := c.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
+		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
 			return modeler.Run(ctx, modeler.Deps{Config: c, Bus: s.Bus, Log: s.Log, Stats: &modeler.Stats{}, Metrics: s.Metrics, Ready: s.Ready})
 		}
 	})
 }
 
 func predictorCmd() command {
-	return serviceCmd("predictor", "predict each host's remaining services from every result found", modelOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
+	return serviceCmd("predictor", "predict each host's remaining services from every result found", modelOpts, func(fs *flag.FlagSet) (func() error, func(context.Context, svc) error) {
 		var c predictor.Config
 		c.RegisterFlags(fs)
-		return func(ctx context.Context, s svc) error {
-			if err := c.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
+		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
 			return predictor.Run(ctx, predictor.Deps{Config: c, Bus: s.Bus, Log: s.Log, Stats: &predictor.Stats{}, Metrics: s.Metrics, Ready: s.Ready})
 		}
 	})
 }
 
 func proberCmd() command {
-	return serviceCmd("prober", "probe targets and predictions; publish results", daemonOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
+	return serviceCmd("prober", "probe targets and predictions; publish results", daemonOpts, func(fs *flag.FlagSet) (func() error, func(context.Context, svc) error) {
 		var c prober.Config
 		c.RegisterFlags(fs)
-		return func(ctx context.Context, s svc) error {
-			if err := c.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
+		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
 			return prober.Run(ctx, prober.Deps{Config: c, Bus: s.Bus, Log: s.Log, Stats: &prober.Stats{}, Metrics: s.Metrics, Ready: s.Ready})
 		}
 	})
 }
 
 func watchCmd(what string) command {
-	return serviceCmd("watch "+what, "print gps."+what+".> as JSON lines (a downstream consumer)", toolOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
+	return serviceCmd("watch "+what, "print gps."+what+".> as JSON lines (a downstream consumer)", toolOpts, func(fs *flag.FlagSet) (func() error, func(context.Context, svc) error) {
 		c := watch.Config{What: what}
 		c.RegisterFlags(fs)
-		return func(ctx context.Context, s svc) error {
-			if err := c.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
+		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
 			s.Ready()
 			return watch.Run(ctx, watch.Deps{Config: c, Bus: s.Bus, Log: s.Log, Out: os.Stdout})
 		}
@@ -314,13 +318,10 @@ func watchCmd(what string) command {
 }
 
 func allCmd() command {
-	return serviceCmd("all", "run seeder, modeler, predictor and prober in one process", allOpts, func(fs *flag.FlagSet) func(context.Context, svc) error {
+	return serviceCmd("all", "run seeder, modeler, predictor and prober in one process", allOpts, func(fs *flag.FlagSet) (func() error, func(context.Context, svc) error) {
 		var c all.Config
 		c.RegisterFlags(fs)
-		return func(ctx context.Context, s svc) error {
-			if err := c.Validate(); err != nil {
-				return usageErr("%v", err)
-			}
+		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
 			sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: s.Bus, Log: s.Log, Metrics: s.Metrics, Ready: s.Ready})
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ package batch
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,30 +156,30 @@ func WriteTargets(w io.Writer, ts []gps.Target) error {
 	return bw.Flush()
 }
 
-// eachLine calls fn on every non-blank line; errors name FILE:LINE.
+// eachLine calls fn on every non-blank line; errors name FILE:LINE. An
+// error reading the file (a truncated .gz) stops it at the line reached,
+// before the part of the line read so far is parsed.
 func eachLine(path string, fn func([]byte) error) error {
 	rc, err := row.Open(path)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	sc := bufio.NewScanner(rc)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
-	n := 0
-	for sc.Scan() {
-		n++
-		b := sc.Bytes()
-		if len(strings.TrimSpace(string(b))) == 0 {
-			continue
-		}
-		if err := fn(b); err != nil {
+	br := bufio.NewReaderSize(rc, 1<<20)
+	for n := 1; ; n++ {
+		b, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
 			return &row.LineError{File: path, Line: n, Err: err}
 		}
+		if t := bytes.TrimSpace(b); len(t) > 0 {
+			if err := fn(t); err != nil {
+				return row.BlameGzip(rc, &row.LineError{File: path, Line: n, Err: err})
+			}
+		}
+		if err != nil {
+			return nil // io.EOF
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return &row.LineError{File: path, Line: n + 1, Err: err}
-	}
-	return nil
 }
 
 // FirstConfig configures Phase 1.
@@ -201,7 +202,7 @@ func validateParams(hitrate float64, step int) error {
 	if step < 1 || step > 32 {
 		return fmt.Errorf("--step %d: want 1..32", step)
 	}
-	if hitrate < 0 || hitrate >= 1 {
+	if !(hitrate >= 0 && hitrate < 1) { // NaN fails every comparison
 		return fmt.Errorf("--hitrate %g: want 0 <= hitrate < 1", hitrate)
 	}
 	return nil
@@ -214,18 +215,28 @@ type FirstResult struct {
 	Plan  []gps.PlanRow
 }
 
-// LoadSeed builds a model from a seed file, logging progress.
+// ErrEmptySeed is returned for a seed file with no services: a model and a
+// plan made from it would be empty, and replace good ones.
+var ErrEmptySeed = errors.New("no services in the seed")
+
+// LoadSeed builds a model from a seed file, logging progress. A seed with
+// no services is an error (ErrEmptySeed).
 func LoadSeed(path string, log *zap.Logger) (_ *model.Model, err error) {
 	m := model.New()
 	meter := progress.Start(log, "seed services read", 0, 5*time.Second)
 	defer func() { meter.Finish(err) }()
+	n := 0
 	err = row.ReadFile(path, func(s row.Service) error {
 		m.Add(&s)
 		meter.Add(1)
+		n++
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read seed: %w", err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("read seed: %s: %w", path, ErrEmptySeed)
 	}
 	return m, nil
 }
@@ -235,13 +246,13 @@ func First(c FirstConfig, log *zap.Logger) (*FirstResult, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(c.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("make output dir: %w", err)
-	}
 	start := time.Now()
 	m, err := LoadSeed(c.Seed, log)
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("make output dir: %w", err)
 	}
 	st := m.Stats()
 	log.Info("model built", zap.Int("hosts", st.Hosts), zap.Int("counted_hosts", st.CountedHosts),

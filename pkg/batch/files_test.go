@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,6 +144,7 @@ func TestBadInput(t *testing.T) {
 		"public ip ok but port 0": `{"ip":"127.1.0.2","p":0}` + "\n",
 		"missing p":               `{"ip":"127.1.0.2"}` + "\n",
 		"wrong type":              `{"ip":"127.1.0.2","p":"80"}` + "\n",
+		"row too long":            `{"ip":"127.1.0.2","p":80,"data":"` + strings.Repeat("x", 10<<20) + `"}` + "\n",
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -163,4 +165,56 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEmptySeed: a seed with no services (empty, or blank lines only) is an
+// error, and the model and plan of an earlier run stay byte for byte.
+func TestEmptySeed(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed.jsonl")
+	writeRows(t, seed, []row.Row{{IP: "127.1.0.1", Port: 22}, {IP: "127.1.0.1", Port: 80}, {IP: "127.1.0.2", Port: 22}})
+	out := filepath.Join(dir, "out")
+	if _, err := First(FirstConfig{Seed: seed, Out: out, Hitrate: 1e-5, Step: 16}, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]byte{}
+	for _, f := range []string{ModelFile, PlanFile} {
+		before[f] = readFile(t, filepath.Join(out, f))
+		if len(before[f]) == 0 {
+			t.Fatalf("the good run wrote an empty %s", f)
+		}
+	}
+	for name, data := range map[string]string{"empty": "", "blank lines": "\n  \n\n"} {
+		t.Run(name, func(t *testing.T) {
+			empty := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".jsonl")
+			if err := os.WriteFile(empty, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := First(FirstConfig{Seed: empty, Out: out, Hitrate: 1e-5, Step: 16}, zap.NewNop())
+			if !errors.Is(err, ErrEmptySeed) || !strings.Contains(err.Error(), empty) {
+				t.Fatalf("error %v, want %v naming %s", err, ErrEmptySeed, empty)
+			}
+			for f, b := range before {
+				if got := readFile(t, filepath.Join(out, f)); !bytes.Equal(got, b) {
+					t.Fatalf("%s changed by the failed run", f)
+				}
+			}
+			fresh := filepath.Join(dir, "fresh-"+strings.ReplaceAll(name, " ", "_"))
+			if _, err := First(FirstConfig{Seed: empty, Out: fresh, Hitrate: 1e-5, Step: 16}, zap.NewNop()); err == nil {
+				t.Fatal("no error")
+			}
+			if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+				t.Fatalf("output dir made for an empty seed")
+			}
+		})
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -144,7 +144,7 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Bus, error) {
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		b.shutdownServer()
-		return nil, fmt.Errorf("connect nats %q: %w", cfg.URL, err)
+		return nil, fmt.Errorf("connect nats %q: %w", RedactURL(cfg.URL), redactErr(err, cfg.URL))
 	}
 	b.NC = nc
 	if b.JS, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout)); err != nil {

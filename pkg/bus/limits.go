@@ -87,7 +87,7 @@ func parseAge(v string) (time.Duration, error) {
 	}
 	if days, ok := strings.CutSuffix(v, "d"); ok {
 		n, err := strconv.ParseFloat(days, 64)
-		if err != nil || n < 0 || n > 1e5 {
+		if err != nil || !(n >= 0 && n <= 1e5) { // NaN fails every comparison
 			return 0, fmt.Errorf("age %q: want a duration like 72h or 7d", v)
 		}
 		return time.Duration(n * 24 * float64(time.Hour)), nil
@@ -119,7 +119,7 @@ func parseBytes(v string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || n < 0 || n*mult > math.MaxInt64/2 {
+	if err != nil || !(n >= 0 && n*mult <= math.MaxInt64/2) { // NaN fails every comparison
 		return 0, fmt.Errorf("size %q: want bytes like 1073741824, 50GiB or 200G", v)
 	}
 	return int64(n * mult), nil

@@ -35,7 +35,7 @@ func (c Config) Validate() error {
 	if c.Step < 1 || c.Step > 32 {
 		return fmt.Errorf("--step %d: want 1..32", c.Step)
 	}
-	if c.Hitrate < 0 || c.Hitrate >= 1 {
+	if !(c.Hitrate >= 0 && c.Hitrate < 1) { // NaN fails every comparison
 		return fmt.Errorf("--hitrate %g: want 0 <= hitrate < 1", c.Hitrate)
 	}
 	return nil

@@ -216,6 +216,13 @@ func TestMalformedWorld(t *testing.T) {
 		{"meta bad syntax", "meta.json", edit("meta.json", 3, `  "services": 1,,`)},
 		{"meta bad type", "meta.json", edit("meta.json", 2, `  "hosts": "many",`)},
 		{"meta trailing garbage", "meta.json", edit("meta.json", 0, `xyz`)},
+		{"meta truncated", "meta.json", func(t *testing.T, dir string) int {
+			path := filepath.Join(dir, "meta.json")
+			b := must(os.ReadFile(path))
+			b = b[:bytes.Index(b, []byte(`"services"`))+5]
+			os.WriteFile(path, b, 0o644)
+			return 1 + bytes.Count(b, []byte("\n"))
+		}},
 		{"meta empty", "meta.json", func(t *testing.T, dir string) int {
 			os.WriteFile(filepath.Join(dir, "meta.json"), nil, 0o644)
 			return 1

@@ -285,9 +285,9 @@ func ReadMeta(dir string) (Meta, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber() // keeps a seed beyond 2^53 exact
 	err = d.Decode(&m)
-	if errors.Is(err, io.EOF) || err == nil && len(bytes.TrimSpace(b[d.InputOffset():])) > 0 {
-		// Empty, or more after the value: json.Unmarshal says so with the
-		// place (a *json.SyntaxError), as for any other syntax error.
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || err == nil && len(bytes.TrimSpace(b[d.InputOffset():])) > 0 {
+		// Empty, cut short, or more after the value: json.Unmarshal says so
+		// with the place (a *json.SyntaxError), as for any other syntax error.
 		err = json.Unmarshal(b, new(any))
 	}
 	if err != nil {

@@ -509,9 +509,9 @@ func TestWriteFailsWhole(t *testing.T) {
 }
 
 // TestReadMetaStrict: meta.json is one JSON value and nothing after it; a
-// fault is a *json.SyntaxError, which says where.
+// fault, a file cut short too, is a *json.SyntaxError, which says where.
 func TestReadMetaStrict(t *testing.T) {
-	for _, data := range []string{"", "  \n", `{"hosts":1}}`, "{\"hosts\":1}\nxyz\n", `{"hosts":1}{}`} {
+	for _, data := range []string{"", "  \n", `{"hosts":1}}`, "{\"hosts\":1}\nxyz\n", `{"hosts":1}{}`, "{\n  \"hosts\": 1,\n  \"ser"} {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, MetaFile), []byte(data), 0o644); err != nil {
 			t.Fatal(err)

@@ -93,39 +93,79 @@ func Open(path string) (io.ReadCloser, error) {
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("open rows: %s: %w", path, err)
+		return nil, fmt.Errorf("open rows: %s: %w: %w", path, ErrGzip, err)
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{zr, closers{zr, f}}, nil
+	return &gzipFile{zr: zr, f: f}, nil
 }
 
-type closers []io.Closer
+// ErrGzip is wrapped by every error of a corrupt or truncated .gz file, so
+// the fault reads as the compression's rather than as a bad line where the
+// data stopped.
+var ErrGzip = errors.New("gzip: corrupt or truncated file")
 
-func (c closers) Close() error {
-	var errs []error
-	for _, x := range c {
-		errs = append(errs, x.Close())
-	}
-	return errors.Join(errs...)
+// gzipFile is an open .gz file; it marks the errors of the stream with
+// ErrGzip.
+type gzipFile struct {
+	zr *gzip.Reader
+	f  *os.File
 }
+
+func (g *gzipFile) Read(p []byte) (int, error) {
+	n, err := g.zr.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("%w: %w", ErrGzip, err)
+	}
+	return n, err
+}
+
+func (g *gzipFile) Close() error { return errors.Join(g.zr.Close(), g.f.Close()) }
+
+// BlameGzip returns err, the error of a line of r (a reader of Open), or,
+// when r is a .gz whose stream turns out corrupt further on, the corruption
+// at that line: a corrupt stream can decode to garbage that fails as a bad
+// line before gzip's checksum, at the end, says why. It reads the rest of
+// r only then, on the way out of a failed read.
+func BlameGzip(r io.Reader, err error) error {
+	var le *LineError
+	if _, ok := r.(*gzipFile); !ok || !errors.As(err, &le) || errors.Is(err, ErrGzip) {
+		return err
+	}
+	if _, gerr := io.Copy(io.Discard, r); gerr != nil {
+		return &LineError{File: le.File, Line: le.Line, Err: fmt.Errorf("%w (the line reads as: %v)", gerr, le.Err)}
+	}
+	return err
+}
+
+// MaxLine is the longest line of a rows file, in bytes without its newline:
+// the default max payload of a NATS message, so a file reads the same in
+// batch and in the streaming pipeline, which cannot carry a longer row; and
+// one hostile line cannot take all the memory.
+const MaxLine = 1 << 20
+
+// ErrLongLine is wrapped by the error of a line longer than MaxLine.
+var ErrLongLine = fmt.Errorf("%w: line longer than %d bytes", ErrBadRow, MaxLine)
 
 // Scan reads rows from r, calling fn for each valid one. name is used in errors.
-// Blank lines are skipped. The first bad line stops the scan with a *LineError.
+// Blank lines are skipped. The first bad line stops the scan with a *LineError;
+// so does an error reading r, at the line it was reached (a truncated .gz
+// wraps ErrGzip), before the part of a line read so far is parsed.
 func Scan(r io.Reader, name string, fn func(Service) error) error {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	line := 0
+	var long []byte
 	for {
 		b, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A very long line: collect it whole.
-			buf := append([]byte(nil), b...)
+			// A long line: collect it whole, up to MaxLine.
+			long = append(long[:0], b...)
 			for errors.Is(err, bufio.ErrBufferFull) {
+				if len(long) > MaxLine+2 { // + "\r\n"
+					return &LineError{name, line + 1, ErrLongLine}
+				}
 				b, err = br.ReadSlice('\n')
-				buf = append(buf, b...)
+				long = append(long, b...)
 			}
-			b = buf
+			b = long
 		}
 		if len(b) == 0 && err != nil {
 			if errors.Is(err, io.EOF) {
@@ -134,6 +174,12 @@ func Scan(r io.Reader, name string, fn func(Service) error) error {
 			return &LineError{name, line + 1, err}
 		}
 		line++
+		if err != nil && !errors.Is(err, io.EOF) {
+			return &LineError{name, line, err}
+		}
+		if len(bytes.TrimRight(b, "\r\n")) > MaxLine {
+			return &LineError{name, line, ErrLongLine}
+		}
 		if t := bytes.TrimSpace(b); len(t) > 0 {
 			s, perr := Parse(t)
 			if perr != nil {
@@ -144,10 +190,7 @@ func Scan(r io.Reader, name string, fn func(Service) error) error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return &LineError{name, line, err}
+			return nil // io.EOF
 		}
 	}
 }
@@ -185,7 +228,7 @@ func ReadFile(path string, fn func(Service) error) error {
 		return err
 	}
 	defer rc.Close()
-	return Scan(rc, path, fn)
+	return BlameGzip(rc, Scan(rc, path, fn))
 }
 
 // ReadAll returns every row of a file.

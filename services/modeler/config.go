@@ -56,7 +56,7 @@ var ErrConfig = errors.New("invalid modeler config")
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	switch {
-	case c.Hitrate < 0 || c.Hitrate >= 1:
+	case !(c.Hitrate >= 0 && c.Hitrate < 1): // NaN fails every comparison
 		return fmt.Errorf("%w: --hitrate %g: want 0 <= hitrate < 1", ErrConfig, c.Hitrate)
 	case c.Step < 1 || c.Step > 32:
 		return fmt.Errorf("%w: --step %d: want 1..32", ErrConfig, c.Step)

@@ -39,7 +39,7 @@ var ErrConfig = errors.New("invalid predictor config")
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Hitrate < 0 || c.Hitrate >= 1 {
+	if !(c.Hitrate >= 0 && c.Hitrate < 1) { // NaN fails every comparison
 		return fmt.Errorf("%w: --hitrate %g: want 0 <= hitrate < 1", ErrConfig, c.Hitrate)
 	}
 	if err := c.ConsumerConfig.Validate(); err != nil {

@@ -132,19 +132,22 @@ func (c Config) Validate() error {
 		bad("an allow list is required (--allow or --allow-file; --world defaults it to %s)", LabAllow)
 	}
 	if c.Concurrency < 1 {
-		bad("concurrency %d must be at least 1", c.Concurrency)
+		bad("--concurrency %d: want at least 1", c.Concurrency)
 	}
 	if c.Latency < 0 {
-		bad("latency %v is negative", c.Latency)
+		bad("--latency %v: want 0 or more", c.Latency)
 	}
 	if c.DrainTimeout < 0 {
-		bad("drain-timeout %v is negative", c.DrainTimeout)
+		bad("--drain-timeout %v: want 0 or more", c.DrainTimeout)
 	}
 	if !(c.Loss >= 0 && c.Loss <= 1) {
-		bad("loss %v not in [0,1]", c.Loss)
+		bad("--loss %v: want 0 <= loss <= 1", c.Loss)
 	}
 	if !(c.Hitrate >= 0 && c.Hitrate <= 1) {
-		bad("min-probability %v not in [0,1]", c.Hitrate)
+		bad("--min-probability %v: want 0 <= p <= 1", c.Hitrate)
+	}
+	if c.Live && c.Engine != "" && c.Engine != "connect" && c.Engine != "syn" {
+		bad("--engine %q: want connect or syn", c.Engine)
 	}
 	return errors.Join(errs...)
 }

@@ -43,7 +43,7 @@ func lines(parse func([]byte) ([]row.Row, error)) readFunc {
 			return err
 		}
 		defer rc.Close()
-		return eachLine(rc, path, func(line int, b []byte) error {
+		return row.BlameGzip(rc, eachLine(rc, path, func(line int, b []byte) error {
 			rows, err := parse(b)
 			if err != nil {
 				return &row.LineError{File: path, Line: line, Err: err}
@@ -60,25 +60,27 @@ func lines(parse func([]byte) ([]row.Row, error)) readFunc {
 				}
 			}
 			return nil
-		})
+		}))
 	}
 }
 
-// eachLine calls fn with each non-blank line (1-based numbers).
+// eachLine calls fn with each non-blank line (1-based numbers). An error
+// reading r (a truncated .gz) stops it at the line reached, before the part
+// of the line read so far is parsed.
 func eachLine(r io.Reader, name string, fn func(line int, b []byte) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	for n := 1; ; n++ {
 		b, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return &row.LineError{File: name, Line: n, Err: err}
+		}
 		if t := bytes.TrimSpace(b); len(t) > 0 {
 			if ferr := fn(n, t); ferr != nil {
 				return ferr
 			}
 		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
 		if err != nil {
-			return &row.LineError{File: name, Line: n, Err: err}
+			return nil // io.EOF
 		}
 	}
 }

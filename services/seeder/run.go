@@ -42,6 +42,40 @@ func Run(ctx context.Context, d Deps) error {
 	return runSample(ctx, &d)
 }
 
+// maxImportID is the longest Nats-Msg-Id of an imported batch
+// (resultBatcher.send).
+var maxImportID = fmt.Sprintf("seed:255.255.255.255:65535:%d:%d:%x", uint32(math.MaxUint32), wire.BatchResults, uint64(math.MaxUint64))
+
+// batchSlack bounds what a batch of wire.BatchBytes adds: its last result
+// past the limit is sent alone, so only the headers count.
+const batchSlack = 4 << 10
+
+// fitsMessage checks that r's result, sent alone, fits in one message of
+// the bus: a batch of several stays under wire.BatchBytes, but a result is
+// as large as its row. It encodes the result only when the row's strings
+// could make it too large (JSON writes a byte as 6 at most, \u00XX).
+func fitsMessage(r row.Row, now time.Time, maxPayload int64) error {
+	strs := len(r.IP) + len(r.Data) + len(r.Fingerprint)
+	if r.TLSCert != nil {
+		strs += len(*r.TLSCert)
+	}
+	for _, o := range r.TLSOIDs {
+		strs += len(o) + 3
+	}
+	if int64(6*strs+batchSlack) <= maxPayload {
+		return nil
+	}
+	res := wire.ResultFromRow(r, wire.PhaseSeed, now, "import")
+	b, err := json.Marshal(&res)
+	if err != nil {
+		return fmt.Errorf("%w: encode result: %v", ErrBadRecord, err)
+	}
+	if size := bus.PayloadSize(b, maxImportID); int64(size) > maxPayload {
+		return fmt.Errorf("%w: its result is %d bytes with headers, over the bus's max payload of %d bytes", ErrBadRecord, size, maxPayload)
+	}
+	return nil
+}
+
 // repeatKey identifies an (ip, port) of the file.
 func repeatKey(addr uint32, port int) uint64 { return uint64(addr)<<16 | uint64(port) }
 
@@ -74,22 +108,29 @@ func runImport(ctx context.Context, d *Deps) (err error) {
 		return err
 	}
 
-	// Pass 1: validate the whole file; nothing is published if a line is bad.
+	// Pass 1: validate the whole file; nothing is published if a line is
+	// bad, or if its result could not be published (over the server's max
+	// payload): a failed import must leave no results for the modeler.
+	maxPayload := d.Bus.MaxPayload()
+	if maxPayload < wire.BatchBytes+batchSlack {
+		return fmt.Errorf("import seed: the server's max payload of %d bytes is under a batch of results (%d bytes); raise max_payload",
+			maxPayload, wire.BatchBytes+batchSlack)
+	}
+	now := d.Now()
 	var rows, skipped uint64
 	if err := read(c.Import, func(r row.Row) error {
 		rows++
-		return nil
+		return fitsMessage(r, now, maxPayload)
 	}, func() { skipped++ }); err != nil {
 		return fmt.Errorf("import seed: %w", err)
 	}
-	log.Info("seed file valid", zap.Uint64("services", rows), zap.Uint64("skipped", skipped))
+	log.Info("seed file valid", zap.Uint64("services", rows), zap.Uint64("skipped", skipped), zap.Int64("max_payload", maxPayload))
 
 	// Pass 2: publish, in batches (wire.BatchResults).
 	meter := progress.Start(log, "seed results", int64(rows), progressEvery)
 	defer func() { meter.Finish(err) }()
 	rb := newResultBatcher(newPublisher(d.Bus, importWindow(c.Batch)))
 	repeats := make(map[uint64]uint32)
-	now := d.Now()
 	var n uint64
 	err = read(c.Import, func(r row.Row) error {
 		if err := ctx.Err(); err != nil {

@@ -134,16 +134,16 @@ func (c Config) Validate() error {
 	switch c.Format {
 	case FormatGPS, FormatLZR, FormatZGrab2:
 	default:
-		bad("format %q: want gps, lzr or zgrab2", c.Format)
+		bad("--format %q: want gps, lzr or zgrab2", c.Format)
 	}
 	if c.Port < 0 || c.Port > 65535 {
-		bad("port %d out of range 0..65535", c.Port)
+		bad("--port %d: want 0..65535", c.Port)
 	}
 	if c.Batch < 1 || c.Batch > MaxBatch {
-		bad("batch %d out of range 1..%d", c.Batch, MaxBatch)
+		bad("--batch %d: want 1..%d", c.Batch, MaxBatch)
 	}
 	if c.Shards < 1 || c.Shard < 0 || c.Shard >= c.Shards {
-		bad("shard %d of %d: want 0 <= shard < shards", c.Shard, c.Shards)
+		bad("--shard %d of --shards %d: want 0 <= shard < shards", c.Shard, c.Shards)
 	}
 	if c.Import != "" {
 		if c.Shards != 1 {
@@ -158,7 +158,7 @@ func (c Config) Validate() error {
 		bad("an allow list is required to sample targets (--allow or --allow-file)")
 	}
 	if !(c.SeedFrac > 0 && c.SeedFrac <= 1) {
-		bad("seed-frac %v not in (0,1]", c.SeedFrac)
+		bad("--seed-frac %v: want 0 < f <= 1", c.SeedFrac)
 	}
 	if _, err := parsePorts(c.Ports); err != nil {
 		bad("%v", err)

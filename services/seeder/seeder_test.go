@@ -358,3 +358,71 @@ func TestValidateAndFlags(t *testing.T) {
 		t.Fatalf("parsePorts: %v %v", ps, err)
 	}
 }
+
+// TestImportTooBigPublishesNothing: an import is validated whole before
+// anything is published; a row whose result cannot be one message (over
+// the server's max payload), or a .gz cut short, fails naming FILE:LINE,
+// and leaves no results and no control record behind.
+func TestImportTooBigPublishesNothing(t *testing.T) {
+	dir := t.TempDir()
+	gpsRow := func(i int) string {
+		return `{"ip":"127.1.` + itoa(i/250) + `.` + itoa(i%250+1) + `","p":80,"data":"HTTP/1.1 200 OK"}`
+	}
+	lzrRow := func(i int, data string) string {
+		return `{"saddr":"127.1.` + itoa(i/250) + `.` + itoa(i%250+1) + `","sport":22,"data":"` + data + `","fingerprint":"ssh"}`
+	}
+	write := func(name string, lines []string, gz bool) string {
+		path := filepath.Join(dir, name)
+		data := []byte(strings.Join(lines, "\n") + "\n")
+		if gz {
+			var buf strings.Builder
+			zw := gzip.NewWriter(&buf)
+			zw.Write(data)
+			zw.Close()
+			data = []byte(buf.String())
+			data = data[:len(data)*2/3]
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	var good, goodLZR []string
+	for i := range 2400 {
+		good = append(good, gpsRow(i))
+		goodLZR = append(goodLZR, lzrRow(i, "SSH-2.0-OpenSSH_9.6"))
+	}
+	// A row of row.MaxLine bytes reads, but its result, with the result's
+	// own fields and the headers, is over the default max payload of 1 MiB.
+	head := `{"ip":"127.9.0.1","p":80,"data":"`
+	atLimit := head + strings.Repeat("x", row.MaxLine-len(head)-2) + `"}`
+	for _, tc := range []struct {
+		name, format string
+		path         string
+		line         int
+		want         error
+	}{
+		{"gps 10 MB row", FormatGPS, write("big.jsonl", append(slices.Clone(good), `{"ip":"127.9.0.1","p":80,"data":"`+strings.Repeat("x", 10<<20)+`"}`, gpsRow(0)), false), 2401, row.ErrLongLine},
+		{"gps row at the line limit", FormatGPS, write("limit.jsonl", append(slices.Clone(good), atLimit, gpsRow(0)), false), 2401, ErrBadRecord},
+		{"lzr 2 MB banner", FormatLZR, write("big-lzr.jsonl", append(slices.Clone(goodLZR), lzrRow(9999, strings.Repeat("y", 2<<20))), false), 2401, ErrBadRecord},
+		{"lzr truncated gz", FormatLZR, write("cut.jsonl.gz", goodLZR, true), 0, row.ErrGzip},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bustest.New(t)
+			if b.MaxPayload() != bus.DefaultMaxPayload {
+				t.Fatalf("test server's max payload %d, want the default %d", b.MaxPayload(), bus.DefaultMaxPayload)
+			}
+			_, err := run(t, b, Config{Import: tc.path, Format: tc.format})
+			var le *row.LineError
+			if !errors.Is(err, tc.want) || !errors.As(err, &le) || le.File != tc.path || (tc.line > 0 && le.Line != tc.line) {
+				t.Fatalf("error %v, want %v at %s:%d", err, tc.want, tc.path, tc.line)
+			}
+			if n := len(servicetest.Stored(t, b, bus.StreamResults)); n != 0 {
+				t.Fatalf("%d results published from a file that failed", n)
+			}
+			if _, ok := seedDone(t, b); ok {
+				t.Fatal("seed done written for a file that failed")
+			}
+		})
+	}
+}
