@@ -31,7 +31,9 @@ func start(t *testing.T, b *bus.Bus, d Deps) *Stats {
 		d.Stats = new(Stats)
 	}
 	d.Bus = b
-	d.Log = zaptest.NewLogger(t)
+	if d.Log == nil {
+		d.Log = zaptest.NewLogger(t)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- Run(ctx, d) }()
@@ -269,6 +271,34 @@ func TestBadMessagesAreDeadLettered(t *testing.T) {
 	}
 	if p, s := fake.calls(); len(p)+len(s) != 0 {
 		t.Fatal("responder called for bad messages")
+	}
+}
+
+// TestOversizedDeadLetter checks that a message too big to be copied whole
+// into a dead letter is dead-lettered once (cut, with its size), never
+// retried, and that no log repeats its bad value.
+func TestOversizedDeadLetter(t *testing.T) {
+	b := bustest.New(t)
+	fake := new(counting)
+	st := start(t, b, Deps{Config: Config{Allow: []string{"127.0.0.0/8"}}, Responder: fake, Log: servicetest.ShortLogs(t)})
+	for i, tc := range []struct{ subject, head, tail string }{
+		{wire.TargetsSubject(wire.PhasePriors), `{"v":1,"phase":"priors","targets":[{"prefix":"`, `","port":80}]}`},
+		{wire.PredictionsSubject(wire.PhaseSeed), `{"v":1,"ip":"`, `","port":80,"probability":0.5}`},
+	} {
+		data := servicetest.Oversized(servicetest.OversizedBytes, tc.head, tc.tail)
+		publish(t, b, tc.subject, fmt.Sprint("huge", i), data)
+		servicetest.WaitFor(t, "the dead letter", func() bool { return st.Bad.Load() == uint64(i+1) })
+		m := servicetest.DeadLetter(t, b, Durable)
+		if m.Header.Get(bus.HeaderSubject) != tc.subject || m.Header.Get(bus.HeaderBodySize) != fmt.Sprint(len(data)) ||
+			m.Header.Get(bus.HeaderBodySHA256) == "" || len(m.Header.Get(bus.HeaderReason)) > bus.MaxReason {
+			t.Fatalf("dead letter %v", m.Header)
+		}
+	}
+	if n := st.Retried.Load(); n != 0 {
+		t.Fatalf("%d retries", n)
+	}
+	if n := len(servicetest.Stored(t, b, bus.StreamDeadLetter)); n != 2 {
+		t.Fatalf("%d dead letters, want 2", n)
 	}
 }
 
