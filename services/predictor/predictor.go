@@ -90,8 +90,13 @@ func Run(ctx context.Context, d Deps) error {
 	if st == nil {
 		st = &Stats{}
 	}
+	policy, err := cfg.Policy()
+	if err != nil {
+		return fmt.Errorf("run predictor: %w", err)
+	}
 	p := &predictor{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st,
 		pub: publisher{b: d.Bus}, ready: d.Ready}
+	p.Policy = policy
 	p.Snap.Encode = func(w io.Writer, seq uint64) error { return encodeSnapshot(w, seq, &p.state) }
 	p.Snap.Put = func(ctx context.Context, data []byte) error { return putSnapshot(ctx, p.store, data) }
 	if m := d.Metrics; m != nil {
@@ -108,7 +113,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	p.UpdateGauges(p.m, true)
 
-	err := resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.Progress(func() []zap.Field {
+	err = resultpipe.RunLoop(ctx, p.Bus, Service, p.Lag(), p.Progress(func() []zap.Field {
 		return []zap.Field{zap.Int64("predictions", p.st.Predictions.Load()), zap.Int64("hosts", p.st.Hosts.Load())}
 	}), p.loop)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
