@@ -97,7 +97,7 @@ func Run(ctx context.Context, d Deps) (*Summary, *Stats, error) {
 	g, gctx := errgroup.WithContext(svcCtx)
 	mc := modeler.Config{Hitrate: c.Hitrate, Step: c.Step}.WithDefaults()
 	pc := predictor.Config{Hitrate: c.Hitrate}.WithDefaults()
-	rc := prober.Config{World: c.World, Latency: c.Latency, Loss: c.Loss, Hitrate: c.Hitrate}
+	rc := prober.Config{World: c.World, Latency: c.Latency, Loss: c.Loss, Hitrate: c.Hitrate, Step: c.Step}
 	if c.Live {
 		if c.World == "" {
 			return nil, nil, errors.New("run all: --live needs --world (the lab to serve)")
