@@ -520,10 +520,10 @@ func lintPod(k kustomization, r *rendered, w workload) []string {
 		if n := flags["nats"]; !strings.HasPrefix(n, "nats://") && !strings.HasPrefix(n, "tls://") {
 			add("--nats %q is not a nats:// or tls:// URL", n)
 		}
-		if w.component == "prober" {
+		if slices.Contains([]string{"prober", "modeler", "predictor"}, w.component) {
 			for _, f := range []string{"allow-file", "block-file"} {
 				if flags[f] == "" {
-					add("the prober needs --%s", f)
+					add("the %s needs --%s (the prober's lists)", w.component, f)
 				}
 			}
 		}

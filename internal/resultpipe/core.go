@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/telemetry"
 )
@@ -39,6 +40,7 @@ type Core struct {
 	Stats   *Stats
 	Seq     uint64 // RESULTS sequence of the last message processed
 	Snap    Snapshotter
+	Policy  *ipv4.Policy // results outside are dead-lettered (nil: none are)
 
 	metrics      *telemetry.Metrics // nil: no metrics
 	resultsIn    map[string]prometheus.Counter
@@ -371,7 +373,7 @@ type LoopConfig struct {
 // processed. On return, what the reader handed on and was not processed is
 // nak'ed at once.
 func (c *Core) Loop(ctx context.Context, cfg LoopConfig, h Handler) error {
-	sub, err := Subscribe(ctx, c.Bus, c.Service, c.Seq+1, cfg.Fetch, c.Log)
+	sub, err := Subscribe(ctx, c.Bus, c.Service, c.Seq+1, cfg.Fetch, c.Policy, c.Log)
 	if err != nil {
 		return err
 	}
@@ -466,7 +468,7 @@ func (c *Core) Loop(ctx context.Context, cfg LoopConfig, h Handler) error {
 		sub.Stop()
 		sub, cur = nil, nil
 		c.DropHeld() // the consumer is recreated: nothing to ack on the old one
-		if sub, err = Subscribe(ctx, c.Bus, c.Service, c.Seq+1, cfg.Fetch, c.Log); err != nil {
+		if sub, err = Subscribe(ctx, c.Bus, c.Service, c.Seq+1, cfg.Fetch, c.Policy, c.Log); err != nil {
 			return err // sub is nil: the deferred stop passes it over
 		}
 	}

@@ -12,6 +12,7 @@ package resultpipe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/wire"
 )
@@ -93,6 +95,7 @@ type Chunk struct {
 // applied.
 type Reader struct {
 	cons    jetstream.Consumer
+	policy  *ipv4.Policy // nil: every address is taken
 	fetch   int
 	buffer  int // bytes the client may buffer
 	log     *zap.Logger
@@ -103,9 +106,10 @@ type Reader struct {
 }
 
 // NewReader reads cons, fetch results at a time; maxPayload is the largest
-// message the server takes (nats.Conn.MaxPayload).
-func NewReader(cons jetstream.Consumer, fetch int, maxPayload int64, log *zap.Logger) *Reader {
-	return &Reader{cons: cons, fetch: fetch, buffer: bufferBytes(fetch, maxPayload), log: log, ordered: make(chan *Chunk, 16), work: make(chan *Chunk, 16), free: make(chan *Chunk, 40)}
+// message the server takes (nats.Conn.MaxPayload). A message with a result
+// outside policy (nil: none is) is not usable (ErrRefused).
+func NewReader(cons jetstream.Consumer, fetch int, maxPayload int64, policy *ipv4.Policy, log *zap.Logger) *Reader {
+	return &Reader{cons: cons, fetch: fetch, policy: policy, buffer: bufferBytes(fetch, maxPayload), log: log, ordered: make(chan *Chunk, 16), work: make(chan *Chunk, 16), free: make(chan *Chunk, 40)}
 }
 
 // start runs the Reader and the decoders until ctx ends; wait returns when
@@ -123,7 +127,7 @@ func (r *Reader) Start(ctx context.Context) (wait func()) {
 			defer wg.Done()
 			for c := range r.work {
 				for i := range c.Items {
-					decode(&c.Items[i])
+					decode(&c.Items[i], r.policy)
 				}
 				close(c.Done)
 			}
@@ -132,27 +136,40 @@ func (r *Reader) Start(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-func decode(it *Item) {
+func decode(it *Item, policy *ipv4.Policy) {
 	md, err := it.Msg.Metadata()
 	if err != nil {
 		it.NoMeta, it.Err = true, err
 		return
 	}
 	it.Seq = md.Sequence.Stream
-	rs, err := wire.DecodeResults(it.Msg.Data())
+	it.Results, it.Err = DecodeMessage(it.Msg.Data(), policy)
+}
+
+// ErrRefused is the reason of a results message dead-lettered because a
+// result lies outside the allow policy.
+var ErrRefused = errors.New("outside the allow policy")
+
+// DecodeMessage decodes and checks a RESULTS message, whole: a bad result,
+// or one whose address policy (nil: any) refuses, makes the message
+// unusable.
+func DecodeMessage(data []byte, policy *ipv4.Policy) ([]Result, error) {
+	rs, err := wire.DecodeResults(data)
 	if err != nil {
-		it.Err = err
-		return
+		return nil, err
 	}
-	it.Results = make([]Result, len(rs))
+	out := make([]Result, len(rs))
 	for i := range rs {
 		svc, err := rs[i].Service()
 		if err != nil { // DecodeResults checked every one
-			it.Results, it.Err = nil, err
-			return
+			return nil, err
 		}
-		it.Results[i] = Result{Svc: svc, Phase: rs[i].Phase, Time: rs[i].Time}
+		if policy != nil && !policy.Allowed(svc.Addr) {
+			return nil, fmt.Errorf("%w: result %d of %d: %s:%d %w", wire.ErrBad, i+1, len(rs), svc.IP, svc.Port, ErrRefused)
+		}
+		out[i] = Result{Svc: svc, Phase: rs[i].Phase, Time: rs[i].Time}
 	}
+	return out, nil
 }
 
 func (r *Reader) Get() *Chunk {
@@ -360,13 +377,13 @@ type Subscription struct {
 // sequence from and starts reading it. The first message it delivers is
 // taken whatever its sequence (the ones before it may have been deleted by
 // the stream's limits); after that a gap means deliveries were lost.
-func Subscribe(ctx context.Context, b *bus.Bus, durable string, from uint64, fetch int, log *zap.Logger) (*Subscription, error) {
+func Subscribe(ctx context.Context, b *bus.Bus, durable string, from uint64, fetch int, policy *ipv4.Policy, log *zap.Logger) (*Subscription, error) {
 	cons, err := b.InOrderConsumer(ctx, bus.StreamResults, durable, nil, from, 4*fetch)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	rd := NewReader(cons, fetch, b.NC.MaxPayload(), log)
+	rd := NewReader(cons, fetch, b.NC.MaxPayload(), policy, log)
 	return &Subscription{Reader: rd, cancel: cancel, wait: rd.Start(rctx), resync: true}, nil
 }
 

@@ -6,10 +6,14 @@ package servicetest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/wire"
@@ -133,4 +137,38 @@ func DeadLetter(t testing.TB, b *bus.Bus, service string) *jetstream.RawStreamMs
 		t.Fatalf("dead letter of %s: %v", service, err)
 	}
 	return m
+}
+
+// OversizedBytes is the size of the message that made a prober retry its
+// dead letter forever: it fits the server's default max payload (1 MiB),
+// but not with the headers of a dead letter added.
+const OversizedBytes = 1_048_476
+
+// Oversized returns a message of exactly size bytes: head, then x's, then
+// tail (the x's are the value a decoder finds bad).
+func Oversized(size int, head, tail string) []byte {
+	return []byte(head + strings.Repeat("x", max(0, size-len(head)-len(tail))) + tail)
+}
+
+// MaxLogEntry bounds the text of one log entry in the tests of hostile
+// input: no log repeats a long value of a message.
+const MaxLogEntry = 2048
+
+// ShortLogs returns a logger that fails the test, when it ends, if an entry
+// (message and fields) is longer than MaxLogEntry bytes.
+func ShortLogs(t testing.TB) *zap.Logger {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	t.Cleanup(func() {
+		for _, e := range logs.All() {
+			n := len(e.Message)
+			for k, v := range e.ContextMap() {
+				n += len(k) + len(fmt.Sprint(v))
+			}
+			if n > MaxLogEntry {
+				t.Errorf("log entry %q of %d bytes", e.Message, n)
+			}
+		}
+	})
+	return zap.New(core)
 }

@@ -8,10 +8,13 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -363,25 +366,98 @@ func (a *Async) Flush(ctx context.Context) error {
 // (duplicates excluded).
 func (a *Async) LastSeq() uint64 { return a.lastSeq }
 
+// Bounds of a dead letter. A dead letter repeats its message and adds
+// headers, so a message near the server's max payload cannot be stored
+// whole: its body is cut to what fits, and Gps-Body-Size and
+// Gps-Body-Sha256 say what it was. The reason is cut to MaxReason bytes (it
+// may quote the bad value, and it goes to logs and to the term too).
+const (
+	MaxReason        = 512
+	HeaderBodySize   = "Gps-Body-Size"   // bytes of the original body, on every dead letter
+	HeaderBodySHA256 = "Gps-Body-Sha256" // hex SHA-256 of the original body, when the body stored is cut
+	// DeadLetterTries bounds the deliveries of a message whose dead letter
+	// fails for a transient reason: at the last, it is terminated anyway.
+	DeadLetterTries = 5
+	// headerSlack is room for the headers the client adds (Nats-Msg-Id).
+	headerSlack = 1024
+)
+
+// ErrDeadLetterLost is returned by DeadLetter when the dead letter could
+// not be stored and the message was terminated anyway (never redelivered).
+var ErrDeadLetterLost = errors.New("dead letter lost, message terminated")
+
+// CutReason is reason on one line, cut to MaxReason bytes.
+func CutReason(reason string) string {
+	reason = strings.NewReplacer("\r", " ", "\n", " ").Replace(reason)
+	if len(reason) <= MaxReason {
+		return reason
+	}
+	const more = "... (cut)"
+	return strings.ToValidUTF8(reason[:MaxReason-len(more)], "") + more
+}
+
 // DeadLetter moves an unusable message to gps.dlq.<service> with its reason,
-// and terminates it so it is never redelivered.
+// and terminates it so it is never redelivered. A body that would take the
+// dead letter past the server's max payload is stored cut (see
+// HeaderBodySHA256); one the server still refuses is stored empty. When
+// even that fails for good, or for a transient reason on the message's
+// DeadLetterTries-th delivery, the message is terminated without a dead
+// letter and the error wraps ErrDeadLetterLost: a caller never retries a
+// message forever. Other errors (the bus unavailable, ctx ended) leave the
+// message to be handled again.
 func (b *Bus) DeadLetter(ctx context.Context, service string, msg jetstream.Msg, reason error) error {
+	why := CutReason(reason.Error())
+	data := msg.Data()
 	out := nats.NewMsg(wire.DeadLetterPrefix + service)
-	out.Data = msg.Data()
-	out.Header.Set(HeaderReason, reason.Error())
+	out.Header.Set(HeaderReason, why)
 	out.Header.Set(HeaderSubject, msg.Subject())
 	out.Header.Set(HeaderService, service)
+	out.Header.Set(HeaderBodySize, strconv.Itoa(len(data)))
+	out.Data = data
 	id := service
+	delivered := uint64(1)
 	if md, err := msg.Metadata(); err == nil {
 		id = fmt.Sprintf("%s:%s:%d", service, md.Stream, md.Sequence.Stream)
+		delivered = md.NumDelivered
 	}
-	if _, err := b.PublishMsg(ctx, out, id); err != nil {
+	cut := func(n int) {
+		if out.Header.Get(HeaderBodySHA256) == "" {
+			sum := sha256.Sum256(data)
+			out.Header.Set(HeaderBodySHA256, hex.EncodeToString(sum[:]))
+		}
+		out.Data = data[:max(0, min(n, len(data)))]
+	}
+	if room := int(b.NC.MaxPayload()) - headerBytes(out.Header) - headerSlack; len(data) > room {
+		cut(room)
+	}
+	_, err := b.PublishMsg(ctx, out, id)
+	if err != nil && !Transient(err) && ctx.Err() == nil && len(out.Data) > 0 {
+		// The server refuses it for good: perhaps the body still (a
+		// stream's or account's smaller limit). Once more without it.
+		cut(0)
+		_, err = b.PublishMsg(ctx, out, id)
+	}
+	if err != nil {
+		if ctx.Err() == nil && (!Transient(err) || delivered >= DeadLetterTries) {
+			return fmt.Errorf("dead-letter: %w: %w", ErrDeadLetterLost, errors.Join(err, msg.TermWithReason(why)))
+		}
 		return fmt.Errorf("dead-letter: %w", err)
 	}
-	if err := msg.TermWithReason(reason.Error()); err != nil {
+	if err := msg.TermWithReason(why); err != nil {
 		return fmt.Errorf("dead-letter: term: %w", err)
 	}
 	return nil
+}
+
+// headerBytes is the size of h as the client encodes it.
+func headerBytes(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + len(": \r\n")
+		}
+	}
+	return n
 }
 
 // AckWait is how long a delivered message may stay unacknowledged before

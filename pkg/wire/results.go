@@ -70,7 +70,7 @@ func decodeStream(b []byte) ([]Result, error) {
 			return rs, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: result %d: %v", ErrBad, len(rs)+1, err)
+			return nil, fmt.Errorf("%w: result %d: %s", ErrBad, len(rs)+1, short(err))
 		}
 		rs = append(rs, r)
 	}
@@ -82,10 +82,10 @@ func (r *Result) check() error {
 		return fmt.Errorf("%w: result version %d, want %d", ErrBad, r.V, Version)
 	}
 	if !ValidPhase(r.Phase) {
-		return fmt.Errorf("%w: result phase %q", ErrBad, r.Phase)
+		return fmt.Errorf("%w: result phase %s", ErrBad, quote(r.Phase))
 	}
 	if _, err := r.Service(); err != nil {
-		return fmt.Errorf("%w: result: %v", ErrBad, err)
+		return fmt.Errorf("%w: result: %s", ErrBad, short(err))
 	}
 	return nil
 }

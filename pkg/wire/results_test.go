@@ -261,3 +261,40 @@ func BenchmarkDecodeResults(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*BatchResults), "ns/result")
 	})
 }
+
+// TestDecodeErrorsAreShort checks that an error about a huge value repeats
+// a few hundred bytes of it at most: errors go to logs and dead letters.
+func TestDecodeErrorsAreShort(t *testing.T) {
+	huge := strings.Repeat("9", 600<<10)
+	for _, tc := range []struct {
+		name   string
+		decode func([]byte) error
+		data   string
+	}{
+		{"result ip", decodeResults, `{"v":1,"ip":"` + huge + `","port":80,"phase":"seed"}`},
+		{"result phase", decodeResults, `{"v":1,"ip":"127.0.0.1","port":80,"phase":"` + huge + `"}`},
+		{"result number", decodeResults, `{"v":1,"ip":"127.0.0.1","port":` + huge + `,"phase":"seed"}`},
+		{"result in a batch", decodeResults, `{"v":1,"ip":"127.0.0.1","port":80,"phase":"seed"}` + "\n" + `{"v":1,"ip":"x` + huge + `","port":80,"phase":"seed"}`},
+		{"result string as number", decodeResults, `{"v":1,"ip":"127.0.0.1","port":"` + huge + `","phase":"seed"}`},
+		{"targets ip", decodeTargets, `{"v":1,"phase":"seed","targets":[{"ip":"` + huge + `","port":80}]}`},
+		{"targets prefix", decodeTargets, `{"v":1,"phase":"priors","targets":[{"prefix":"` + huge + `","port":80}]}`},
+		{"targets phase", decodeTargets, `{"v":1,"phase":"` + huge + `","targets":[]}`},
+		{"targets number", decodeTargets, `{"v":` + huge + `,"phase":"seed","targets":[]}`},
+		{"prediction ip", decodePrediction, `{"v":1,"ip":"` + huge + `","port":80,"probability":0.5}`},
+		{"prediction number", decodePrediction, `{"v":1,"ip":"127.0.0.1","port":80,"probability":` + huge + `}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.decode([]byte(tc.data))
+			if !errors.Is(err, ErrBad) {
+				t.Fatalf("err = %.200v, want ErrBad", err)
+			}
+			if n := len(err.Error()); n > 512 {
+				t.Fatalf("error of %d bytes: %.300s", n, err)
+			}
+		})
+	}
+}
+
+func decodeResults(b []byte) error    { _, err := DecodeResults(b); return err }
+func decodeTargets(b []byte) error    { _, err := DecodeTargets(b); return err }
+func decodePrediction(b []byte) error { _, err := DecodePrediction(b); return err }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gpsscan/gps/pkg/row"
@@ -26,6 +28,32 @@ const (
 
 // ErrBad marks a message that cannot be used (dead-lettered, not retried).
 var ErrBad = errors.New("bad message")
+
+// MaxQuoted bounds how many bytes of a message an error repeats: an error
+// names the bad value, and it goes to logs and to a dead letter's reason,
+// which must stay small whatever the message holds (a 600 KB "ip").
+const MaxQuoted = 64
+
+// maxErrText bounds the text of an error of the JSON decoder or of a row's
+// check, which may quote the input too (a number a megabyte long).
+const maxErrText = 256
+
+// quote is %q of s, cut to MaxQuoted bytes with its full length.
+func quote(s string) string {
+	if len(s) <= MaxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:MaxQuoted], len(s))
+}
+
+// short is the text of err, cut to maxErrText bytes.
+func short(err error) string {
+	s := err.Error()
+	if len(s) <= maxErrText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxErrText], "") + fmt.Sprintf("... (%d bytes)", len(s))
+}
 
 // ValidPhase reports whether p is a phase.
 func ValidPhase(p string) bool {
@@ -76,7 +104,7 @@ func (r *Result) Service() (row.Service, error) {
 func DecodeResult(b []byte) (Result, error) {
 	var r Result
 	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("%w: result: %v", ErrBad, err)
+		return r, fmt.Errorf("%w: result: %s", ErrBad, short(err))
 	}
 	return r, r.check()
 }
@@ -100,13 +128,13 @@ type Targets struct {
 func DecodeTargets(b []byte) (Targets, error) {
 	var t Targets
 	if err := json.Unmarshal(b, &t); err != nil {
-		return t, fmt.Errorf("%w: targets: %v", ErrBad, err)
+		return t, fmt.Errorf("%w: targets: %s", ErrBad, short(err))
 	}
 	if t.V != Version {
 		return t, fmt.Errorf("%w: targets version %d, want %d", ErrBad, t.V, Version)
 	}
 	if !ValidPhase(t.Phase) {
-		return t, fmt.Errorf("%w: targets phase %q", ErrBad, t.Phase)
+		return t, fmt.Errorf("%w: targets phase %s", ErrBad, quote(t.Phase))
 	}
 	for i, x := range t.Targets {
 		if x.Port < 1 || x.Port > 65535 {
@@ -115,11 +143,11 @@ func DecodeTargets(b []byte) (Targets, error) {
 		switch {
 		case x.IP != "" && x.Prefix == "":
 			if a, err := netip.ParseAddr(x.IP); err != nil || !a.Is4() {
-				return t, fmt.Errorf("%w: target %d: ip %q", ErrBad, i, x.IP)
+				return t, fmt.Errorf("%w: target %d: ip %s", ErrBad, i, quote(x.IP))
 			}
 		case x.Prefix != "" && x.IP == "":
 			if p, err := netip.ParsePrefix(x.Prefix); err != nil || !p.Addr().Is4() || p.Masked() != p {
-				return t, fmt.Errorf("%w: target %d: prefix %q", ErrBad, i, x.Prefix)
+				return t, fmt.Errorf("%w: target %d: prefix %s", ErrBad, i, quote(x.Prefix))
 			}
 		default:
 			return t, fmt.Errorf("%w: target %d: want exactly one of ip and prefix", ErrBad, i)
@@ -152,13 +180,13 @@ type Prediction struct {
 func DecodePrediction(b []byte) (Prediction, error) {
 	var p Prediction
 	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%w: prediction: %v", ErrBad, err)
+		return p, fmt.Errorf("%w: prediction: %s", ErrBad, short(err))
 	}
 	if p.V != Version {
 		return p, fmt.Errorf("%w: prediction version %d, want %d", ErrBad, p.V, Version)
 	}
 	if a, err := netip.ParseAddr(p.IP); err != nil || !a.Is4() {
-		return p, fmt.Errorf("%w: prediction ip %q", ErrBad, p.IP)
+		return p, fmt.Errorf("%w: prediction ip %s", ErrBad, quote(p.IP))
 	}
 	if p.Port < 1 || p.Port > 65535 || p.Probability < 0 || p.Probability > 1 {
 		return p, fmt.Errorf("%w: prediction port %d probability %g", ErrBad, p.Port, p.Probability)

@@ -41,8 +41,8 @@ type Config struct {
 // RegisterFlags, with its name and default. A name that several services
 // have is one flag that sets each of them: --hitrate (modeler, predictor),
 // --snapshot-every, --snapshot-interval and --fetch (modeler, predictor),
-// --allow, --allow-file and --block-file (seeder, prober); their defaults
-// agree. --world and --live, which the prober has too, set the prober's and
+// --allow, --allow-file and --block-file (seeder, modeler, predictor,
+// prober), --step (modeler, prober); their defaults agree. --world and --live, which the prober has too, set the prober's and
 // mean more here (Config).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.flags = fs
@@ -84,11 +84,13 @@ func usage(name string) string {
 	case "hitrate":
 		return "minimum `hitrate` of a rule, of a plan group (count / prefix size) and of a prediction (modeler and predictor)"
 	case "allow":
-		return "allowed `prefix` or address (repeatable, comma-separated) of the seeder's sample and the prober's probes; required unless --world (127.0.0.0/8)"
+		return "allowed `prefix` or address (repeatable, comma-separated) of the seeder's sample, the prober's probes and the results the modeler and predictor take; required unless --world (127.0.0.0/8)"
 	case "allow-file":
-		return "`file` of allowed prefixes, one a line, # comments (seeder and prober)"
+		return "`file` of allowed prefixes, one a line, # comments (seeder, modeler, predictor and prober)"
 	case "block-file":
-		return "`file` of blocked prefixes (seeder and prober; the IANA special-purpose ranges are always blocked)"
+		return "`file` of blocked prefixes (seeder, modeler, predictor and prober; the IANA special-purpose ranges are always blocked)"
+	case "step":
+		return "prefix `length` of the plan groups (modeler); the prober refuses sweeps of shorter prefixes"
 	case "snapshot-every":
 		return "`results` applied between snapshots (modeler and predictor)"
 	case "snapshot-interval":
@@ -158,6 +160,9 @@ func (c Config) resolved() Config {
 	}
 	c.Modeler = c.Modeler.WithDefaults()
 	c.Predictor = c.Predictor.WithDefaults()
+	if c.Prober.Step == 0 {
+		c.Prober.Step = c.Modeler.Step // the prober refuses sweeps larger than the modeler's plan groups
+	}
 	if !c.given("min-probability") {
 		c.Prober.Hitrate = c.Predictor.Hitrate
 	}

@@ -78,7 +78,12 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	st := cmp.Or(d.Stats, new(Stats))
+	policy, err := cfg.Policy()
+	if err != nil {
+		return fmt.Errorf("run modeler: %w", err)
+	}
 	s := &modeler{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st, ready: d.Ready}
+	s.Policy = policy
 	s.Snap.Encode = func(w io.Writer, seq uint64) error { return EncodeSnapshot(w, seq, s.m) }
 	s.Snap.Put = func(ctx context.Context, data []byte) error { return putSnapshot(ctx, s.store, SnapshotObject, data) }
 	s.Snap.Stored = func() { s.UpdateGauges(s.m, true) }

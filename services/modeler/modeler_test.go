@@ -365,6 +365,8 @@ func TestDeadLetter(t *testing.T) {
 		{"ipv6", okResult(func(r *wire.Result) { r.IP = "::1" })},
 		{"bad port", okResult(func(r *wire.Result) { r.Port = 70000 })},
 		{"bad phase", okResult(func(r *wire.Result) { r.Phase = "later" })},
+		{"outside the allow list", okResult(func(r *wire.Result) { r.IP = "8.8.8.8" })},
+		{"oversized", servicetest.Oversized(servicetest.OversizedBytes, `{"v":1,"ip":"`, `","port":80,"phase":"seed"}`)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -372,7 +374,9 @@ func TestDeadLetter(t *testing.T) {
 			publish(t, b, good[:25], wire.PhaseSeed)
 			badSeq := publishRaw(t, b, wire.ResultsSubject(wire.PhaseSeed), tc.data, "bad")
 			last := publish(t, b, good[25:], wire.PhaseSeed)
-			r := start(t, b, Config{})
+			r := servicetest.Start(t, func(ctx context.Context, st *Stats) error {
+				return Run(ctx, Deps{Config: Config{}, Bus: b, Log: servicetest.ShortLogs(t), Stats: st})
+			})
 			servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
 			if got := r.Stats.Bad.Load(); got != 1 {
 				t.Errorf("bad = %d, want 1", got)
@@ -381,8 +385,9 @@ func TestDeadLetter(t *testing.T) {
 				t.Errorf("results = %d, want %d", got, len(good))
 			}
 			m := servicetest.DeadLetter(t, b, Service)
-			if !bytes.Equal(m.Data, tc.data) {
-				t.Errorf("dead letter data = %q, want %q", m.Data, tc.data)
+			if cut := m.Header.Get(bus.HeaderBodySHA256) != ""; cut != (len(tc.data) > len(m.Data)) || !bytes.HasPrefix(tc.data, m.Data) ||
+				!cut && len(m.Data) != len(tc.data) || m.Header.Get(bus.HeaderBodySize) != strconv.Itoa(len(tc.data)) {
+				t.Errorf("dead letter data = %.100q (%v), want %.100q", m.Data, m.Header, tc.data)
 			}
 			if m.Header.Get(bus.HeaderReason) == "" {
 				t.Errorf("dead letter has no %s header", bus.HeaderReason)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/resultpipe"
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/model"
@@ -146,12 +147,10 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 			seq = md.Sequence.Stream
 			// A bad message was dead-lettered whole by the live run:
 			// skipped whole here too.
-			if rs, err := wire.DecodeResults(msg.Data()); err == nil {
+			if rs, err := resultpipe.DecodeMessage(msg.Data(), s.Policy); err == nil {
 				for i := range rs {
-					if svc, err := rs[i].Service(); err == nil {
-						m.Add(&svc)
-						n++
-					}
+					m.Add(&rs[i].Svc)
+					n++
 				}
 			}
 			if seq == last || md.NumPending == 0 {

@@ -85,8 +85,13 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	st := cmp.Or(d.Stats, new(Stats))
+	policy, err := cfg.Policy()
+	if err != nil {
+		return fmt.Errorf("run predictor: %w", err)
+	}
 	p := &predictor{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st,
 		pub: publisher{b: d.Bus}, ready: d.Ready}
+	p.Policy = policy
 	p.Snap.Encode = func(w io.Writer, seq uint64) error { return encodeSnapshot(w, seq, &p.state) }
 	p.Snap.Put = func(ctx context.Context, data []byte) error { return putSnapshot(ctx, p.store, data) }
 	if m := d.Metrics; m != nil {

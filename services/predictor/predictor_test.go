@@ -369,6 +369,9 @@ func TestDeadLetter(t *testing.T) {
 	}{
 		{"single", `{"v":1,"ip":"1.2.3.4","port":0}`, "result phase"},
 		{"batch", string(good) + "\n" + `{"v":1,"ip":"1.2.3.4","port":0,"phase":"priors"}`, "result 2 of 2"},
+		{"outside the allow list", string(good) + "\n" + strings.Replace(string(good), `"ip":"`+rs[len(rs)-1].r.IP, `"ip":"8.8.8.8`, 1),
+			"result 2 of 2: 8.8.8.8"},
+		{"oversized", string(servicetest.Oversized(servicetest.OversizedBytes, `{"v":1,"ip":"`, `","port":80,"phase":"priors"}`)), "result: bad row"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := bustest.New(t)
@@ -377,14 +380,23 @@ func TestDeadLetter(t *testing.T) {
 				t.Fatal(err)
 			}
 			last := publish(t, b, rs[10:])
-			r := start(t, b, Config{})
+			r := servicetest.Start(t, func(ctx context.Context, st *Stats) error {
+				return Run(ctx, Deps{Config: Config{}, Bus: b, Log: servicetest.ShortLogs(t), Stats: st})
+			})
 			servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
 			if r.Stats.Bad.Load() != 1 || r.Stats.Results.Load() != int64(len(rs)) {
 				t.Errorf("bad %d results %d, want 1 and %d", r.Stats.Bad.Load(), r.Stats.Results.Load(), len(rs))
 			}
 			m := servicetest.DeadLetter(t, b, Service)
-			if string(m.Data) != tc.data || !strings.Contains(m.Header.Get(bus.HeaderReason), tc.reason) {
-				t.Errorf("dead letter %q, reason %q; want the message whole, and a reason saying %q", m.Data, m.Header.Get(bus.HeaderReason), tc.reason)
+			whole := len(tc.data) < wire.BatchBytes
+			if !strings.HasPrefix(tc.data, string(m.Data)) || whole != (len(m.Data) == len(tc.data)) || !strings.Contains(m.Header.Get(bus.HeaderReason), tc.reason) {
+				t.Errorf("dead letter %.100q, reason %q; want the message (cut if too big), and a reason saying %q", m.Data, m.Header.Get(bus.HeaderReason), tc.reason)
+			}
+			got, _ := predictions(t, b)
+			for k := range got {
+				if !strings.HasPrefix(k.ip, "127.") {
+					t.Errorf("prediction for %v, outside the allow list", k)
+				}
 			}
 		})
 	}

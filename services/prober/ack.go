@@ -2,6 +2,7 @@ package prober
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -61,9 +62,15 @@ func (p *prober) release(msg jetstream.Msg) {
 }
 
 // deadLetter moves a message that must not be used to the dead letters.
-// If that fails, the message is nak'ed to be tried again.
+// If that fails while the bus is unavailable, the message is nak'ed to be
+// tried again; the bus gives up after a few deliveries, or at once when the
+// dead letter is refused for good, and terminates it (logged once here).
 func (p *prober) deadLetter(ctx context.Context, msg jetstream.Msg, reason error) {
 	if err := p.bus.DeadLetter(ctx, Durable, msg, reason); err != nil {
+		if errors.Is(err, bus.ErrDeadLetterLost) {
+			p.log.Error("dead letter lost: message terminated", zap.String("subject", msg.Subject()), zap.Error(err))
+			return
+		}
 		p.retry(msg, "dead-letter", err)
 		return
 	}

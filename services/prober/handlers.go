@@ -60,6 +60,18 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 	// The counters move after the results are stored and the ack or dead
 	// letter is sent: who polls them sees their effect.
 	defer p.st.Targets.Add(1)
+	if large := tr.large; len(large) > 0 {
+		reason := fmt.Errorf("refused %d of %d targets %w (/%d, not swept): %s", len(large), len(ts.Targets), ErrTooLarge, p.c.Step, sample(large))
+		if len(refused) > 0 {
+			reason = fmt.Errorf("%w; and %d %w (not probed): %s", reason, len(refused), ErrRefused, sample(refused))
+		}
+		p.log.Warn("targets refused", zap.String("subject", msg.Subject()), zap.Int("too_large", len(large)), zap.Int("refused", len(refused)),
+			zap.Strings("first", large[:min(len(large), 5)]))
+		p.deadLetter(ctx, msg, reason)
+		p.st.TooLarge.Add(uint64(len(large)))
+		p.st.Refused.Add(uint64(len(refused)))
+		return
+	}
 	if len(refused) > 0 {
 		reason := fmt.Errorf("refused %d of %d targets %w (not probed): %s", len(refused), len(ts.Targets), ErrRefused, sample(refused))
 		p.log.Warn("targets refused", zap.String("subject", msg.Subject()), zap.Int("refused", len(refused)),
@@ -84,6 +96,7 @@ type targetRun struct {
 	local   map[uint64]bool // (addr, port) taken by this message: repeats inside it are skipped
 	w       work
 	refused []string
+	large   []string // sweeps larger than a plan group
 }
 
 // one probes or sweeps one target; an error is worth another try of the
@@ -122,6 +135,12 @@ func (tr *targetRun) one(ctx context.Context, t wire.Target) error {
 		return nil
 	}
 	pr, _ := ipv4.ParsePrefix(t.Prefix) // valid: DecodeTargets checked it
+	if pr.Bits < p.c.Step {
+		tr.mu.Lock()
+		tr.large = append(tr.large, fmt.Sprintf("%s:%d", t.Prefix, t.Port))
+		tr.mu.Unlock()
+		return nil
+	}
 	parts := []ipv4.Prefix{pr}
 	if !p.pol.AllowedPrefix(pr) {
 		parts = p.pol.Clip(pr)

@@ -14,7 +14,8 @@
 //     is probed for it, it is counted (Stats.Refused), logged at Warn, and its
 //     message is dead-lettered with the reason once the allowed targets of
 //     the message are done. A sweep partly outside the policy sweeps only the
-//     allowed parts.
+//     allowed parts. A sweep of a prefix larger than a plan group (shorter
+//     than --step) is refused the same way (Stats.TooLarge).
 //   - skips an (ip, port) this prober already probed, and a prediction inside
 //     a (prefix, port) group it already swept (the memory of both is in-process
 //     and grows with the run);
@@ -62,6 +63,9 @@ const (
 	DefaultHitrate         = 1e-5 // as gps.DefaultHitrate, GPS's default
 	// LabAllow is the allow list of a world run without one.
 	LabAllow = "127.0.0.0/8"
+	// DefaultStep is the modeler's default --step: its plan groups, the
+	// largest sweeps, are /16s.
+	DefaultStep = 16
 	// Durable is the consumer name of the probers on TARGETS and PREDICTIONS.
 	Durable = "prober"
 )
@@ -80,6 +84,7 @@ type Config struct {
 	Loss        float64       // world: probability a service does not answer
 	LossSeed    int64         // world: which services are lost
 	Hitrate     float64       // drop predictions with probability <= this
+	Step        int           // the plan's prefix length: a sweep of a shorter prefix is refused; 0: 16
 	// DrainTimeout bounds how long the messages being handled may take to
 	// finish once ctx ends; then they are nak'ed. 0: 10s.
 	DrainTimeout time.Duration
@@ -97,6 +102,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Loss, "loss", 0, "world: probability that a service does not answer (0..1)")
 	fs.Int64Var(&c.LossSeed, "loss-seed", 0, "world: seed of which services are lost")
 	fs.Float64Var(&c.Hitrate, "min-probability", DefaultHitrate, "drop predictions with probability at or below this")
+	fs.IntVar(&c.Step, "step", DefaultStep, "the modeler's --step: a sweep of a prefix shorter than /step (larger than a plan group) is refused")
 	c.LiveConfig.RegisterFlags(fs)
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on stop: how long the messages being handled may take to finish before they are nak'ed for another prober")
 }
@@ -113,6 +119,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Step == 0 {
+		c.Step = DefaultStep
 	}
 	if len(c.Allow) == 0 && c.AllowFile == "" && c.World != "" {
 		c.Allow = []string{LabAllow}
@@ -149,6 +158,9 @@ func (c Config) Validate() error {
 	if c.Live && c.Engine != "" && c.Engine != "connect" && c.Engine != "syn" {
 		bad("--engine %q: want connect or syn", c.Engine)
 	}
+	if c.Step < 1 || c.Step > 32 {
+		bad("--step %d: want 1..32", c.Step)
+	}
 	return errors.Join(errs...)
 }
 
@@ -166,6 +178,7 @@ type Stats struct {
 	Probes      atomic.Uint64 // probes sent: 1 per single probe, 2^(32-bits) per sweep
 	Found       atomic.Uint64 // results published
 	Refused     atomic.Uint64 // targets and predictions outside the allow policy (not probed)
+	TooLarge    atomic.Uint64 // sweeps of a prefix shorter than Config.Step (not swept)
 	Bad         atomic.Uint64 // undecodable messages (dead-lettered)
 	Skipped     atomic.Uint64 // targets and predictions already probed or swept by this prober
 	BelowMin    atomic.Uint64 // predictions dropped at or below --min-probability

@@ -31,7 +31,9 @@ func start(t *testing.T, b *bus.Bus, d Deps) *Stats {
 		d.Stats = new(Stats)
 	}
 	d.Bus = b
-	d.Log = zaptest.NewLogger(t)
+	if d.Log == nil {
+		d.Log = zaptest.NewLogger(t)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- Run(ctx, d) }()
@@ -205,7 +207,8 @@ func (c *counting) calls() ([]string, []string) {
 func TestRefusedOutsideTheAllowList(t *testing.T) {
 	b := bustest.New(t)
 	fake := new(counting)
-	st := start(t, b, Deps{Config: Config{Allow: []string{"127.1.0.0/16"}}, Responder: fake})
+	// Plan groups of /8: the /8 sweeps below are not too large.
+	st := start(t, b, Deps{Config: Config{Allow: []string{"127.1.0.0/16"}, Step: 8}, Responder: fake})
 
 	for _, tc := range []struct {
 		name, subject string
@@ -269,6 +272,58 @@ func TestBadMessagesAreDeadLettered(t *testing.T) {
 	}
 	if p, s := fake.calls(); len(p)+len(s) != 0 {
 		t.Fatal("responder called for bad messages")
+	}
+}
+
+// TestSweepLargerThanAPlanGroup checks that a sweep of a prefix shorter
+// than the plan's step is refused and dead-lettered, the rest of its
+// message done.
+func TestSweepLargerThanAPlanGroup(t *testing.T) {
+	b := bustest.New(t)
+	fake := new(counting)
+	st := start(t, b, Deps{Config: Config{Allow: []string{"127.0.0.0/8"}}, Responder: fake})
+	publish(t, b, wire.TargetsSubject(wire.PhasePriors), "big", targetsMsg(wire.PhasePriors,
+		wire.Target{Prefix: "0.0.0.0/0", Port: 80}, wire.Target{Prefix: "127.0.0.0/15", Port: 80},
+		wire.Target{Prefix: "127.1.0.0/16", Port: 22}, wire.Target{Prefix: "8.8.8.0/24", Port: 53}))
+	servicetest.WaitFor(t, "the message", func() bool { return st.Targets.Load() == 1 })
+	if _, sweeps := fake.calls(); !slices.Equal(sweeps, []string{"127.1.0.0/16:22"}) {
+		t.Fatalf("swept %v, want only the /16", sweeps)
+	}
+	if st.TooLarge.Load() != 2 || st.Refused.Load() != 1 {
+		t.Fatalf("too large %d refused %d, want 2 and 1", st.TooLarge.Load(), st.Refused.Load())
+	}
+	m := servicetest.DeadLetter(t, b, Durable)
+	if r := m.Header.Get(bus.HeaderReason); !strings.Contains(r, "larger than a plan group (/16") || !strings.Contains(r, "0.0.0.0/0:80") ||
+		!strings.Contains(r, "outside the allow policy") {
+		t.Fatalf("reason %q", r)
+	}
+}
+
+// TestOversizedDeadLetter checks that a message too big to be copied whole
+// into a dead letter is dead-lettered once (cut, with its size), never
+// retried, and that no log repeats its bad value.
+func TestOversizedDeadLetter(t *testing.T) {
+	b := bustest.New(t)
+	fake := new(counting)
+	st := start(t, b, Deps{Config: Config{Allow: []string{"127.0.0.0/8"}}, Responder: fake, Log: servicetest.ShortLogs(t)})
+	for i, tc := range []struct{ subject, head, tail string }{
+		{wire.TargetsSubject(wire.PhasePriors), `{"v":1,"phase":"priors","targets":[{"prefix":"`, `","port":80}]}`},
+		{wire.PredictionsSubject(wire.PhaseSeed), `{"v":1,"ip":"`, `","port":80,"probability":0.5}`},
+	} {
+		data := servicetest.Oversized(servicetest.OversizedBytes, tc.head, tc.tail)
+		publish(t, b, tc.subject, fmt.Sprint("huge", i), data)
+		servicetest.WaitFor(t, "the dead letter", func() bool { return st.Bad.Load() == uint64(i+1) })
+		m := servicetest.DeadLetter(t, b, Durable)
+		if m.Header.Get(bus.HeaderSubject) != tc.subject || m.Header.Get(bus.HeaderBodySize) != fmt.Sprint(len(data)) ||
+			m.Header.Get(bus.HeaderBodySHA256) == "" || len(m.Header.Get(bus.HeaderReason)) > bus.MaxReason {
+			t.Fatalf("dead letter %v", m.Header)
+		}
+	}
+	if n := st.Retried.Load(); n != 0 {
+		t.Fatalf("%d retries", n)
+	}
+	if n := len(servicetest.Stored(t, b, bus.StreamDeadLetter)); n != 2 {
+		t.Fatalf("%d dead letters, want 2", n)
 	}
 }
 

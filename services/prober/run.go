@@ -34,6 +34,11 @@ const (
 // ErrRefused is the reason of a dead-lettered target outside the policy.
 var ErrRefused = errors.New("outside the allow policy")
 
+// ErrTooLarge is the reason of a dead-lettered sweep of a prefix shorter
+// than Config.Step: no plan group is that large (a 0.0.0.0/0 would be
+// millions of probes).
+var ErrTooLarge = errors.New("larger than a plan group")
+
 // Run consumes targets and predictions until ctx ends, then returns nil
 // (also when ctx ends while it is still starting).
 func Run(ctx context.Context, d Deps) error {
