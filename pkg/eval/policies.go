@@ -33,7 +33,18 @@ func newFinder(w *World) *finder {
 }
 
 // probe reports whether t is a service not found before, and marks it found.
-func (f *finder) probe(t batch.Target) bool {
+// real is 1 if it is a real service (World.IsReal), else 0.
+func (f *finder) probe(t batch.Target) (found bool, real int) {
+	if !f.mark(t) {
+		return false, 0
+	}
+	if f.w.IsReal(t) {
+		return true, 1
+	}
+	return true, 0
+}
+
+func (f *finder) mark(t batch.Target) bool {
 	if f.found[t] {
 		return false
 	}
@@ -46,16 +57,16 @@ func (f *finder) probe(t batch.Target) bool {
 
 // Oracle sends one probe per real service: the limit of any policy.
 func Oracle(w *World, p Params) *Curve {
-	c := newCurve("oracle", len(w.seedSet), p.Budget)
-	c.Spend(uint64(w.Services()-len(w.seedSet)), w.Services()-len(w.seedSet))
+	c := newCurve("oracle", len(w.seedSet), w.seedReal, p.Budget)
+	c.Spend(uint64(w.Services()-len(w.seedSet)), w.Services()-len(w.seedSet), w.real-w.seedReal)
 	return c
 }
 
 // Exhaustive scans every port of every address of the world's /16s but the
 // seed's, in random order: a straight line to every service.
 func Exhaustive(w *World, p Params) *Curve {
-	c := newCurve("exhaustive", len(w.seedSet), p.Budget)
-	c.Spend((w.Addresses()-w.SeedAddresses())*65535, w.Services()-len(w.seedSet))
+	c := newCurve("exhaustive", len(w.seedSet), w.seedReal, p.Budget)
+	c.Spend((w.Addresses()-w.SeedAddresses())*65535, w.Services()-len(w.seedSet), w.real-w.seedReal)
 	return c
 }
 
@@ -63,15 +74,18 @@ func Exhaustive(w *World, p Params) *Curve {
 // addresses), the port with the most seed services first, then the ports
 // the seed never saw, in port order.
 func Popularity(w *World, p Params) *Curve {
-	c := newCurve("popularity", len(w.seedSet), p.Budget)
+	c := newCurve("popularity", len(w.seedSet), w.seedReal, p.Budget)
 	seedCount := map[uint16]int{}
 	for t := range w.seedSet {
 		seedCount[t.Port]++
 	}
-	perPort := map[uint16]int{}
+	perPort, realPerPort := map[uint16]int{}, map[uint16]int{}
 	for t := range w.byTarget {
 		if !w.seedSet[t] {
 			perPort[t.Port]++
+			if w.IsReal(t) {
+				realPerPort[t.Port]++
+			}
 		}
 	}
 	order := make([]uint16, 0, 65535)
@@ -87,7 +101,7 @@ func Popularity(w *World, p Params) *Curve {
 		}
 		n := perPort[port]
 		left -= n
-		if !c.Spend(cost, n) {
+		if !c.Spend(cost, n, realPerPort[port]) {
 			break
 		}
 	}
@@ -134,20 +148,21 @@ func Batch(w *World, p Params) *BatchResult {
 	plan := batch.Plan(rows, p.Step, p.Hitrate)
 	groups := groupIndex(w, p.Step)
 	f := newFinder(w)
-	c := newCurve("gps-batch", len(w.seedSet), p.Budget)
+	c := newCurve("gps-batch", len(w.seedSet), w.seedReal, p.Budget)
 	var priors []row.Service
 	live := true
 	for _, g := range plan {
-		n := 0
+		n, r := 0, 0
 		for _, t := range groups[batch.Target{Addr: g.Prefix, Port: g.Port}] {
 			for _, i := range w.byTarget[t] {
 				priors = append(priors, w.Truth[i])
 			}
-			if f.probe(t) {
+			if ok, real := f.probe(t); ok {
 				n++
+				r += real
 			}
 		}
-		if live = c.Spend(g.Cost(), n); !live {
+		if live = c.Spend(g.Cost(), n, r); !live {
 			break
 		}
 	}
@@ -157,10 +172,11 @@ func Batch(w *World, p Params) *BatchResult {
 			break
 		}
 		n := 0
-		if f.probe(t) {
+		ok, real := f.probe(t)
+		if ok {
 			n = 1
 		}
-		live = c.Spend(1, n)
+		live = c.Spend(1, n, real)
 	}
 	return &BatchResult{Curve: c, Plan: plan, Priors: priors, Predictions: preds, Found: f.found}
 }
@@ -218,7 +234,7 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		seedIn[batch.Mask(a, p.Step)]++
 	}
 	f := newFinder(w)
-	c := newCurve("gps-stream", len(w.seedSet), p.Budget)
+	c := newCurve("gps-stream", len(w.seedSet), w.seedReal, p.Budget)
 	var st StreamStats
 	q := &workHeap{}
 	seq := 0
@@ -266,12 +282,17 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			swept[key] = true
 			st.Groups++
 			var hits []batch.Target
+			r := 0
 			for _, t := range groups[key] {
-				if !sent[t] && f.probe(t) {
+				if sent[t] {
+					continue
+				}
+				if ok, real := f.probe(t); ok {
 					hits = append(hits, t)
+					r += real
 				}
 			}
-			if !c.Spend(g.Cost()-seedIn[g.Prefix], len(hits)) {
+			if !c.Spend(g.Cost()-seedIn[g.Prefix], len(hits), r) {
 				break
 			}
 			for _, t := range hits {
@@ -284,13 +305,13 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			}
 			sent[t] = true
 			st.Predictions++
-			hit := f.probe(t)
+			hit, real := f.probe(t)
 			n := 0
 			if hit {
 				n = 1
 				st.Hits++
 			}
-			if !c.Spend(1, n) {
+			if !c.Spend(1, n, real) {
 				break
 			}
 			if hit {
