@@ -71,13 +71,13 @@ type Summary struct {
 	ExhaustiveTotal uint64                  `json:"exhaustive_probes_total"`
 	Services        int                     `json:"services"`
 	Seed            int                     `json:"seed_services"`
-	SeedCost uint64                  `json:"seed_probes"`
-	Hitrate  float64                 `json:"hitrate"`
-	Step     int                     `json:"step"`
-	Budget   uint64                  `json:"budget,omitempty"`
-	Order    []string                `json:"order"`
-	Policies map[string]PolicyResult `json:"policies"`
-	Curves   []*Curve                `json:"-"`
+	SeedCost        uint64                  `json:"seed_probes"`
+	Hitrate         float64                 `json:"hitrate"`
+	Step            int                     `json:"step"`
+	Budget          uint64                  `json:"budget,omitempty"`
+	Order           []string                `json:"order"`
+	Policies        map[string]PolicyResult `json:"policies"`
+	Curves          []*Curve                `json:"-"`
 }
 
 // progressEvery is how often Run logs gps-stream's progress.

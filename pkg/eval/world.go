@@ -26,7 +26,7 @@ type World struct {
 	ports    map[uint32]int // distinct ports of each truth host
 	real     int            // services of hosts with at most PseudoPorts ports
 	seedReal int            // the seed's real services
-	slash16s []uint32 // the /16s of the world, from truth and seed
+	slash16s []uint32       // the /16s of the world, from truth and seed
 	Meta     lab.Meta
 	SeedFrac float64
 	NSlash16 int
