@@ -136,7 +136,7 @@ func TestLearning(t *testing.T) {
 func TestBudget(t *testing.T) {
 	skip := NewAddrs([]uint32{p16 + 1, p16 + 2, p16 + 300})
 	s := newSched(t, Config{Budget: 1000, Skip: skip})
-	pushSweep(t, s, Sweep{Prefix: p16, Bits: 16, Port: 80, PriorHits: 1, PriorProbes: 10}, nil)      // 0.1
+	pushSweep(t, s, Sweep{Prefix: p16, Bits: 16, Port: 80, PriorHits: 1, PriorProbes: 10}, nil)     // 0.1
 	pushSweep(t, s, Sweep{Prefix: p16, Bits: 16, Port: 21, PriorHits: 1, PriorProbes: 100000}, nil) // 1e-5
 	for i := range 5 {
 		s.Push(Target{Addr: p16 + 5000 + uint32(i), Port: 8080}, 0.5, nil)
