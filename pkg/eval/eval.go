@@ -38,6 +38,12 @@ func (c Config) Validate() error {
 	if c.Hitrate < 0 || c.Hitrate >= 1 {
 		return fmt.Errorf("--hitrate %g: want 0 <= hitrate < 1", c.Hitrate)
 	}
+	if c.Chunk&(c.Chunk-1) != 0 || c.Chunk > 1<<32 {
+		return fmt.Errorf("--chunk %d: want a power of two up to 2^32", c.Chunk)
+	}
+	if c.PriorWeight < 0 {
+		return fmt.Errorf("--prior-weight %g: want >= 0", c.PriorWeight)
+	}
 	return nil
 }
 
@@ -119,8 +125,9 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 				log.Info("gps-stream progress", zap.Uint64("probes", p.Probes), zap.Int("found", p.Found),
 					zap.Duration("elapsed", time.Since(t)))
 			})
-			log.Info("gps-stream done", zap.Int("groups", st.Groups), zap.Int("predictions", st.Predictions),
-				zap.Int("hits", st.Hits), zap.Int("model_services", st.ModelServices))
+			log.Info("gps-stream done", zap.Int("groups", st.Groups), zap.Int("chunks", st.Chunks), zap.Int("predictions", st.Predictions),
+				zap.Int("hits", st.Hits), zap.Int("dropped", st.Dropped), zap.Int("model_services", st.ModelServices),
+				zap.Duration("sim_time_at_100kpps", st.SimTime))
 			return cv
 		}),
 		timed("oracle", func() *Curve { return Oracle(w, c.Params) }),

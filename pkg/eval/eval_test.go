@@ -205,6 +205,10 @@ func TestBudget(t *testing.T) {
 			t.Errorf("%s sent %d probes over a budget of %d", c.Name, e.Probes, p.Budget)
 		}
 	}
+	// gps-stream's scheduler cuts its last chunk to spend the budget exactly.
+	if c, _ := Stream(w, p, nil); c.End().Probes != p.Budget {
+		t.Errorf("gps-stream sent %d probes, want the budget %d", c.End().Probes, p.Budget)
+	}
 }
 
 // TestMalformedWorld: a bad line in any file of a world is an error naming
