@@ -6,10 +6,12 @@ import (
 )
 
 // Point is one point of a coverage curve: probes sent after the seed and
-// services found, the seed's included.
+// services found, the seed's included; Real counts those of them on hosts
+// with at most PseudoPorts ports (World.IsReal).
 type Point struct {
 	Probes uint64
 	Found  int
+	Real   int
 }
 
 // Curve is a policy's coverage as probes are spent. Between two points the
@@ -22,31 +24,33 @@ type Curve struct {
 	cut    bool   // the budget ended the policy
 }
 
-func newCurve(name string, seedFound int, budget uint64) *Curve {
-	return &Curve{Name: name, Points: []Point{{0, seedFound}}, budget: budget}
+func newCurve(name string, seedFound, seedReal int, budget uint64) *Curve {
+	return &Curve{Name: name, Points: []Point{{0, seedFound, seedReal}}, budget: budget}
 }
 
 // End is the last point.
 func (c *Curve) End() Point { return c.Points[len(c.Points)-1] }
 
-// Spend records cost probes finding found more services. It reports false
-// when the budget is exhausted (the segment is cut proportionally).
-func (c *Curve) Spend(cost uint64, found int) bool {
+// Spend records cost probes finding found more services, real of them real
+// (World.IsReal). It reports false when the budget is exhausted (the segment
+// is cut proportionally).
+func (c *Curve) Spend(cost uint64, found, real int) bool {
 	if c.cut {
 		return false
 	}
 	e := c.End()
 	if c.budget > 0 && e.Probes+cost >= c.budget {
 		left := c.budget - e.Probes
-		part := found
+		part, partReal := found, real
 		if cost > 0 {
 			part = int(float64(found) * float64(left) / float64(cost))
+			partReal = int(float64(real) * float64(left) / float64(cost))
 		}
-		c.add(Point{c.budget, e.Found + part})
+		c.add(Point{c.budget, e.Found + part, e.Real + partReal})
 		c.cut = true
 		return false
 	}
-	c.add(Point{e.Probes + cost, e.Found + found})
+	c.add(Point{e.Probes + cost, e.Found + found, e.Real + real})
 	return true
 }
 
@@ -54,7 +58,8 @@ func (c *Curve) Spend(cost uint64, found int) bool {
 // finds so that a million fruitless probes are one segment.
 func (c *Curve) add(p Point) {
 	n := len(c.Points)
-	if n >= 2 && c.Points[n-1].Found == p.Found && c.Points[n-2].Found == p.Found {
+	if n >= 2 && c.Points[n-1].Found == p.Found && c.Points[n-2].Found == p.Found &&
+		c.Points[n-1].Real == p.Real && c.Points[n-2].Real == p.Real {
 		c.Points[n-1] = p
 		return
 	}
@@ -63,22 +68,40 @@ func (c *Curve) add(p Point) {
 
 // FoundAt is the services found after x probes (the end value past the end).
 func (c *Curve) FoundAt(x uint64) float64 {
+	return c.at(x, func(p Point) int { return p.Found })
+}
+
+// RealAt is FoundAt for real services.
+func (c *Curve) RealAt(x uint64) float64 {
+	return c.at(x, func(p Point) int { return p.Real })
+}
+
+func (c *Curve) at(x uint64, val func(Point) int) float64 {
 	pts := c.Points
 	i := sort.Search(len(pts), func(i int) bool { return pts[i].Probes >= x })
 	if i == len(pts) {
-		return float64(c.End().Found)
+		return float64(val(c.End()))
 	}
 	if pts[i].Probes == x || i == 0 {
-		return float64(pts[i].Found)
+		return float64(val(pts[i]))
 	}
 	a, b := pts[i-1], pts[i]
-	return float64(a.Found) + float64(b.Found-a.Found)*float64(x-a.Probes)/float64(b.Probes-a.Probes)
+	return float64(val(a)) + float64(val(b)-val(a))*float64(x-a.Probes)/float64(b.Probes-a.Probes)
 }
 
 // ProbesTo is the probes needed to find target services, or -1 if never.
 func (c *Curve) ProbesTo(target float64) int64 {
+	return c.probesTo(target, func(p Point) int { return p.Found })
+}
+
+// RealProbesTo is ProbesTo for real services.
+func (c *Curve) RealProbesTo(target float64) int64 {
+	return c.probesTo(target, func(p Point) int { return p.Real })
+}
+
+func (c *Curve) probesTo(target float64, val func(Point) int) int64 {
 	pts := c.Points
-	i := sort.Search(len(pts), func(i int) bool { return float64(pts[i].Found) >= target })
+	i := sort.Search(len(pts), func(i int) bool { return float64(val(pts[i])) >= target })
 	if i == len(pts) {
 		return -1
 	}
@@ -86,7 +109,7 @@ func (c *Curve) ProbesTo(target float64) int64 {
 		return 0
 	}
 	a, b := pts[i-1], pts[i]
-	frac := (target - float64(a.Found)) / float64(b.Found-a.Found)
+	frac := (target - float64(val(a))) / float64(val(b)-val(a))
 	return int64(a.Probes) + int64(math.Ceil(frac*float64(b.Probes-a.Probes)))
 }
 

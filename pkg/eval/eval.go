@@ -38,31 +38,52 @@ func (c Config) Validate() error {
 	if !(c.Hitrate >= 0 && c.Hitrate < 1) { // NaN fails every comparison
 		return fmt.Errorf("--hitrate %g: want 0 <= hitrate < 1", c.Hitrate)
 	}
+	if c.Chunk&(c.Chunk-1) != 0 || c.Chunk > 1<<32 {
+		return fmt.Errorf("--chunk %d: want a power of two up to 2^32", c.Chunk)
+	}
+	if c.PriorWeight < 0 {
+		return fmt.Errorf("--prior-weight %g: want >= 0", c.PriorWeight)
+	}
 	return nil
 }
 
-// PolicyResult is one policy's line of summary.json.
+// PolicyResult is one policy's line of summary.json. Real coverage (services
+// of hosts with at most PseudoPorts ports) is the headline, as in GPS, whose
+// ground truth leaves pseudo-service hosts out; probes_total counts the seed,
+// as GPS's bandwidth figures do.
 type PolicyResult struct {
-	Probes                uint64            `json:"probes"`
-	Found                 int               `json:"found"`
-	Coverage              float64           `json:"coverage"`
-	Precision             float64           `json:"precision"`
-	CoverageAtBatchProbes float64           `json:"coverage_at_batch_probes"`
-	ProbesTo              map[string]*int64 `json:"probes_to"`
+	CoverageReal              float64           `json:"coverage_real"`
+	FoundReal                 int               `json:"found_real"`
+	ProbesTotal               uint64            `json:"probes_total"`
+	BandwidthX                float64           `json:"bandwidth_x"`
+	CoverageRealAtBatchProbes float64           `json:"coverage_real_at_batch_probes"`
+	ProbesToReal              map[string]*int64 `json:"probes_to_real"`
+	Probes                    uint64            `json:"probes"`
+	Found                     int               `json:"found"`
+	Coverage                  float64           `json:"coverage"`
+	Precision                 float64           `json:"precision"`
+	CoverageAtBatchProbes     float64           `json:"coverage_at_batch_probes"`
+	ProbesTo                  map[string]*int64 `json:"probes_to"`
 }
 
-// Summary is summary.json.
+// Summary is summary.json. probes_to_real and probes_to count probes after
+// the seed; add seed_probes for the total.
 type Summary struct {
-	World    string                  `json:"world"`
-	Services int                     `json:"services"`
-	Seed     int                     `json:"seed_services"`
-	SeedCost uint64                  `json:"seed_probes"`
-	Hitrate  float64                 `json:"hitrate"`
-	Step     int                     `json:"step"`
-	Budget   uint64                  `json:"budget,omitempty"`
-	Order    []string                `json:"order"`
-	Policies map[string]PolicyResult `json:"policies"`
-	Curves   []*Curve                `json:"-"`
+	World        string `json:"world"`
+	RealServices int    `json:"real_services"`
+	SeedReal     int    `json:"seed_real_services"`
+	// ExhaustiveTotal is every port of every address of the world's /16s:
+	// the bandwidth_x of every policy is this over its probes_total.
+	ExhaustiveTotal uint64                  `json:"exhaustive_probes_total"`
+	Services        int                     `json:"services"`
+	Seed            int                     `json:"seed_services"`
+	SeedCost        uint64                  `json:"seed_probes"`
+	Hitrate         float64                 `json:"hitrate"`
+	Step            int                     `json:"step"`
+	Budget          uint64                  `json:"budget,omitempty"`
+	Order           []string                `json:"order"`
+	Policies        map[string]PolicyResult `json:"policies"`
+	Curves          []*Curve                `json:"-"`
 }
 
 // progressEvery is how often Run logs gps-stream's progress.
@@ -104,8 +125,9 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 				log.Info("gps-stream progress", zap.Uint64("probes", p.Probes), zap.Int("found", p.Found),
 					zap.Duration("elapsed", time.Since(t)))
 			})
-			log.Info("gps-stream done", zap.Int("groups", st.Groups), zap.Int("predictions", st.Predictions),
-				zap.Int("hits", st.Hits), zap.Int("model_services", st.ModelServices))
+			log.Info("gps-stream done", zap.Int("groups", st.Groups), zap.Int("chunks", st.Chunks), zap.Int("predictions", st.Predictions),
+				zap.Int("hits", st.Hits), zap.Int("dropped", st.Dropped), zap.Int("model_services", st.ModelServices),
+				zap.Duration("sim_time_at_100kpps", st.SimTime))
 			return cv
 		}),
 		timed("oracle", func() *Curve { return Oracle(w, c.Params) }),
@@ -151,22 +173,25 @@ var thresholds = []struct {
 }{{"0.90", 0.90}, {"0.95", 0.95}, {"0.99", 0.99}}
 
 func summarize(w *World, c Config, curves []*Curve, batchProbes uint64) *Summary {
-	s := &Summary{World: c.World, Services: w.Services(), Seed: len(w.seedSet), SeedCost: w.SeedCost(),
+	s := &Summary{World: c.World, RealServices: w.RealServices(), SeedReal: w.seedReal, ExhaustiveTotal: w.Addresses() * 65535,
+		Services: w.Services(), Seed: len(w.seedSet), SeedCost: w.SeedCost(),
 		Hitrate: c.Hitrate, Step: c.Step, Budget: c.Budget, Policies: map[string]PolicyResult{}, Curves: curves}
-	total := float64(w.Services())
+	total, real := float64(w.Services()), float64(max(w.RealServices(), 1))
 	for _, cv := range curves {
 		e := cv.End()
-		r := PolicyResult{Probes: e.Probes, Found: e.Found, Coverage: float64(e.Found) / total,
+		r := PolicyResult{CoverageReal: float64(e.Real) / real, FoundReal: e.Real, ProbesTotal: e.Probes + s.SeedCost,
+			CoverageRealAtBatchProbes: cv.RealAt(batchProbes) / real, ProbesToReal: map[string]*int64{},
+			Probes: e.Probes, Found: e.Found, Coverage: float64(e.Found) / total,
 			CoverageAtBatchProbes: cv.FoundAt(batchProbes) / total, ProbesTo: map[string]*int64{}}
+		if r.ProbesTotal > 0 {
+			r.BandwidthX = float64(s.ExhaustiveTotal) / float64(r.ProbesTotal)
+		}
 		if e.Probes > 0 {
 			r.Precision = float64(e.Found-len(w.seedSet)) / float64(e.Probes)
 		}
 		for _, th := range thresholds {
-			if n := cv.ProbesTo(th.v * total); n >= 0 {
-				r.ProbesTo[th.key] = &n
-			} else {
-				r.ProbesTo[th.key] = nil
-			}
+			r.ProbesTo[th.key] = nonNegative(cv.ProbesTo(th.v * total))
+			r.ProbesToReal[th.key] = nonNegative(cv.RealProbesTo(th.v * real))
 		}
 		s.Order = append(s.Order, cv.Name)
 		s.Policies[cv.Name] = r
@@ -174,20 +199,29 @@ func summarize(w *World, c Config, curves []*Curve, batchProbes uint64) *Summary
 	return s
 }
 
-// WriteTable prints the summary as an aligned table.
+func nonNegative(n int64) *int64 {
+	if n < 0 {
+		return nil
+	}
+	return &n
+}
+
+// WriteTable prints the summary as an aligned table, real coverage first.
 func WriteTable(wr io.Writer, s *Summary) error {
 	tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "policy\tprobes\tfound\tcoverage\tprecision\tcov@batch\tto 90%%\tto 95%%\tto 99%%\t\n")
+	fmt.Fprintf(tw, "policy\treal cov\treal@batch\tprobes total\tbandwidth\tcoverage\tprobes\tprecision\treal 90%%\treal 95%%\treal 99%%\t\n")
 	for _, name := range s.Order {
 		r := s.Policies[name]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.4f\t%.3g\t%.4f\t%s\t%s\t%s\t\n", name, human(float64(r.Probes)), r.Found, r.Coverage,
-			r.Precision, r.CoverageAtBatchProbes, humanP(r.ProbesTo["0.90"]), humanP(r.ProbesTo["0.95"]), humanP(r.ProbesTo["0.99"]))
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%s\t%.1fx\t%.4f\t%s\t%.3g\t%s\t%s\t%s\t\n", name, r.CoverageReal, r.CoverageRealAtBatchProbes,
+			human(float64(r.ProbesTotal)), r.BandwidthX, r.Coverage, human(float64(r.Probes)), r.Precision,
+			humanP(r.ProbesToReal["0.90"]), humanP(r.ProbesToReal["0.95"]), humanP(r.ProbesToReal["0.99"]))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(wr, "(%d services in truth, %d in the seed; the seed cost %s probes, not counted above)\n",
-		s.Services, s.Seed, human(float64(s.SeedCost)))
+	_, err := fmt.Fprintf(wr, "(%d services in truth, %d of them real (hosts with at most %d ports); %d in the seed, which cost %s probes:\n"+
+		" counted in probes total, not in probes or real 90/95/99%%)\n",
+		s.Services, s.RealServices, PseudoPorts, s.Seed, human(float64(s.SeedCost)))
 	return err
 }
 
@@ -213,12 +247,15 @@ func human(v float64) string {
 }
 
 func writeCSV(wr io.Writer, w *World, curves []*Curve) error {
-	if _, err := fmt.Fprintln(wr, "policy,probes,found,coverage"); err != nil {
+	// New columns go at the end, so that readers by position still work.
+	if _, err := fmt.Fprintln(wr, "policy,probes,found,coverage,found_real,coverage_real,probes_total"); err != nil {
 		return err
 	}
+	real := float64(max(w.RealServices(), 1))
 	for _, cv := range curves {
 		for _, p := range cv.Sample(2000) {
-			if _, err := fmt.Fprintf(wr, "%s,%d,%d,%.6f\n", cv.Name, p.Probes, p.Found, float64(p.Found)/float64(w.Services())); err != nil {
+			if _, err := fmt.Fprintf(wr, "%s,%d,%d,%.6f,%d,%.6f,%d\n", cv.Name, p.Probes, p.Found, float64(p.Found)/float64(w.Services()),
+				p.Real, float64(p.Real)/real, p.Probes+w.SeedCost()); err != nil {
 				return err
 			}
 		}

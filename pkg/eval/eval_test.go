@@ -131,11 +131,19 @@ func TestRunWritesOutputs(t *testing.T) {
 	}
 	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
 	var back struct {
-		Policies map[string]struct {
-			Probes   uint64            `json:"probes"`
-			Found    int               `json:"found"`
-			Coverage float64           `json:"coverage"`
-			ProbesTo map[string]*int64 `json:"probes_to"`
+		SeedProbes   uint64 `json:"seed_probes"`
+		RealServices int    `json:"real_services"`
+		Services     int    `json:"services"`
+		Policies     map[string]struct {
+			Probes       uint64            `json:"probes"`
+			ProbesTotal  uint64            `json:"probes_total"`
+			BandwidthX   float64           `json:"bandwidth_x"`
+			Found        int               `json:"found"`
+			FoundReal    int               `json:"found_real"`
+			Coverage     float64           `json:"coverage"`
+			CoverageReal float64           `json:"coverage_real"`
+			ProbesTo     map[string]*int64 `json:"probes_to"`
+			ProbesToReal map[string]*int64 `json:"probes_to_real"`
 		} `json:"policies"`
 	}
 	if err := json.Unmarshal(b, &back); err != nil {
@@ -146,15 +154,31 @@ func TestRunWritesOutputs(t *testing.T) {
 		if !ok {
 			t.Fatalf("summary lacks %s", name)
 		}
-		if len(r.ProbesTo) != 3 {
-			t.Fatalf("%s probes_to = %v", name, r.ProbesTo)
+		if len(r.ProbesTo) != 3 || len(r.ProbesToReal) != 3 {
+			t.Fatalf("%s probes_to = %v, probes_to_real = %v", name, r.ProbesTo, r.ProbesToReal)
+		}
+		if r.ProbesTotal != r.Probes+back.SeedProbes || r.FoundReal > r.Found || r.CoverageReal <= 0 {
+			t.Fatalf("%s: probes_total %d, probes %d, seed %d; found_real %d of %d, coverage_real %g",
+				name, r.ProbesTotal, r.Probes, back.SeedProbes, r.FoundReal, r.Found, r.CoverageReal)
 		}
 		if !strings.Contains(table.String(), name) {
 			t.Fatalf("table lacks %s", name)
 		}
 	}
-	if back.Policies["oracle"].Coverage != 1 || back.Policies["exhaustive"].Coverage != 1 {
+	if back.Policies["oracle"].Coverage != 1 || back.Policies["exhaustive"].Coverage != 1 ||
+		back.Policies["oracle"].CoverageReal != 1 || back.Policies["exhaustive"].CoverageReal != 1 {
 		t.Fatalf("oracle and exhaustive must reach every service: %+v", back.Policies)
+	}
+	// The world has pseudo-service hosts (100-400 ports each), which real
+	// coverage leaves out.
+	if back.RealServices >= back.Services || back.RealServices == 0 {
+		t.Fatalf("%d real services of %d: the pseudo-service hosts are not left out", back.RealServices, back.Services)
+	}
+	if x := back.Policies["exhaustive"].BandwidthX; x != 1 {
+		t.Fatalf("exhaustive bandwidth_x = %g, want 1", x)
+	}
+	if b, o := back.Policies["gps-batch"].BandwidthX, back.Policies["oracle"].BandwidthX; b <= 1 || o <= b {
+		t.Fatalf("bandwidth_x: gps-batch %g, oracle %g; want 1 < gps-batch < oracle", b, o)
 	}
 	if o, e := back.Policies["oracle"], s.Policies["exhaustive"]; o.Probes >= e.Probes {
 		t.Fatalf("oracle probes %d >= exhaustive %d", o.Probes, e.Probes)
@@ -175,6 +199,10 @@ func TestBudget(t *testing.T) {
 		if e := c.End(); e.Probes > p.Budget {
 			t.Errorf("%s sent %d probes over a budget of %d", c.Name, e.Probes, p.Budget)
 		}
+	}
+	// gps-stream's scheduler cuts its last chunk to spend the budget exactly.
+	if c, _ := Stream(w, p, nil); c.End().Probes != p.Budget {
+		t.Errorf("gps-stream sent %d probes, want the budget %d", c.End().Probes, p.Budget)
 	}
 }
 
@@ -325,12 +353,18 @@ func must(b []byte, err error) []byte {
 }
 
 func TestCurve(t *testing.T) {
-	c := newCurve("x", 10, 0)
-	c.Spend(100, 50) // 10 -> 60 over 100 probes
-	c.Spend(1000, 0)
-	c.Spend(10, 40) // -> 100
+	c := newCurve("x", 10, 8, 0)
+	c.Spend(100, 50, 40) // 10 -> 60 (8 -> 48 real) over 100 probes
+	c.Spend(1000, 0, 0)
+	c.Spend(10, 40, 20) // -> 100 (68 real)
 	if got := c.FoundAt(50); got != 35 {
 		t.Errorf("FoundAt(50) = %v, want 35", got)
+	}
+	if got := c.RealAt(50); got != 28 {
+		t.Errorf("RealAt(50) = %v, want 28", got)
+	}
+	if got := c.RealProbesTo(58); got != 1105 {
+		t.Errorf("RealProbesTo(58) = %d, want 1105", got)
 	}
 	if got := c.FoundAt(1e9); got != 100 {
 		t.Errorf("FoundAt past the end = %v", got)
@@ -344,13 +378,13 @@ func TestCurve(t *testing.T) {
 	if got := c.ProbesTo(101); got != -1 {
 		t.Errorf("ProbesTo unreachable = %d", got)
 	}
-	b := newCurve("b", 0, 150)
-	b.Spend(100, 10)
-	if b.Spend(100, 10) {
+	b := newCurve("b", 0, 0, 150)
+	b.Spend(100, 10, 4)
+	if b.Spend(100, 10, 4) {
 		t.Errorf("budget not reported exhausted")
 	}
-	if e := b.End(); e.Probes != 150 || e.Found != 15 {
-		t.Errorf("cut at %+v, want 150 probes, 15 found", e)
+	if e := b.End(); e.Probes != 150 || e.Found != 15 || e.Real != 6 {
+		t.Errorf("cut at %+v, want 150 probes, 15 found, 6 real", e)
 	}
 }
 

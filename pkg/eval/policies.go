@@ -2,20 +2,27 @@ package eval
 
 import (
 	"cmp"
-	"container/heap"
+	"context"
+	"fmt"
 	"slices"
+	"time"
 
 	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/schedule"
 )
 
-// Params are the GPS parameters and the probe budget of a replay.
+// Params are the GPS parameters and the probe budget of a replay, and how
+// gps-stream's scheduler cuts and learns (see schedule.Config).
 type Params struct {
-	Hitrate float64
-	Step    int
-	Budget  uint64 // probes after the seed; 0: unlimited
+	Hitrate     float64
+	Step        int
+	Budget      uint64  // probes after the seed; 0: unlimited
+	Chunk       uint64  // addresses per sweep chunk, a power of two; 0: schedule.DefaultChunk
+	PriorWeight float64 // 0: 1
+	NoLearning  bool
 }
 
 // finder tracks what a policy has found.
@@ -33,7 +40,18 @@ func newFinder(w *World) *finder {
 }
 
 // probe reports whether t is a service not found before, and marks it found.
-func (f *finder) probe(t gps.Target) bool {
+// real is 1 if it is a real service (World.IsReal), else 0.
+func (f *finder) probe(t gps.Target) (found bool, real int) {
+	if !f.mark(t) {
+		return false, 0
+	}
+	if f.w.IsReal(t) {
+		return true, 1
+	}
+	return true, 0
+}
+
+func (f *finder) mark(t gps.Target) bool {
 	if f.found[t] {
 		return false
 	}
@@ -46,16 +64,16 @@ func (f *finder) probe(t gps.Target) bool {
 
 // Oracle sends one probe per real service: the limit of any policy.
 func Oracle(w *World, p Params) *Curve {
-	c := newCurve("oracle", len(w.seedSet), p.Budget)
-	c.Spend(uint64(w.Services()-len(w.seedSet)), w.Services()-len(w.seedSet))
+	c := newCurve("oracle", len(w.seedSet), w.seedReal, p.Budget)
+	c.Spend(uint64(w.Services()-len(w.seedSet)), w.Services()-len(w.seedSet), w.real-w.seedReal)
 	return c
 }
 
 // Exhaustive scans every port of every address of the world's /16s but the
 // seed's, in random order: a straight line to every service.
 func Exhaustive(w *World, p Params) *Curve {
-	c := newCurve("exhaustive", len(w.seedSet), p.Budget)
-	c.Spend((w.Addresses()-w.SeedAddresses())*65535, w.Services()-len(w.seedSet))
+	c := newCurve("exhaustive", len(w.seedSet), w.seedReal, p.Budget)
+	c.Spend((w.Addresses()-w.SeedAddresses())*65535, w.Services()-len(w.seedSet), w.real-w.seedReal)
 	return c
 }
 
@@ -63,15 +81,18 @@ func Exhaustive(w *World, p Params) *Curve {
 // addresses), the port with the most seed services first, then the ports
 // the seed never saw, in port order.
 func Popularity(w *World, p Params) *Curve {
-	c := newCurve("popularity", len(w.seedSet), p.Budget)
+	c := newCurve("popularity", len(w.seedSet), w.seedReal, p.Budget)
 	seedCount := map[uint16]int{}
 	for t := range w.seedSet {
 		seedCount[t.Port]++
 	}
-	perPort := map[uint16]int{}
+	perPort, realPerPort := map[uint16]int{}, map[uint16]int{}
 	for t := range w.byTarget {
 		if !w.seedSet[t] {
 			perPort[t.Port]++
+			if w.IsReal(t) {
+				realPerPort[t.Port]++
+			}
 		}
 	}
 	order := make([]uint16, 0, 65535)
@@ -87,7 +108,7 @@ func Popularity(w *World, p Params) *Curve {
 		}
 		n := perPort[port]
 		left -= n
-		if !c.Spend(cost, n) {
+		if !c.Spend(cost, n, realPerPort[port]) {
 			break
 		}
 	}
@@ -134,20 +155,21 @@ func Batch(w *World, p Params) *BatchResult {
 	plan := gps.Plan(rows, p.Step, p.Hitrate)
 	groups := groupIndex(w, p.Step)
 	f := newFinder(w)
-	c := newCurve("gps-batch", len(w.seedSet), p.Budget)
+	c := newCurve("gps-batch", len(w.seedSet), w.seedReal, p.Budget)
 	var priors []row.Service
 	live := true
 	for _, g := range plan {
-		n := 0
+		n, r := 0, 0
 		for _, t := range groups[gps.Target{Addr: g.Prefix, Port: g.Port}] {
 			for _, i := range w.byTarget[t] {
 				priors = append(priors, w.Truth[i])
 			}
-			if f.probe(t) {
+			if ok, real := f.probe(t); ok {
 				n++
+				r += real
 			}
 		}
-		if live = c.Spend(g.Cost(), n); !live {
+		if live = c.Spend(g.Cost(), n, r); !live {
 			break
 		}
 	}
@@ -157,86 +179,71 @@ func Batch(w *World, p Params) *BatchResult {
 			break
 		}
 		n := 0
-		if f.probe(t) {
+		ok, real := f.probe(t)
+		if ok {
 			n = 1
 		}
-		live = c.Spend(1, n)
+		live = c.Spend(1, n, real)
 	}
 	return &BatchResult{Curve: c, Plan: plan, Priors: priors, Predictions: preds, Found: f.found}
 }
 
-// work is one queued action of gps-stream: a plan group or a single probe,
-// with its expected services per probe.
-type work struct {
-	yield  float64
-	group  int // index into the plan, or -1 for a probe
-	target gps.Target
-	seq    int // FIFO among equal yields, for determinism
-}
-
-type workHeap []work
-
-func (h workHeap) Len() int { return len(h) }
-func (h workHeap) Less(i, j int) bool {
-	if h[i].yield != h[j].yield {
-		return h[i].yield > h[j].yield
-	}
-	return h[i].seq < h[j].seq
-}
-func (h workHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *workHeap) Push(x any)   { *h = append(*h, x.(work)) }
-func (h *workHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
 // StreamStats says what gps-stream did.
 type StreamStats struct {
-	Groups, Predictions, Hits int
-	ModelServices             int
+	Groups, Chunks, Predictions, Hits int
+	ModelServices                     int
+	Dropped                           int           // predictions the scheduler dropped as sent or swept
+	SimTime                           time.Duration // at replayRate
 }
 
+// replayRate is the packets per second of gps-stream's simulated clock: the
+// curve is in probes, so it only sets what StreamStats.SimTime means.
+const replayRate = 100_000
+
 // Stream is this project's policy. The model starts from the seed and takes
-// in every service found. All work sits in one queue ordered by expected
-// services per probe: the plan groups (expected hosts over the group's
-// size) and every prediction (its hitrate). When a service is found, the
-// model is updated and that host's predictions are queued at once (and again
-// after each new service: iterative). Seed addresses are skipped inside
-// groups (they were scanned on every port already), and a probe already
-// covered by a swept group or sent before is not sent again. progress, if
-// not nil, is called with the curve's end every 1,024 steps (the caller
-// decides what to report).
+// in every service found. All work sits in one schedule.Scheduler, released
+// in order of expected services per probe: the plan groups and the extra
+// sweeps for unexplained seed services (expected hosts over the group's
+// size, learning from the hits of the group's chunks) and every prediction
+// (its hitrate). When a service is found, the model is updated and that
+// host's predictions are queued at once (and again after each new service:
+// iterative). Seed addresses are skipped inside groups (they were scanned on
+// every port already), and a probe already sent or inside a swept chunk is
+// not sent again. progress, if not nil, is called with the curve's end every
+// 1,024 steps (the caller decides what to report).
 func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 	m := seedModel(w)
 	rows := m.Rows(p.Hitrate)
 	plan := gps.Plan(rows, p.Step, p.Hitrate)
 	groups := groupIndex(w, p.Step)
-	seedIn := map[uint32]uint64{}
+	seedAddrs := make([]uint32, 0, len(w.seedAddr))
 	for a := range w.seedAddr {
-		seedIn[gps.Mask(a, p.Step)]++
+		seedAddrs = append(seedAddrs, a)
+	}
+	start := time.Unix(0, 0)
+	clock := schedule.NewSimClock(start)
+	sched, err := schedule.New(schedule.Config{Budget: p.Budget, Rate: replayRate, Chunk: p.Chunk, PriorWeight: p.PriorWeight,
+		NoLearning: p.NoLearning, Skip: schedule.NewAddrs(seedAddrs), Clock: clock})
+	if err != nil {
+		panic(fmt.Sprintf("gps-stream: %v", err)) // Params.Validate keeps Chunk a power of two
 	}
 	f := newFinder(w)
-	c := newCurve("gps-stream", len(w.seedSet), p.Budget)
+	c := newCurve("gps-stream", len(w.seedSet), w.seedReal, p.Budget)
 	var st StreamStats
-	q := &workHeap{}
-	seq := 0
-	push := func(x work) {
-		x.seq = seq
-		seq++
-		heap.Push(q, x)
-	}
 	seedTargets := make([]gps.Target, 0, len(w.seedSet))
 	for t := range w.seedSet {
 		seedTargets = append(seedTargets, t)
 	}
 	plan = append(plan, gps.Unexplained(rows, plan, seedTargets, p.Step, p.Hitrate)...)
-	for i, g := range plan {
-		push(work{yield: float64(g.Count) / w.SeedFrac / float64(g.Cost()), group: i})
+	for _, g := range plan {
+		// The seed found Count services in the group on about SeedFrac of
+		// its addresses: the evidence the group's prior yield rests on.
+		err := sched.PushSweep(schedule.Sweep{Prefix: g.Prefix, Bits: g.Step, Port: g.Port,
+			PriorHits: float64(g.Count), PriorProbes: w.SeedFrac * float64(g.Cost())}, nil)
+		if err != nil {
+			panic(fmt.Sprintf("gps-stream: %v", err)) // a plan row is a valid sweep
+		}
 	}
-	swept := map[gps.Target]bool{}
-	sent := map[gps.Target]bool{}
 	var feats []features.ID
 	onFound := func(t gps.Target) {
 		for _, i := range w.byTarget[t] {
@@ -249,55 +256,50 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		}
 		for _, pr := range m.Predict([]model.Found{{Port: t.Port, Feats: feats}}, p.Hitrate) {
 			u := gps.Target{Addr: t.Addr, Port: pr.Port}
-			if f.found[u] || sent[u] || swept[gps.Target{Addr: gps.Mask(u.Addr, p.Step), Port: u.Port}] {
+			if f.found[u] {
 				continue
 			}
-			push(work{yield: pr.Hitrate, group: -1, target: u})
+			sched.Push(schedule.Target(u), pr.Hitrate, nil)
 		}
 	}
-	for n := 1; q.Len() > 0; n++ {
+	var hits []gps.Target
+	for n := 1; ; n++ {
 		if progress != nil && n%1024 == 0 {
 			progress(c.End())
 		}
-		x := heap.Pop(q).(work)
-		if x.group >= 0 {
-			g := plan[x.group]
-			key := gps.Target{Addr: g.Prefix, Port: g.Port}
-			swept[key] = true
-			st.Groups++
-			var hits []gps.Target
-			for _, t := range groups[key] {
-				if !sent[t] && f.probe(t) {
+		x, ok, err := sched.TryNext(context.Background())
+		if err != nil || !ok {
+			break // the budget is spent, or nothing is left
+		}
+		hits = hits[:0]
+		r := 0
+		if x.Kind == schedule.Chunk {
+			ts := groups[gps.Target{Addr: gps.Mask(x.First, p.Step), Port: x.Port}]
+			lo, _ := slices.BinarySearchFunc(ts, x.First, func(t gps.Target, a uint32) int { return cmp.Compare(t.Addr, a) })
+			for _, t := range ts[lo:] {
+				if t.Addr > x.Last {
+					break
+				}
+				if ok, real := f.probe(t); ok {
 					hits = append(hits, t)
+					r += real
 				}
 			}
-			if !c.Spend(g.Cost()-seedIn[g.Prefix], len(hits)) {
-				break
-			}
-			for _, t := range hits {
-				onFound(t)
-			}
-		} else {
-			t := x.target
-			if sent[t] || f.found[t] || swept[gps.Target{Addr: gps.Mask(t.Addr, p.Step), Port: t.Port}] {
-				continue
-			}
-			sent[t] = true
-			st.Predictions++
-			hit := f.probe(t)
-			n := 0
-			if hit {
-				n = 1
-				st.Hits++
-			}
-			if !c.Spend(1, n) {
-				break
-			}
-			if hit {
-				onFound(t)
-			}
+		} else if ok, real := f.probe(gps.Target(x.Target)); ok {
+			hits, r = append(hits, gps.Target(x.Target)), real
+			st.Hits++
+		}
+		sched.Report(x, len(hits))
+		if !c.Spend(x.Probes, len(hits), r) {
+			break
+		}
+		for _, t := range hits {
+			onFound(t)
 		}
 	}
+	ss := sched.Stats()
+	st.Groups, st.Chunks, st.Predictions, st.Dropped = ss.Sweeps, ss.Chunks, ss.Predictions, ss.Dropped
 	st.ModelServices = m.Stats().Services
+	st.SimTime = clock.Now().Sub(start)
 	return c, st
 }

@@ -24,14 +24,28 @@ type World struct {
 	byTarget map[gps.Target][]int32
 	seedSet  map[gps.Target]bool
 	seedAddr map[uint32]bool
-	slash16s []uint32 // the /16s of the world, from truth and seed
+	ports    map[uint32]int // distinct ports of each truth host
+	real     int            // services of hosts with at most PseudoPorts ports
+	seedReal int            // the seed's real services
+	slash16s []uint32       // the /16s of the world, from truth and seed
 	Meta     lab.Meta
 	SeedFrac float64
 	NSlash16 int
 }
 
+// PseudoPorts is the most ports a real host answers on: a host answering on
+// more is a pseudo-service host (a middlebox or tarpit that accepts every
+// connection), which GPS's ground truth leaves out.
+const PseudoPorts = 10
+
 // Services is the number of distinct services in truth.
 func (w *World) Services() int { return len(w.byTarget) }
+
+// RealServices is the number of distinct services of real hosts in truth.
+func (w *World) RealServices() int { return w.real }
+
+// IsReal reports whether t's host answers on at most PseudoPorts ports in truth.
+func (w *World) IsReal(t gps.Target) bool { return w.ports[t.Addr] <= PseudoPorts }
 
 // Addresses is the size of the scanned space: every address of the /16s.
 func (w *World) Addresses() uint64 { return uint64(w.NSlash16) << 16 }
@@ -54,7 +68,8 @@ func LoadWorld(dir string) (*World, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load world: %w", jsonLineError(metaPath, err))
 	}
-	w := &World{Meta: meta, byTarget: map[gps.Target][]int32{}, seedSet: map[gps.Target]bool{}, seedAddr: map[uint32]bool{}}
+	w := &World{Meta: meta, byTarget: map[gps.Target][]int32{}, seedSet: map[gps.Target]bool{}, seedAddr: map[uint32]bool{},
+		ports: map[uint32]int{}}
 	s16, ok1 := number(meta.Params["slash16s"])
 	frac, ok2 := number(meta.Params["seed_frac"])
 	if !ok1 || !ok2 || s16 < 1 || frac <= 0 || frac > 1 {
@@ -75,8 +90,16 @@ func LoadWorld(dir string) (*World, error) {
 	seen16 := map[uint32]bool{}
 	for i, s := range w.Truth {
 		t := gps.Target{Addr: s.Addr, Port: uint16(s.Port)}
+		if len(w.byTarget[t]) == 0 {
+			w.ports[s.Addr]++
+		}
 		w.byTarget[t] = append(w.byTarget[t], int32(i))
 		seen16[s.Addr>>16] = true
+	}
+	for t := range w.byTarget {
+		if w.IsReal(t) {
+			w.real++
+		}
 	}
 	// A seed service missing from truth is an error at its line.
 	err = row.ReadFile(lab.WorldFile(dir, lab.SeedFile), func(s row.Service) error {
@@ -85,6 +108,9 @@ func LoadWorld(dir string) (*World, error) {
 			return fmt.Errorf("seed service %s:%d is not in %s", s.IP, s.Port, lab.TruthFile)
 		}
 		w.Seed = append(w.Seed, s)
+		if !w.seedSet[t] && w.IsReal(t) {
+			w.seedReal++
+		}
 		w.seedSet[t] = true
 		w.seedAddr[s.Addr] = true
 		return nil
