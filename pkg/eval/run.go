@@ -14,14 +14,17 @@ import (
 
 // RunSummary is the last line of a world run of `gps all`.
 type RunSummary struct {
-	ServicesFound int     `json:"services_found"`
+	ServicesFound int     `json:"services_found"` // distinct services of the world in RESULTS
+	Outside       int     `json:"outside_world"`  // distinct ip:port in RESULTS that the world does not have (injected, or a seed row not in truth)
 	Probes        uint64  `json:"probes"`
 	Coverage      float64 `json:"coverage"`
 	Predictions   int     `json:"predictions"`
 }
 
-// SummarizeRun counts the distinct services in RESULTS and predictions in
-// PREDICTIONS against the world's services; probes come from the prober.
+// SummarizeRun counts the distinct services of the world in RESULTS and
+// the predictions in PREDICTIONS; probes come from the prober. A result the
+// world does not have (a message injected on the bus, a seed row missing
+// from truth) is counted apart, never as found.
 func SummarizeRun(ctx context.Context, b *bus.Bus, world string, probes uint64) (*RunSummary, error) {
 	found := map[gps.Target]bool{}
 	if err := b.EachMessage(ctx, bus.StreamResults, func(data []byte) {
@@ -51,9 +54,16 @@ func SummarizeRun(ctx context.Context, b *bus.Bus, world string, probes uint64) 
 	}); err != nil {
 		return nil, fmt.Errorf("count truth: %w", err)
 	}
-	s := &RunSummary{ServicesFound: len(found), Probes: probes, Predictions: len(preds)}
+	s := &RunSummary{Probes: probes, Predictions: len(preds)}
+	for t := range found {
+		if truth[t] {
+			s.ServicesFound++
+		} else {
+			s.Outside++
+		}
+	}
 	if len(truth) > 0 {
-		s.Coverage = float64(len(found)) / float64(len(truth))
+		s.Coverage = float64(s.ServicesFound) / float64(len(truth))
 	}
 	return s, nil
 }
