@@ -5,7 +5,6 @@ package batch
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +64,7 @@ func WriteModel(w io.Writer, dict *features.Dict, rows []model.ModelRow) error {
 // ReadModel reads model.jsonl, interning its features into dict.
 func ReadModel(path string, dict *features.Dict) ([]model.ModelRow, error) {
 	var rows []model.ModelRow
-	err := eachLine(path, func(b []byte) error {
+	err := row.EachFileLine(path, func(_ int, b []byte) error {
 		var l modelLine
 		if err := json.Unmarshal(b, &l); err != nil {
 			return err
@@ -111,7 +110,7 @@ func WritePlan(w io.Writer, plan []gps.PlanRow) error {
 // ReadPlan reads plan.csv; every prefix must be a /step.
 func ReadPlan(path string, step int) ([]gps.PlanRow, error) {
 	var plan []gps.PlanRow
-	err := eachLine(path, func(b []byte) error {
+	err := row.EachFileLine(path, func(_ int, b []byte) error {
 		port, pfx, ok := strings.Cut(string(b), ",")
 		if !ok {
 			return errors.New(`want "port,a.b.c.d/step"`)
@@ -154,32 +153,6 @@ func WriteTargets(w io.Writer, ts []gps.Target) error {
 		}
 	}
 	return bw.Flush()
-}
-
-// eachLine calls fn on every non-blank line; errors name FILE:LINE. An
-// error reading the file (a truncated .gz) stops it at the line reached,
-// before the part of the line read so far is parsed.
-func eachLine(path string, fn func([]byte) error) error {
-	rc, err := row.Open(path)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	br := bufio.NewReaderSize(rc, 1<<20)
-	for n := 1; ; n++ {
-		b, err := br.ReadBytes('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return &row.LineError{File: path, Line: n, Err: err}
-		}
-		if t := bytes.TrimSpace(b); len(t) > 0 {
-			if err := fn(t); err != nil {
-				return row.BlameGzip(rc, &row.LineError{File: path, Line: n, Err: err})
-			}
-		}
-		if err != nil {
-			return nil // io.EOF
-		}
-	}
 }
 
 // FirstConfig configures Phase 1.

@@ -145,11 +145,12 @@ const MaxLine = 1 << 20
 // ErrLongLine is wrapped by the error of a line longer than MaxLine.
 var ErrLongLine = fmt.Errorf("%w: line longer than %d bytes", ErrBadRow, MaxLine)
 
-// Scan reads rows from r, calling fn for each valid one. name is used in errors.
-// Blank lines are skipped. The first bad line stops the scan with a *LineError;
-// so does an error reading r, at the line it was reached (a truncated .gz
-// wraps ErrGzip), before the part of a line read so far is parsed.
-func Scan(r io.Reader, name string, fn func(Service) error) error {
+// EachLine calls fn with every non-blank line of r, trimmed of spaces, and
+// its number (from 1); b is valid only during the call. The first error of
+// fn, or of reading r (a truncated .gz wraps ErrGzip, a line longer than
+// MaxLine is ErrLongLine), stops it as a *LineError naming name and the
+// line, before the part of a line read so far is given to fn.
+func EachLine(r io.Reader, name string, fn func(line int, b []byte) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	line := 0
 	var long []byte
@@ -181,17 +182,42 @@ func Scan(r io.Reader, name string, fn func(Service) error) error {
 			return &LineError{name, line, ErrLongLine}
 		}
 		if t := bytes.TrimSpace(b); len(t) > 0 {
-			s, perr := Parse(t)
-			if perr != nil {
-				return &LineError{name, line, perr}
-			}
-			if ferr := fn(s); ferr != nil {
+			if ferr := fn(line, t); ferr != nil {
 				return &LineError{name, line, ferr}
 			}
 		}
 		if err != nil {
 			return nil // io.EOF
 		}
+	}
+}
+
+// EachFileLine is EachLine on the file at path (gzipped if it ends in .gz),
+// with a corrupt .gz blamed for a bad line where it shows (BlameGzip).
+func EachFileLine(path string, fn func(line int, b []byte) error) error {
+	rc, err := Open(path)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return BlameGzip(rc, EachLine(rc, path, fn))
+}
+
+// Scan reads rows from r, calling fn for each valid one. name is used in
+// errors. Blank lines are skipped. The first bad line stops the scan with a
+// *LineError, as does an error reading r (see EachLine).
+func Scan(r io.Reader, name string, fn func(Service) error) error {
+	return EachLine(r, name, parsed(fn))
+}
+
+// parsed turns fn of a row into fn of a line, parsing the line first.
+func parsed(fn func(Service) error) func(int, []byte) error {
+	return func(_ int, b []byte) error {
+		s, err := Parse(b)
+		if err != nil {
+			return err
+		}
+		return fn(s)
 	}
 }
 
@@ -223,12 +249,7 @@ func Parse(b []byte) (Service, error) {
 
 // ReadFile scans a whole file (gzipped if it ends in .gz).
 func ReadFile(path string, fn func(Service) error) error {
-	rc, err := Open(path)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	return BlameGzip(rc, Scan(rc, path, fn))
+	return EachFileLine(path, parsed(fn))
 }
 
 // ReadAll returns every row of a file.

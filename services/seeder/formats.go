@@ -1,12 +1,9 @@
 package seeder
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/gpsscan/gps/pkg/row"
 )
@@ -38,50 +35,24 @@ func reader(c Config) (readFunc, error) {
 // into its services (none: a skipped record).
 func lines(parse func([]byte) ([]row.Row, error)) readFunc {
 	return func(path string, fn func(row.Row) error, skip func()) error {
-		rc, err := row.Open(path)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		return row.BlameGzip(rc, eachLine(rc, path, func(line int, b []byte) error {
+		return row.EachFileLine(path, func(_ int, b []byte) error {
 			rows, err := parse(b)
 			if err != nil {
-				return &row.LineError{File: path, Line: line, Err: err}
+				return err
 			}
 			if len(rows) == 0 {
 				skip()
 			}
 			for _, r := range rows {
 				if _, err := r.Validate(); err != nil {
-					return &row.LineError{File: path, Line: line, Err: err}
+					return err
 				}
 				if err := fn(r); err != nil {
-					return &row.LineError{File: path, Line: line, Err: err}
+					return err
 				}
 			}
 			return nil
-		}))
-	}
-}
-
-// eachLine calls fn with each non-blank line (1-based numbers). An error
-// reading r (a truncated .gz) stops it at the line reached, before the part
-// of the line read so far is parsed.
-func eachLine(r io.Reader, name string, fn func(line int, b []byte) error) error {
-	br := bufio.NewReaderSize(r, 1<<20)
-	for n := 1; ; n++ {
-		b, err := br.ReadBytes('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return &row.LineError{File: name, Line: n, Err: err}
-		}
-		if t := bytes.TrimSpace(b); len(t) > 0 {
-			if ferr := fn(n, t); ferr != nil {
-				return ferr
-			}
-		}
-		if err != nil {
-			return nil // io.EOF
-		}
+		})
 	}
 }
 

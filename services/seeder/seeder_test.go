@@ -404,7 +404,8 @@ func TestImportTooBigPublishesNothing(t *testing.T) {
 	}{
 		{"gps 10 MB row", FormatGPS, write("big.jsonl", append(slices.Clone(good), `{"ip":"127.9.0.1","p":80,"data":"`+strings.Repeat("x", 10<<20)+`"}`, gpsRow(0)), false), 2401, row.ErrLongLine},
 		{"gps row at the line limit", FormatGPS, write("limit.jsonl", append(slices.Clone(good), atLimit, gpsRow(0)), false), 2401, ErrBadRecord},
-		{"lzr 2 MB banner", FormatLZR, write("big-lzr.jsonl", append(slices.Clone(goodLZR), lzrRow(9999, strings.Repeat("y", 2<<20))), false), 2401, ErrBadRecord},
+		{"lzr 2 MB banner", FormatLZR, write("big-lzr.jsonl", append(slices.Clone(goodLZR), lzrRow(9999, strings.Repeat("y", 2<<20))), false), 2401, row.ErrLongLine},
+		{"lzr banner at the line limit", FormatLZR, write("limit-lzr.jsonl", append(slices.Clone(goodLZR), lzrRow(9999, strings.Repeat("y", row.MaxLine-200))), false), 2401, ErrBadRecord},
 		{"lzr truncated gz", FormatLZR, write("cut.jsonl.gz", goodLZR, true), 0, row.ErrGzip},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
