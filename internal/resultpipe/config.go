@@ -1,6 +1,7 @@
 package resultpipe
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"strings"
@@ -60,15 +61,9 @@ func (c ConsumerConfig) Policy() (*ipv4.Policy, error) {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c ConsumerConfig) WithDefaults() ConsumerConfig {
-	if c.SnapshotEvery == 0 {
-		c.SnapshotEvery = DefaultSnapshotEvery
-	}
-	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = DefaultSnapshotInterval
-	}
-	if c.Fetch == 0 {
-		c.Fetch = DefaultFetch
-	}
+	c.SnapshotEvery = cmp.Or(c.SnapshotEvery, DefaultSnapshotEvery)
+	c.SnapshotInterval = cmp.Or(c.SnapshotInterval, DefaultSnapshotInterval)
+	c.Fetch = cmp.Or(c.Fetch, DefaultFetch)
 	if len(c.Allow) == 0 && c.AllowFile == "" {
 		c.Allow = []string{DefaultAllow}
 	}

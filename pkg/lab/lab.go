@@ -12,6 +12,7 @@ package lab
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/atomicfile"
 	"github.com/gpsscan/gps/pkg/pfx2as"
+	"github.com/gpsscan/gps/pkg/problems"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -62,60 +64,45 @@ type Config struct {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
-	if c.Hosts == 0 {
-		c.Hosts = DefaultHosts
-	}
-	if c.Slash16s == 0 {
-		c.Slash16s = DefaultSlash16s
-	}
-	if c.SeedFrac == 0 {
-		c.SeedFrac = DefaultSeedFrac
-	}
-	if c.ASes == 0 {
-		c.ASes = DefaultASes
-	}
-	if c.PseudoFrac == 0 {
-		c.PseudoFrac = DefaultPseudoFrac
-	}
-	if c.NoiseFrac == 0 {
-		c.NoiseFrac = DefaultNoiseFrac
-	}
+	c.Hosts = cmp.Or(c.Hosts, DefaultHosts)
+	c.Slash16s = cmp.Or(c.Slash16s, DefaultSlash16s)
+	c.SeedFrac = cmp.Or(c.SeedFrac, DefaultSeedFrac)
+	c.ASes = cmp.Or(c.ASes, DefaultASes)
+	c.PseudoFrac = cmp.Or(c.PseudoFrac, DefaultPseudoFrac)
+	c.NoiseFrac = cmp.Or(c.NoiseFrac, DefaultNoiseFrac)
 	return c
 }
 
 // Validate checks c after defaults; the error lists every bad field.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
-	}
+	p := problems.New(ErrConfig)
 	s16ok := c.Slash16s >= 1 && c.Slash16s <= MaxSlash16s
 	if !s16ok {
-		bad("slash16s %d out of range 1..%d", c.Slash16s, MaxSlash16s)
+		p.Addf("slash16s %d out of range 1..%d", c.Slash16s, MaxSlash16s)
 	}
 	switch {
 	case c.Hosts < 1:
-		bad("hosts %d must be at least 1", c.Hosts)
+		p.Addf("hosts %d must be at least 1", c.Hosts)
 	case s16ok && c.Hosts > c.Slash16s<<16:
-		bad("hosts %d exceed the %d addresses of %d /16s", c.Hosts, c.Slash16s<<16, c.Slash16s)
+		p.Addf("hosts %d exceed the %d addresses of %d /16s", c.Hosts, c.Slash16s<<16, c.Slash16s)
 	}
 	if !(c.SeedFrac > 0 && c.SeedFrac <= 1) {
-		bad("seed_frac %v not in (0,1]", c.SeedFrac)
+		p.Addf("seed_frac %v not in (0,1]", c.SeedFrac)
 	}
 	switch {
 	case c.ASes < 1:
-		bad("ases %d must be at least 1", c.ASes)
+		p.Addf("ases %d must be at least 1", c.ASes)
 	case s16ok && c.ASes > c.Slash16s<<8:
-		bad("ases %d exceed the %d /24s of %d /16s (an AS needs one at least)", c.ASes, c.Slash16s<<8, c.Slash16s)
+		p.Addf("ases %d exceed the %d /24s of %d /16s (an AS needs one at least)", c.ASes, c.Slash16s<<8, c.Slash16s)
 	}
 	if math.IsNaN(c.PseudoFrac) || c.PseudoFrac > 1 {
-		bad("pseudo_frac %v above 1", c.PseudoFrac)
+		p.Addf("pseudo_frac %v above 1", c.PseudoFrac)
 	}
 	if math.IsNaN(c.NoiseFrac) || c.NoiseFrac > 1 {
-		bad("noise_frac %v above 1", c.NoiseFrac)
+		p.Addf("noise_frac %v above 1", c.NoiseFrac)
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 // World is a generated synthetic Internet.

@@ -57,6 +57,7 @@
 package netprobe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/problems"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -128,38 +130,24 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Engine == "" {
-		o.Engine = EngineConnect
-	}
-	if o.Rate == 0 {
-		o.Rate = DefaultRate
-	}
+	o.Engine = cmp.Or(o.Engine, EngineConnect)
+	o.Rate = cmp.Or(o.Rate, DefaultRate)
 	if o.Batch == 0 {
 		o.Batch = DefaultBatch
 		if o.Rate > 0 && float64(o.Batch) > o.Rate {
 			o.Batch = max(1, int(o.Rate))
 		}
 	}
-	if o.Concurrency == 0 {
-		o.Concurrency = DefaultConcurrency
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.BannerWait == 0 {
-		o.BannerWait = o.Timeout
-	}
+	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.BannerWait = cmp.Or(o.BannerWait, o.Timeout)
 	if o.Retries == 0 {
 		o.Retries = DefaultRetries
 	} else if o.Retries < 0 {
 		o.Retries = 0
 	}
-	if o.PseudoPorts == 0 {
-		o.PseudoPorts = DefaultPseudoPorts
-	}
-	if o.MaxHosts == 0 {
-		o.MaxHosts = DefaultMaxHosts
-	}
+	o.PseudoPorts = cmp.Or(o.PseudoPorts, DefaultPseudoPorts)
+	o.MaxHosts = cmp.Or(o.MaxHosts, DefaultMaxHosts)
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
@@ -169,25 +157,25 @@ func (o Options) withDefaults() Options {
 // Validate checks o after defaults; the error lists every problem.
 func (o Options) Validate() error {
 	o = o.withDefaults()
-	var errs []error
+	p := problems.New(ErrOptions)
 	if o.Policy == nil {
-		errs = append(errs, fmt.Errorf("%w: %w", ErrOptions, ErrNoPolicy))
+		p.Addf("%w", ErrNoPolicy)
 	}
 	switch o.Engine {
 	case EngineConnect, EngineSYN:
 	default:
-		errs = append(errs, fmt.Errorf("%w: %w: %q (want %q or %q)", ErrOptions, ErrEngine, o.Engine, EngineConnect, EngineSYN))
+		p.Addf("%w: %q (want %q or %q)", ErrEngine, o.Engine, EngineConnect, EngineSYN)
 	}
 	if o.Batch < 1 {
-		errs = append(errs, fmt.Errorf("%w: batch %d must be at least 1", ErrOptions, o.Batch))
+		p.Addf("batch %d must be at least 1", o.Batch)
 	}
 	if o.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("%w: concurrency %d must be at least 1", ErrOptions, o.Concurrency))
+		p.Addf("concurrency %d must be at least 1", o.Concurrency)
 	}
 	if o.Timeout < 0 || o.BannerWait < 0 {
-		errs = append(errs, fmt.Errorf("%w: timeout %v and banner wait %v must not be negative", ErrOptions, o.Timeout, o.BannerWait))
+		p.Addf("timeout %v and banner wait %v must not be negative", o.Timeout, o.BannerWait)
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 // Stats count what a Prober did; safe for concurrent reads.

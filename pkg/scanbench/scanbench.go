@@ -19,6 +19,7 @@
 package scanbench
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/problems"
 )
 
 // Scanners.
@@ -90,71 +92,57 @@ type Config struct {
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
-	if c.Targets == 0 {
-		c.Targets = DefaultTargets
-	}
-	if c.Open == 0 {
-		c.Open = min(DefaultOpen, c.Targets/2)
-	}
-	if c.Port == 0 {
-		c.Port = DefaultPort
-	}
+	c.Targets = cmp.Or(c.Targets, DefaultTargets)
+	c.Open = cmp.Or(c.Open, min(DefaultOpen, c.Targets/2))
+	c.Port = cmp.Or(c.Port, DefaultPort)
 	if len(c.Rates) == 0 {
 		c.Rates = slices.Clone(DefaultRates)
 	}
-	if c.Runs == 0 {
-		c.Runs = DefaultRuns
-	}
-	if c.Cooldown == 0 {
-		c.Cooldown = DefaultCooldown
-	}
+	c.Runs = cmp.Or(c.Runs, DefaultRuns)
+	c.Cooldown = cmp.Or(c.Cooldown, DefaultCooldown)
 	if len(c.Scanners) == 0 {
 		c.Scanners = []string{ScannerGPS, ScannerZMap, ScannerMasscan}
 	}
-	if c.Seed == 0 {
-		c.Seed = 1
-	}
-	if c.Batch == 0 {
-		c.Batch = DefaultBatch
-	}
+	c.Seed = cmp.Or(c.Seed, 1)
+	c.Batch = cmp.Or(c.Batch, DefaultBatch)
 	return c
 }
 
 // Validate checks c after defaults; the error lists every problem.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
+	p := problems.New(ErrConfig)
 	if c.Targets < 256 || c.Targets > int(TargetSpace.Size()) || bits.OnesCount(uint(c.Targets)) != 1 {
-		errs = append(errs, fmt.Errorf("%w: targets %d must be a power of two in 256..65536", ErrConfig, c.Targets))
+		p.Addf("targets %d must be a power of two in 256..65536", c.Targets)
 	}
 	if c.Open < 1 || c.Open > c.Targets || c.Open > 16384 {
-		errs = append(errs, fmt.Errorf("%w: open %d must be in 1..min(targets, 16384)", ErrConfig, c.Open))
+		p.Addf("open %d must be in 1..min(targets, 16384)", c.Open)
 	}
 	for _, r := range c.Rates {
 		if r < 0 {
-			errs = append(errs, fmt.Errorf("%w: rate %g must not be negative (0 is unlimited)", ErrConfig, r))
+			p.Addf("rate %g must not be negative (0 is unlimited)", r)
 		}
 	}
 	if c.Runs < 1 {
-		errs = append(errs, fmt.Errorf("%w: runs %d must be at least 1", ErrConfig, c.Runs))
+		p.Addf("runs %d must be at least 1", c.Runs)
 	}
 	if c.Cooldown < 0 {
-		errs = append(errs, fmt.Errorf("%w: cooldown %v must not be negative", ErrConfig, c.Cooldown))
+		p.Addf("cooldown %v must not be negative", c.Cooldown)
 	}
 	if c.Batch < 0 {
-		errs = append(errs, fmt.Errorf("%w: batch %d must not be negative", ErrConfig, c.Batch))
+		p.Addf("batch %d must not be negative", c.Batch)
 	}
 	for _, s := range c.Scanners {
 		switch s {
 		case ScannerGPS, ScannerZMap, ScannerMasscan:
 		default:
-			errs = append(errs, fmt.Errorf("%w: unknown scanner %q (want gps, zmap or masscan)", ErrConfig, s))
+			p.Addf("unknown scanner %q (want gps, zmap or masscan)", s)
 		}
 	}
 	if slices.Contains(c.Scanners, ScannerGPS) && len(c.Self) == 0 {
-		errs = append(errs, fmt.Errorf("%w: the gps scanner needs Self (the helper command)", ErrConfig))
+		p.Addf("the gps scanner needs Self (the helper command)")
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 // Prefix is the scanned prefix: the first Targets addresses of 198.19.0.0/16.

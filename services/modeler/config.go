@@ -1,6 +1,7 @@
 package modeler
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,15 +38,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
-	if c.Hitrate == 0 {
-		c.Hitrate = DefaultHitrate
-	}
-	if c.Step == 0 {
-		c.Step = DefaultStep
-	}
-	if c.PlanBatch == 0 {
-		c.PlanBatch = DefaultPlanBatch
-	}
+	c.Hitrate = cmp.Or(c.Hitrate, DefaultHitrate)
+	c.Step = cmp.Or(c.Step, DefaultStep)
+	c.PlanBatch = cmp.Or(c.PlanBatch, DefaultPlanBatch)
 	c.ConsumerConfig = c.ConsumerConfig.WithDefaults()
 	return c
 }

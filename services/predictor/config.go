@@ -1,6 +1,7 @@
 package predictor
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,9 +28,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
-	if c.Hitrate == 0 {
-		c.Hitrate = DefaultHitrate
-	}
+	c.Hitrate = cmp.Or(c.Hitrate, DefaultHitrate)
 	c.ConsumerConfig = c.ConsumerConfig.WithDefaults()
 	return c
 }

@@ -33,6 +33,7 @@
 package seeder
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +45,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/problems"
 	"github.com/gpsscan/gps/pkg/telemetry"
 )
 
@@ -105,21 +107,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // WithDefaults returns c with every zero field set to its default (for a
 // Config built in code; RegisterFlags sets the same defaults).
 func (c Config) WithDefaults() Config {
-	if c.Format == "" {
-		c.Format = DefaultFormat
-	}
-	if c.SeedFrac == 0 {
-		c.SeedFrac = DefaultSeedFrac
-	}
-	if c.Ports == "" {
-		c.Ports = DefaultPorts
-	}
-	if c.Shards == 0 {
-		c.Shards = 1
-	}
-	if c.Batch == 0 {
-		c.Batch = DefaultBatch
-	}
+	c.Format = cmp.Or(c.Format, DefaultFormat)
+	c.SeedFrac = cmp.Or(c.SeedFrac, DefaultSeedFrac)
+	c.Ports = cmp.Or(c.Ports, DefaultPorts)
+	c.Shards = cmp.Or(c.Shards, 1)
+	c.Batch = cmp.Or(c.Batch, DefaultBatch)
 	return c
 }
 
@@ -127,46 +119,43 @@ func (c Config) WithDefaults() Config {
 // every problem.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
-	}
+	p := problems.New(ErrConfig)
 	switch c.Format {
 	case FormatGPS, FormatLZR, FormatZGrab2:
 	default:
-		bad("--format %q: want gps, lzr or zgrab2", c.Format)
+		p.Addf("--format %q: want gps, lzr or zgrab2", c.Format)
 	}
 	if c.Port < 0 || c.Port > 65535 {
-		bad("--port %d: want 0..65535", c.Port)
+		p.Addf("--port %d: want 0..65535", c.Port)
 	}
 	if c.Batch < 1 || c.Batch > MaxBatch {
-		bad("--batch %d: want 1..%d", c.Batch, MaxBatch)
+		p.Addf("--batch %d: want 1..%d", c.Batch, MaxBatch)
 	}
 	if c.Shards < 1 || c.Shard < 0 || c.Shard >= c.Shards {
-		bad("--shard %d of --shards %d: want 0 <= shard < shards", c.Shard, c.Shards)
+		p.Addf("--shard %d of --shards %d: want 0 <= shard < shards", c.Shard, c.Shards)
 	}
 	if c.Import != "" {
 		if c.Shards != 1 {
-			bad("--import runs as one seeder: shards %d", c.Shards)
+			p.Addf("--import runs as one seeder: shards %d", c.Shards)
 		}
-		return errors.Join(errs...)
+		return p.Err()
 	}
 	if c.Format != DefaultFormat {
-		bad("--format %s needs --import", c.Format)
+		p.Addf("--format %s needs --import", c.Format)
 	}
 	if len(c.Allow) == 0 && c.AllowFile == "" {
-		bad("an allow list is required to sample targets (--allow or --allow-file)")
+		p.Addf("an allow list is required to sample targets (--allow or --allow-file)")
 	}
 	if !(c.SeedFrac > 0 && c.SeedFrac <= 1) {
-		bad("--seed-frac %v: want 0 < f <= 1", c.SeedFrac)
+		p.Addf("--seed-frac %v: want 0 < f <= 1", c.SeedFrac)
 	}
 	if _, err := parsePorts(c.Ports); err != nil {
-		bad("%v", err)
+		p.Addf("%v", err)
 	}
 	if c.Shards > 1 && c.Seed == 0 {
-		bad("sharded seeders need a shared --rand-seed")
+		p.Addf("sharded seeders need a shared --rand-seed")
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 // parsePorts parses "22,80,8000-8100" into distinct ports in the order given.
