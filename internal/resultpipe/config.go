@@ -53,6 +53,10 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
+// Consumer returns c: the services' Configs, which embed it, have it too
+// (Config).
+func (c ConsumerConfig) Consumer() ConsumerConfig { return c }
+
 // Policy loads the scan policy of the allow and block lists.
 func (c ConsumerConfig) Policy() (*ipv4.Policy, error) {
 	c = c.WithDefaults()

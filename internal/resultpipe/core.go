@@ -50,6 +50,30 @@ type Core struct {
 	held         jetstream.Msg // processed, not yet acked (see Hold)
 }
 
+// Config is the Config of a results consumer: a service's config
+// (bus.ServiceConfig) with a ConsumerConfig in it.
+type Config[C any] interface {
+	bus.ServiceConfig[C]
+	Consumer() ConsumerConfig
+}
+
+// Start is the start the results consumers' Run share: it returns c with
+// its defaults and checked (bus.CheckService; a config error as it is, for
+// the caller's errors.Is) and a Core on the scan policy of c's lists.
+func Start[C Config[C]](service string, c C, b *bus.Bus, log *zap.Logger, st *Stats, metrics *telemetry.Metrics) (C, *Core, error) {
+	c, err := bus.CheckService(service, c, b)
+	if err != nil {
+		return c, nil, err
+	}
+	policy, err := c.Consumer().Policy()
+	if err != nil {
+		return c, nil, fmt.Errorf("run %s: %w", service, err)
+	}
+	core := NewCore(b, service, log, st, metrics)
+	core.Policy = policy
+	return c, core, nil
+}
+
 // NewCore returns a Core for service; metrics may be nil.
 func NewCore(b *bus.Bus, service string, log *zap.Logger, st *Stats, metrics *telemetry.Metrics) *Core {
 	if log == nil {

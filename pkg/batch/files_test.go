@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
@@ -54,14 +55,7 @@ func sameRows(t *testing.T, d *features.Dict, got []model.ModelRow, wantDict *fe
 // TestFilesRoundTrip runs `first` and `remaining` through their files and
 // requires the same predictions as the in-memory path.
 func TestFilesRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	w, err := lab.Generate(lab.Config{Seed: 11, Hosts: 3000, Slash16s: 4, SeedFrac: 0.5}.WithDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := labtest.WriteWorld(t, lab.Config{Seed: 11, Hosts: 3000, Slash16s: 4, SeedFrac: 0.5})
 	seedPath := lab.WorldFile(dir, lab.SeedFile)
 	out := filepath.Join(dir, "out")
 	res, err := First(FirstConfig{Seed: seedPath, Out: out, Hitrate: 1e-5, Step: 16}, zap.NewNop())

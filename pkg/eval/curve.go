@@ -68,13 +68,17 @@ func (c *Curve) add(p Point) {
 
 // FoundAt is the services found after x probes (the end value past the end).
 func (c *Curve) FoundAt(x uint64) float64 {
-	return c.at(x, func(p Point) int { return p.Found })
+	return c.at(x, foundOf)
 }
 
 // RealAt is FoundAt for real services.
 func (c *Curve) RealAt(x uint64) float64 {
-	return c.at(x, func(p Point) int { return p.Real })
+	return c.at(x, realOf)
 }
+
+// foundOf and realOf pick the count a question is about from a point.
+func foundOf(p Point) int { return p.Found }
+func realOf(p Point) int  { return p.Real }
 
 func (c *Curve) at(x uint64, val func(Point) int) float64 {
 	pts := c.Points
@@ -91,12 +95,12 @@ func (c *Curve) at(x uint64, val func(Point) int) float64 {
 
 // ProbesTo is the probes needed to find target services, or -1 if never.
 func (c *Curve) ProbesTo(target float64) int64 {
-	return c.probesTo(target, func(p Point) int { return p.Found })
+	return c.probesTo(target, foundOf)
 }
 
 // RealProbesTo is ProbesTo for real services.
 func (c *Curve) RealProbesTo(target float64) int64 {
-	return c.probesTo(target, func(p Point) int { return p.Real })
+	return c.probesTo(target, realOf)
 }
 
 func (c *Curve) probesTo(target float64, val func(Point) int) int64 {

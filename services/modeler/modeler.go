@@ -70,20 +70,15 @@ type modeler struct {
 	lastCheck time.Time // of the consumer, for a seed whose last messages are gone
 }
 
-// Run consumes RESULTS until ctx ends; it returns nil on a clean stop, after
-// a last snapshot.
+// Run models RESULTS, and plans once the seed is done, until ctx ends; it
+// returns nil on a clean stop, after a last snapshot.
 func Run(ctx context.Context, d Deps) error {
-	cfg, err := bus.CheckService(Service, d.Config, d.Bus)
+	st := cmp.Or(d.Stats, new(Stats))
+	cfg, core, err := resultpipe.Start(Service, d.Config, d.Bus, d.Log, &st.Stats, d.Metrics)
 	if err != nil {
 		return err
 	}
-	st := cmp.Or(d.Stats, new(Stats))
-	policy, err := cfg.Policy()
-	if err != nil {
-		return fmt.Errorf("run modeler: %w", err)
-	}
-	s := &modeler{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st, ready: d.Ready}
-	s.Policy = policy
+	s := &modeler{Core: core, cfg: cfg, st: st, ready: d.Ready}
 	s.Snap.Encode = func(w io.Writer, seq uint64) error { return EncodeSnapshot(w, seq, s.m) }
 	s.Snap.Put = func(ctx context.Context, data []byte) error { return putSnapshot(ctx, s.store, SnapshotObject, data) }
 	s.Snap.Stored = func() { s.UpdateGauges(s.m, true) }

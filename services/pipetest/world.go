@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/services/all"
@@ -28,15 +29,12 @@ func MakeWorld(t testing.TB) string {
 	if shared.world != "" {
 		return filepath.Join(shared.world, "world")
 	}
+	w := labtest.World(t, lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2})
 	dir, err := os.MkdirTemp("", "gps-world-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := lab.Generate(lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2}.WithDefaults())
-	if err == nil {
-		err = w.Write(filepath.Join(dir, "world"))
-	}
-	if err != nil {
+	if err := w.Write(filepath.Join(dir, "world")); err != nil {
 		os.RemoveAll(dir)
 		t.Fatal(err)
 	}

@@ -77,21 +77,15 @@ type predictor struct {
 	failed      error        // a publish failed: the state is ahead of the bus, never snapshot it
 }
 
-// Run consumes RESULTS until ctx ends; it returns nil on a clean stop, after
-// a last snapshot.
+// Run publishes the predictions of each result on RESULTS until ctx ends;
+// it returns nil on a clean stop, after a last snapshot.
 func Run(ctx context.Context, d Deps) error {
-	cfg, err := bus.CheckService(Service, d.Config, d.Bus)
+	st := cmp.Or(d.Stats, new(Stats))
+	cfg, core, err := resultpipe.Start(Service, d.Config, d.Bus, d.Log, &st.Stats, d.Metrics)
 	if err != nil {
 		return err
 	}
-	st := cmp.Or(d.Stats, new(Stats))
-	policy, err := cfg.Policy()
-	if err != nil {
-		return fmt.Errorf("run predictor: %w", err)
-	}
-	p := &predictor{Core: resultpipe.NewCore(d.Bus, Service, d.Log, &st.Stats, d.Metrics), cfg: cfg, st: st,
-		pub: publisher{b: d.Bus}, ready: d.Ready}
-	p.Policy = policy
+	p := &predictor{Core: core, cfg: cfg, st: st, pub: publisher{b: d.Bus}, ready: d.Ready}
 	p.Snap.Encode = func(w io.Writer, seq uint64) error { return encodeSnapshot(w, seq, &p.state) }
 	p.Snap.Put = func(ctx context.Context, data []byte) error { return putSnapshot(ctx, p.store, data) }
 	if m := d.Metrics; m != nil {
