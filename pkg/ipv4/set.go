@@ -12,6 +12,7 @@ package ipv4
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -123,15 +124,7 @@ func normalize(r []span) []span {
 	if len(r) == 0 {
 		return nil
 	}
-	slices.SortFunc(r, func(a, b span) int {
-		switch {
-		case a.lo < b.lo:
-			return -1
-		case a.lo > b.lo:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(r, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
 	out := r[:1]
 	for _, s := range r[1:] {
 		last := &out[len(out)-1]
