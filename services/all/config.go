@@ -166,6 +166,16 @@ func (c Config) resolved() Config {
 	if !c.given("min-probability") {
 		c.Prober.Hitrate = c.Predictor.Hitrate
 	}
+	if c.World != "" && !c.given("seed-frac") {
+		// The world says what fraction its seed scanned: the sweeps'
+		// priors are then what gps eval's replay gives them. A world
+		// without it fails where it is loaded.
+		if m, err := lab.ReadMeta(c.World); err == nil {
+			if f, ok := m.Params["seed_frac"].(float64); ok && f > 0 && f <= 1 {
+				c.Modeler.SeedFrac = f
+			}
+		}
+	}
 	if c.World != "" && c.Seeder.Import == "" {
 		c.Seeder.Import = lab.WorldFile(c.World, lab.SeedFile)
 	}
