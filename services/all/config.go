@@ -193,6 +193,11 @@ func (c Config) resolved() Config {
 	case c.World != "":
 		c.Prober.World = c.World
 	}
+	if c.World != "" && !c.given("await-predictions") {
+		// A world run, simulated or on the served lab, keeps the prober in
+		// lockstep with the predictor, as the replay it is compared with.
+		c.Prober.AwaitPredictions = prober.DefaultAwaitPredictions
+	}
 	c.Prober = c.Prober.WithDefaults()
 	return c
 }
