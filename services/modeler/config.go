@@ -19,16 +19,16 @@ const (
 // Config is the modeler's configuration. Zero fields take their defaults
 // (WithDefaults).
 type Config struct {
-	Hitrate                   float64 // GPS hitrate threshold of rules and plan groups
-	Step                      int     // plan prefix length (/step)
-	PlanBatch                 int     // plan groups (prefix sweeps) per targets message
-	NoExtraSweeps             bool    // publish GPS's plan groups only, without streaming GPS's extra sweeps
+	Hitrate       float64 // GPS hitrate threshold of rules and plan groups
+	Step          int     // plan prefix length (/step)
+	PlanBatch     int     // plan groups (prefix sweeps) per targets message
+	NoExtraSweeps bool    // publish GPS's plan groups only, without streaming GPS's extra sweeps
 	// SeedFrac is the fraction of addresses the seed scanned on every
 	// port: a sweep's prior yield is its seed count over the seed's
 	// addresses in it (SeedFrac times its size). 0: unknown, and the
 	// targets carry the count alone (the prober takes count / size).
-	SeedFrac float64
-	resultpipe.ConsumerConfig         // snapshots and pull size
+	SeedFrac                  float64
+	resultpipe.ConsumerConfig // snapshots and pull size
 }
 
 // RegisterFlags registers the configuration flags on fs, with the defaults.

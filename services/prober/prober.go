@@ -64,8 +64,8 @@ const (
 	// DefaultAwaitPredictions bounds the lockstep wait of a prober on a
 	// world (Config.AwaitPredictions).
 	DefaultAwaitPredictions = 5 * time.Second
-	DefaultDrainTimeout    = 10 * time.Second
-	DefaultHitrate         = 1e-5 // as gps.DefaultHitrate, GPS's default
+	DefaultDrainTimeout     = 10 * time.Second
+	DefaultHitrate          = 1e-5 // as gps.DefaultHitrate, GPS's default
 	// LabAllow is the allow list of a world run without one.
 	LabAllow = "127.0.0.0/8"
 	// DefaultStep is the modeler's default --step: its plan groups, the

@@ -146,8 +146,14 @@ func run(ctx context.Context, d Deps) error {
 	})
 	defer stopDrain()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) }); return nil })
-	g.Go(func() error { p.pull(gctx, pc, "predictions", func(m jetstream.Msg) { p.pushPrediction(hctx, m) }); return nil })
+	g.Go(func() error {
+		p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) })
+		return nil
+	})
+	g.Go(func() error {
+		p.pull(gctx, pc, "predictions", func(m jetstream.Msg) { p.pushPrediction(hctx, m) })
+		return nil
+	})
 	g.Go(func() error { p.keepHeldAlive(hctx); return nil })
 	senders := sync.WaitGroup{}
 	for range c.Concurrency {
@@ -213,4 +219,3 @@ type prober struct {
 	predictor  jetstream.Consumer
 	predStream jetstream.Stream
 }
-

@@ -1,9 +1,9 @@
 package prober
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"cmp"
 	"fmt"
 	"math/bits"
 	"sync"
