@@ -28,6 +28,11 @@ const DefaultQuiet = time.Second
 // drops the predictions at or below the predictor's hitrate.
 type Config struct {
 	World     string        // a world directory to run on to the end (see above); empty: run until stopped
+	// Out, with a world, is where the run writes summary.json, curves.csv
+	// and coverage.png as gps eval does: the pipeline's curve, read from
+	// RESULTS, beside the replay's policies on the same world and
+	// parameters. Empty: none.
+	Out string
 	Quiet     time.Duration // how long every queue must stay empty before a world run counts as done; 0: 1s
 	Seeder    seeder.Config
 	Modeler   modeler.Config
@@ -48,6 +53,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.flags = fs
 	own := flag.NewFlagSet("all", flag.ContinueOnError)
 	own.StringVar(&c.World, "world", "", "")
+	own.StringVar(&c.Out, "out", "", "with --world: write summary.json, curves.csv and coverage.png as gps eval does, with the running pipeline's curve (policy \"pipeline\", from the probe counts on RESULTS) beside the replay's policies")
 	own.DurationVar(&c.Quiet, "quiet", DefaultQuiet, "how long the queues must stay empty before a world run is done")
 	sets := []*flag.FlagSet{own, flagSet(c.Seeder.RegisterFlags), flagSet(c.Modeler.RegisterFlags), flagSet(c.Predictor.RegisterFlags), flagSet(c.Prober.RegisterFlags)}
 	merged := map[string]*fanout{}
@@ -230,6 +236,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if r.Quiet < 0 {
 		errs = append(errs, errors.New("--quiet: want 0 or more"))
+	}
+	if r.Out != "" && r.World == "" {
+		errs = append(errs, errors.New("--out: needs --world (the curve is measured against the world's truth)"))
 	}
 	if r.seeds() {
 		errs = append(errs, r.Seeder.Validate())
