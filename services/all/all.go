@@ -35,7 +35,7 @@ type Deps struct {
 	// the process). The modeler and the predictor both set the model gauges:
 	// in one process they hold the same model, up to their lag.
 	Metrics *telemetry.Metrics
-	Ready   func() // optional: called once the modeler, predictor and prober consume
+	Ready   func()    // optional: called once the modeler, predictor and prober consume
 	Stdout  io.Writer // optional: the table of a run with Config.Out
 }
 

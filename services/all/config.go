@@ -27,12 +27,12 @@ const DefaultQuiet = time.Second
 // command line does not set. Unless --min-probability is given, the prober
 // drops the predictions at or below the predictor's hitrate.
 type Config struct {
-	World     string        // a world directory to run on to the end (see above); empty: run until stopped
+	World string // a world directory to run on to the end (see above); empty: run until stopped
 	// Out, with a world, is where the run writes summary.json, curves.csv
 	// and coverage.png as gps eval does: the pipeline's curve, read from
 	// RESULTS, beside the replay's policies on the same world and
 	// parameters. Empty: none.
-	Out string
+	Out       string
 	Quiet     time.Duration // how long every queue must stay empty before a world run counts as done; 0: 1s
 	Seeder    seeder.Config
 	Modeler   modeler.Config
