@@ -172,7 +172,7 @@ func (c Config) resolved() Config {
 	if !c.given("min-probability") {
 		c.Prober.Hitrate = c.Predictor.Hitrate
 	}
-	if c.World != "" && !c.given("seed-frac") {
+	if c.World != "" && !c.given("sweep-prior-frac") {
 		// The world says what fraction its seed scanned: the sweeps'
 		// priors are then what gps eval's replay gives them. A world
 		// without it fails where it is loaded.

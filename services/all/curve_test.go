@@ -152,4 +152,3 @@ func TestPipelineCurveMatchesReplay(t *testing.T) {
 		})
 	}
 }
-

@@ -37,7 +37,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Step, "step", DefaultStep, "prefix length of a priors plan group (/step)")
 	fs.IntVar(&c.PlanBatch, "plan-batch", DefaultPlanBatch, "plan groups (prefix sweeps) per targets message")
 	fs.BoolVar(&c.NoExtraSweeps, "no-extra-sweeps", false, "publish GPS's plan groups only, without the extra sweeps for seed services the model cannot predict")
-	fs.Float64Var(&c.SeedFrac, "seed-frac", 0, "fraction of the address space the seed scanned on every port (0 < f <= 1): each sweep's prior yield for the prober is its seed count over the seed's addresses in it; 0: unknown (count / prefix size)")
+	fs.Float64Var(&c.SeedFrac, "sweep-prior-frac", 0, "fraction of the address space the seed scanned on every port (0 < f <= 1): each sweep's prior yield for the prober is its seed count over the seed's addresses in it; 0: unknown (count / prefix size)")
 	c.ConsumerConfig.RegisterFlags(fs)
 }
 
@@ -69,7 +69,7 @@ func (c Config) Validate() error {
 	case c.PlanBatch < 1:
 		return fmt.Errorf("%w: --plan-batch %d: want at least 1", ErrConfig, c.PlanBatch)
 	case !(c.SeedFrac >= 0 && c.SeedFrac <= 1):
-		return fmt.Errorf("%w: --seed-frac %g: want 0 <= f <= 1", ErrConfig, c.SeedFrac)
+		return fmt.Errorf("%w: --sweep-prior-frac %g: want 0 <= f <= 1", ErrConfig, c.SeedFrac)
 	}
 	if err := c.ConsumerConfig.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
