@@ -259,16 +259,20 @@ func (p *prober) drain(hctx context.Context) {
 	}
 }
 
-// take takes the next work and, after a single probe, the single probes
-// ready behind it (up to a batch of results, ending at the first chunk):
-// they are probed and their results published together, then reported.
+// take takes the next work and, for a lone sender (a world's: it answers at
+// memory speed) after a single probe the single probes ready behind it (up
+// to a batch of results, ending at the first chunk): they are probed and
+// their results published together, then reported, and a publish round
+// trip is not paid per probe. With several senders (live, where a probe
+// may wait for the network) each takes one work at a time, so that the
+// others go on meanwhile.
 func (p *prober) take(ctx context.Context) ([]schedule.Work, error) {
 	w, err := p.sched.Next(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ws := []schedule.Work{w}
-	for w.Kind == schedule.Probe && len(ws) < wire.BatchResults {
+	for p.c.Concurrency == 1 && w.Kind == schedule.Probe && len(ws) < wire.BatchResults {
 		var ok bool
 		if w, ok, err = p.sched.TryNext(ctx); err != nil || !ok {
 			break
