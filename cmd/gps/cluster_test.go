@@ -150,7 +150,7 @@ func TestClusterFaults(t *testing.T) {
 	common := []string{"--nats", urls, "--replicas", "3", "--log-format", "json", "--metrics-addr", "127.0.0.1:0"}
 	args := map[string][]string{
 		"prober":    append([]string{"prober", "--world", world}, common...),
-		"modeler":   append([]string{"modeler", "--snapshot-every", "500"}, common...),
+		"modeler":   append(append([]string{"modeler", "--snapshot-every", "500"}, pipetest.ModelerWorldFlags(t, world)...), common...),
 		"predictor": append([]string{"predictor", "--snapshot-every", "500"}, common...),
 	}
 	procs := map[string]*pipetest.Proc{}

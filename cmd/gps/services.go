@@ -322,7 +322,7 @@ func allCmd() command {
 		var c all.Config
 		c.RegisterFlags(fs)
 		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
-			sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: s.Bus, Log: s.Log, Metrics: s.Metrics, Ready: s.Ready})
+			sum, _, err := all.Run(ctx, all.Deps{Config: c, Bus: s.Bus, Log: s.Log, Metrics: s.Metrics, Ready: s.Ready, Stdout: os.Stdout})
 			if err != nil {
 				return err
 			}

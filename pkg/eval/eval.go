@@ -102,6 +102,18 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 	}
 	log.Info("world loaded", zap.Int("services", w.Services()), zap.Int("seed_services", len(w.seedSet)),
 		zap.Int("slash16s", w.NSlash16), zap.Float64("seed_frac", w.SeedFrac), zap.Duration("elapsed", time.Since(start)))
+	curves, batchProbes := Replay(w, c.Params, log)
+	s, err := Write(c, w, curves, batchProbes, stdout)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("eval done", zap.String("out", c.Out), zap.Duration("elapsed", time.Since(start)))
+	return s, nil
+}
+
+// Replay replays the world under every policy; it returns their curves and
+// gps-batch's probes (where coverage_at_batch_probes is read).
+func Replay(w *World, p Params, log *zap.Logger) ([]*Curve, uint64) {
 	timed := func(name string, f func() *Curve) *Curve {
 		t := time.Now()
 		cv := f()
@@ -112,17 +124,17 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 	}
 	var br *BatchResult
 	curves := []*Curve{
-		timed("exhaustive", func() *Curve { return Exhaustive(w, c.Params) }),
-		timed("popularity", func() *Curve { return Popularity(w, c.Params) }),
-		timed("gps-batch", func() *Curve { br = Batch(w, c.Params); return br.Curve }),
+		timed("exhaustive", func() *Curve { return Exhaustive(w, p) }),
+		timed("popularity", func() *Curve { return Popularity(w, p) }),
+		timed("gps-batch", func() *Curve { br = Batch(w, p); return br.Curve }),
 		timed("gps-stream", func() *Curve {
 			t, last := time.Now(), time.Now()
-			cv, st := Stream(w, c.Params, func(p Point) {
+			cv, st := Stream(w, p, func(pt Point) {
 				if time.Since(last) < progressEvery {
 					return
 				}
 				last = time.Now()
-				log.Info("gps-stream progress", zap.Uint64("probes", p.Probes), zap.Int("found", p.Found),
+				log.Info("gps-stream progress", zap.Uint64("probes", pt.Probes), zap.Int("found", pt.Found),
 					zap.Duration("elapsed", time.Since(t)))
 			})
 			log.Info("gps-stream done", zap.Int("groups", st.Groups), zap.Int("chunks", st.Chunks), zap.Int("predictions", st.Predictions),
@@ -130,11 +142,16 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 				zap.Duration("sim_time_at_100kpps", st.SimTime))
 			return cv
 		}),
-		timed("oracle", func() *Curve { return Oracle(w, c.Params) }),
+		timed("oracle", func() *Curve { return Oracle(w, p) }),
 	}
-	s := summarize(w, c, curves, br.Curve.End().Probes)
-	// Everything is rendered before OUT is touched, so that an error here
-	// leaves the previous outputs as they were.
+	return curves, br.Curve.End().Probes
+}
+
+// Write sums up the curves and writes OUT/summary.json, OUT/curves.csv and
+// OUT/coverage.png, then the table to stdout. Everything is rendered before
+// OUT is touched, so that an error leaves the previous outputs as they were.
+func Write(c Config, w *World, curves []*Curve, batchProbes uint64, stdout io.Writer) (*Summary, error) {
+	s := summarize(w, c, curves, batchProbes)
 	sumPath, csvPath, pngPath := filepath.Join(c.Out, "summary.json"), filepath.Join(c.Out, "curves.csv"), filepath.Join(c.Out, "coverage.png")
 	var sumBuf, csvBuf, pngBuf bytes.Buffer
 	enc := json.NewEncoder(&sumBuf)
@@ -154,7 +171,7 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 	copyOf := func(b *bytes.Buffer) func(io.Writer) error {
 		return func(wr io.Writer) error { _, err := wr.Write(b.Bytes()); return err }
 	}
-	err = atomicfile.Set(map[string]func(io.Writer) error{
+	err := atomicfile.Set(map[string]func(io.Writer) error{
 		sumPath: copyOf(&sumBuf), csvPath: copyOf(&csvBuf), pngPath: copyOf(&pngBuf),
 	}, []string{sumPath, csvPath, pngPath})
 	if err != nil {
@@ -163,7 +180,6 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 	if err := WriteTable(stdout, s); err != nil {
 		return nil, err
 	}
-	log.Info("eval done", zap.String("out", c.Out), zap.Duration("elapsed", time.Since(start)))
 	return s, nil
 }
 

@@ -20,6 +20,7 @@ var palette = map[string]color.Color{
 	"gps-batch":  color.RGBA{0, 114, 178, 255},
 	"gps-stream": color.RGBA{213, 94, 0, 255},
 	"oracle":     color.RGBA{0, 158, 115, 255},
+	"pipeline":   color.RGBA{204, 121, 167, 255},
 }
 
 // plotCurves draws real coverage in two panels: against probes with the

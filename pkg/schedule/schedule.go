@@ -266,6 +266,27 @@ func (s *Scheduler) PushSweep(sw Sweep, token any) error {
 	return nil
 }
 
+// Open keeps token from completing until Close: a caller that pushes
+// several items under one token (the targets of one bus message) is not
+// told it is done between two pushes, when the first is already probed.
+// A token opened and closed with nothing pushed completes at Close.
+func (s *Scheduler) Open(token any) {
+	s.mu.Lock()
+	s.addToken(token)
+	s.mu.Unlock()
+}
+
+// Close ends what Open began.
+func (s *Scheduler) Close(token any) {
+	if token == nil {
+		return
+	}
+	s.mu.Lock()
+	s.tokens[token]--
+	s.mu.Unlock()
+	s.doneIf(token)
+}
+
 // Len is the number of pending items (a sweep is one, whatever is left of it).
 func (s *Scheduler) Len() int {
 	s.mu.Lock()

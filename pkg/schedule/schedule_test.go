@@ -290,6 +290,34 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+// TestOpenClose: a token held open does not complete between two pushes,
+// even when its first item is probed before the second is pushed; one
+// opened and closed with nothing pushed completes at Close.
+func TestOpenClose(t *testing.T) {
+	var done []any
+	s := newSched(t, Config{Done: func(tok any) { done = append(done, tok) }})
+	s.Open("msg")
+	s.Push(Target{Addr: 1, Port: 1}, 1, "msg")
+	s.Report(next(t, s), 0)
+	if len(done) != 0 {
+		t.Fatalf("done while open: %v", done)
+	}
+	s.Push(Target{Addr: 2, Port: 1}, 1, "msg")
+	s.Close("msg")
+	if len(done) != 0 {
+		t.Fatalf("done with an item pending: %v", done)
+	}
+	s.Report(next(t, s), 0)
+	if len(done) != 1 || done[0] != "msg" {
+		t.Fatalf("after the last item: %v, want msg once", done)
+	}
+	s.Open("empty")
+	s.Close("empty")
+	if len(done) != 2 || done[1] != "empty" {
+		t.Fatalf("an empty token: %v", done)
+	}
+}
+
 // TestNextWaitsForPush: Next blocks on an empty scheduler until work is
 // pushed, and returns ctx's error when ctx ends.
 func TestNextWaitsForPush(t *testing.T) {

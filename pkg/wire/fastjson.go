@@ -134,6 +134,12 @@ func (d *fastDecoder) field(r *Result, key string) bool {
 		r.Data, ok = d.str()
 	case "source":
 		r.Source, ok = d.str()
+	case "probes":
+		var v int64
+		if v, ok = d.int64v(); ok && v >= 0 {
+			r.Probes = uint64(v)
+		}
+		ok = ok && v >= 0
 	case "tls_cert":
 		if d.null() {
 			r.TLSCert = nil

@@ -28,7 +28,7 @@ func goldenResults() []Result {
 	return []Result{
 		{V: Version, IP: "127.1.2.3", Port: 443, Phase: PhasePriors, Protocol: "tls",
 			Data: "HTTP/1.1 200 OK\r\nServer: nginx", TLSCert: ptr("CN=example.org"), TLSOIDs: []string{"2.5.29.17", "2.5.29.19"},
-			Window: ptr[int64](64240), ASN: ptr[int64](64500), Time: goldenTime, Source: "probe"},
+			Window: ptr[int64](64240), ASN: ptr[int64](64500), Time: goldenTime, Source: "probe", Probes: 1048576},
 		{V: Version, IP: "127.1.2.4", Port: 22, Phase: PhaseSeed, Protocol: "ssh",
 			Data: "SSH-2.0-OpenSSH_9.6", Time: goldenTime, Source: "import"},
 	}
@@ -46,7 +46,7 @@ type goldenCase struct {
 func goldenCases() []goldenCase {
 	rs := goldenResults()
 	targets := Targets{V: Version, Phase: PhasePriors, Time: goldenTime, Targets: []Target{
-		{Prefix: "127.1.0.0/16", Port: 80},
+		{Prefix: "127.1.0.0/16", Port: 80, Hits: 41, SeedProbes: 1966.08},
 		{IP: "127.1.2.3", Port: 22},
 	}}
 	pred := Prediction{V: Version, IP: "127.1.2.3", Port: 8443, Probability: 0.82,

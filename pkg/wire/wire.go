@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -75,6 +76,11 @@ type Result struct {
 	ASN      *int64    `json:"asn"`
 	Time     time.Time `json:"time"`
 	Source   string    `json:"source,omitempty"` // "probe", "import"
+	// Probes is the prober's cumulative probe count when the probe that
+	// found the service was sent (the end of its sweep chunk): a curve of
+	// services against probes is read from RESULTS alone. 0 (absent) for
+	// imports and for messages of older probers.
+	Probes uint64 `json:"probes,omitempty"`
 }
 
 // ResultFromRow turns a GPS row into a result.
@@ -114,6 +120,12 @@ type Target struct {
 	IP     string `json:"ip,omitempty"`     // a single address, or
 	Prefix string `json:"prefix,omitempty"` // a whole prefix "a.b.c.d/n" (a plan group)
 	Port   int    `json:"port"`
+	// A sweep's prior: the seed found Hits services behind it on
+	// SeedProbes seed addresses of the prefix, so the prober expects
+	// Hits/SeedProbes services per probe until its chunks say otherwise.
+	// Absent: Hits/(the prefix's size), GPS's own hitrate of a group.
+	Hits       int     `json:"hits,omitempty"`
+	SeedProbes float64 `json:"seed_probes,omitempty"`
 }
 
 // Targets is a batch of targets: subject gps.targets.<phase>.
@@ -148,6 +160,9 @@ func DecodeTargets(b []byte) (Targets, error) {
 		case x.Prefix != "" && x.IP == "":
 			if p, err := netip.ParsePrefix(x.Prefix); err != nil || !p.Addr().Is4() || p.Masked() != p {
 				return t, fmt.Errorf("%w: target %d: prefix %s", ErrBad, i, quote(x.Prefix))
+			}
+			if x.Hits < 0 || !(x.SeedProbes >= 0) || math.IsInf(x.SeedProbes, 0) {
+				return t, fmt.Errorf("%w: target %d: hits %d and seed_probes %g: want >= 0", ErrBad, i, x.Hits, x.SeedProbes)
 			}
 		default:
 			return t, fmt.Errorf("%w: target %d: want exactly one of ip and prefix", ErrBad, i)

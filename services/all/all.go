@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +35,8 @@ type Deps struct {
 	// the process). The modeler and the predictor both set the model gauges:
 	// in one process they hold the same model, up to their lag.
 	Metrics *telemetry.Metrics
-	Ready   func() // optional: called once the modeler, predictor and prober consume
+	Ready   func()    // optional: called once the modeler, predictor and prober consume
+	Stdout  io.Writer // optional: the table of a run with Config.Out
 }
 
 // Stats holds the services' counters.
@@ -79,9 +81,10 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 		return predictor.Run(gctx, predictor.Deps{Config: c.Predictor, Bus: d.Bus, Log: d.Log.With(zap.String("service", "predictor")), Stats: &st.Predictor,
 			Metrics: d.Metrics, Ready: ready})
 	})
+	spent := make(chan struct{})
 	g.Go(func() error {
 		return prober.Run(gctx, prober.Deps{Config: c.Prober, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober,
-			Metrics: d.Metrics, Ready: ready})
+			Metrics: d.Metrics, Ready: ready, OnBudget: func() { close(spent) }})
 	})
 	if c.seeds() {
 		g.Go(func() error {
@@ -92,12 +95,15 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 	if c.World == "" {
 		return nil, st, ignoreCanceled(g.Wait())
 	}
-	// A world run: wait until the pipeline is idle, then stop the services.
+	// A world run: wait until the pipeline is idle (or the prober's budget
+	// is spent), then stop the services.
 	doneErr := make(chan error, 1)
 	go func() { doneErr <- d.Bus.WaitIdle(gctx, c.Quiet, Consumers(), d.Log) }()
 	var idleErr error
 	select {
 	case idleErr = <-doneErr:
+	case <-spent:
+		d.Log.Info("probe budget spent: stopping", zap.Uint64("budget", c.Prober.Budget))
 	case <-gctx.Done():
 	}
 	stop()
@@ -111,7 +117,37 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 		return nil, st, ctx.Err()
 	}
 	sum, err := eval.SummarizeRun(ctx, d.Bus, c.World, st.Prober.Probes.Load())
-	return sum, st, err
+	if err != nil || c.Out == "" {
+		return sum, st, err
+	}
+	return sum, st, writeCurves(ctx, d, c, st.Prober.Probes.Load())
+}
+
+// writeCurves writes the run's summary.json, curves.csv and coverage.png:
+// the replay's policies on the same world and parameters, and the
+// pipeline's curve read from RESULTS.
+func writeCurves(ctx context.Context, d Deps, c Config, probes uint64) error {
+	w, err := eval.LoadWorld(c.World)
+	if err != nil {
+		return fmt.Errorf("write curves: %w", err)
+	}
+	ec := eval.Config{World: c.World, Out: c.Out, Params: eval.Params{Hitrate: c.Modeler.Hitrate, Step: c.Modeler.Step, Budget: c.Prober.Budget}}
+	pipe, outside, err := eval.PipelineCurve(ctx, d.Bus, w, probes, c.Prober.Budget)
+	if err != nil {
+		return fmt.Errorf("write curves: %w", err)
+	}
+	curves, batchProbes := eval.Replay(w, ec.Params, d.Log)
+	stdout := d.Stdout
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if _, err := eval.Write(ec, w, append(curves, pipe), batchProbes, stdout); err != nil {
+		return fmt.Errorf("write curves: %w", err)
+	}
+	e := pipe.End()
+	d.Log.Info("curves written", zap.String("out", c.Out), zap.Uint64("pipeline_probes", e.Probes), zap.Int("pipeline_found", e.Found),
+		zap.Int("outside_world", outside))
+	return nil
 }
 
 func ignoreCanceled(err error) error {

@@ -27,7 +27,12 @@ const DefaultQuiet = time.Second
 // command line does not set. Unless --min-probability is given, the prober
 // drops the predictions at or below the predictor's hitrate.
 type Config struct {
-	World     string        // a world directory to run on to the end (see above); empty: run until stopped
+	World string // a world directory to run on to the end (see above); empty: run until stopped
+	// Out, with a world, is where the run writes summary.json, curves.csv
+	// and coverage.png as gps eval does: the pipeline's curve, read from
+	// RESULTS, beside the replay's policies on the same world and
+	// parameters. Empty: none.
+	Out       string
 	Quiet     time.Duration // how long every queue must stay empty before a world run counts as done; 0: 1s
 	Seeder    seeder.Config
 	Modeler   modeler.Config
@@ -48,6 +53,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.flags = fs
 	own := flag.NewFlagSet("all", flag.ContinueOnError)
 	own.StringVar(&c.World, "world", "", "")
+	own.StringVar(&c.Out, "out", "", "with --world: write summary.json, curves.csv and coverage.png as gps eval does, with the running pipeline's curve (policy \"pipeline\", from the probe counts on RESULTS) beside the replay's policies")
 	own.DurationVar(&c.Quiet, "quiet", DefaultQuiet, "how long the queues must stay empty before a world run is done")
 	sets := []*flag.FlagSet{own, flagSet(c.Seeder.RegisterFlags), flagSet(c.Modeler.RegisterFlags), flagSet(c.Predictor.RegisterFlags), flagSet(c.Prober.RegisterFlags)}
 	merged := map[string]*fanout{}
@@ -166,6 +172,16 @@ func (c Config) resolved() Config {
 	if !c.given("min-probability") {
 		c.Prober.Hitrate = c.Predictor.Hitrate
 	}
+	if c.World != "" && !c.given("sweep-prior-frac") {
+		// The world says what fraction its seed scanned: the sweeps'
+		// priors are then what gps eval's replay gives them. A world
+		// without it fails where it is loaded.
+		if m, err := lab.ReadMeta(c.World); err == nil {
+			if f, ok := m.Params["seed_frac"].(float64); ok && f > 0 && f <= 1 {
+				c.Modeler.SeedFrac = f
+			}
+		}
+	}
 	if c.World != "" && c.Seeder.Import == "" {
 		c.Seeder.Import = lab.WorldFile(c.World, lab.SeedFile)
 	}
@@ -182,6 +198,11 @@ func (c Config) resolved() Config {
 		}
 	case c.World != "":
 		c.Prober.World = c.World
+	}
+	if c.World != "" && !c.given("await-predictions") {
+		// A world run, simulated or on the served lab, keeps the prober in
+		// lockstep with the predictor, as the replay it is compared with.
+		c.Prober.AwaitPredictions = prober.DefaultAwaitPredictions
 	}
 	c.Prober = c.Prober.WithDefaults()
 	return c
@@ -215,6 +236,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if r.Quiet < 0 {
 		errs = append(errs, errors.New("--quiet: want 0 or more"))
+	}
+	if r.Out != "" && r.World == "" {
+		errs = append(errs, errors.New("--out: needs --world (the curve is measured against the world's truth)"))
 	}
 	if r.seeds() {
 		errs = append(errs, r.Seeder.Validate())

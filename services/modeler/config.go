@@ -20,11 +20,16 @@ const (
 // Config is the modeler's configuration. Zero fields take their defaults
 // (WithDefaults).
 type Config struct {
-	Hitrate                   float64 // GPS hitrate threshold of rules and plan groups
-	Step                      int     // plan prefix length (/step)
-	PlanBatch                 int     // plan groups (prefix sweeps) per targets message
-	NoExtraSweeps             bool    // publish GPS's plan groups only, without streaming GPS's extra sweeps
-	resultpipe.ConsumerConfig         // snapshots and pull size
+	Hitrate       float64 // GPS hitrate threshold of rules and plan groups
+	Step          int     // plan prefix length (/step)
+	PlanBatch     int     // plan groups (prefix sweeps) per targets message
+	NoExtraSweeps bool    // publish GPS's plan groups only, without streaming GPS's extra sweeps
+	// SeedFrac is the fraction of addresses the seed scanned on every
+	// port: a sweep's prior yield is its seed count over the seed's
+	// addresses in it (SeedFrac times its size). 0: unknown, and the
+	// targets carry the count alone (the prober takes count / size).
+	SeedFrac                  float64
+	resultpipe.ConsumerConfig // snapshots and pull size
 }
 
 // RegisterFlags registers the configuration flags on fs, with the defaults.
@@ -33,6 +38,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Step, "step", DefaultStep, "prefix length of a priors plan group (/step)")
 	fs.IntVar(&c.PlanBatch, "plan-batch", DefaultPlanBatch, "plan groups (prefix sweeps) per targets message")
 	fs.BoolVar(&c.NoExtraSweeps, "no-extra-sweeps", false, "publish GPS's plan groups only, without the extra sweeps for seed services the model cannot predict")
+	fs.Float64Var(&c.SeedFrac, "sweep-prior-frac", 0, "fraction of the address space the seed scanned on every port (0 < f <= 1): each sweep's prior yield for the prober is its seed count over the seed's addresses in it; 0: unknown (count / prefix size)")
 	c.ConsumerConfig.RegisterFlags(fs)
 }
 
@@ -57,6 +63,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: --step %d: want 1..32", ErrConfig, c.Step)
 	case c.PlanBatch < 1:
 		return fmt.Errorf("%w: --plan-batch %d: want at least 1", ErrConfig, c.PlanBatch)
+	case !(c.SeedFrac >= 0 && c.SeedFrac <= 1):
+		return fmt.Errorf("%w: --sweep-prior-frac %g: want 0 <= f <= 1", ErrConfig, c.SeedFrac)
 	}
 	if err := c.ConsumerConfig.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

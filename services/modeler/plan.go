@@ -30,14 +30,16 @@ func PlanPrefix(p gps.PlanRow) string {
 }
 
 // PlanTargets splits a plan into targets messages of at most per groups
-// each, in plan order: message i carries Nats-Msg-Id "plan:<i>".
-func PlanTargets(plan []gps.PlanRow, per int, t time.Time) []wire.Targets {
+// each, in plan order: message i carries Nats-Msg-Id "plan:<i>". Each
+// sweep carries its prior: the group's seed count and, when seedFrac is
+// known (> 0), the seed's addresses in the prefix.
+func PlanTargets(plan []gps.PlanRow, per int, seedFrac float64, t time.Time) []wire.Targets {
 	var out []wire.Targets
 	for lo := 0; lo < len(plan); lo += per {
 		grp := plan[lo:min(lo+per, len(plan))]
 		m := wire.Targets{V: wire.Version, Phase: wire.PhasePriors, Targets: make([]wire.Target, len(grp)), Time: t}
 		for j, g := range grp {
-			m.Targets[j] = wire.Target{Prefix: PlanPrefix(g), Port: int(g.Port)}
+			m.Targets[j] = wire.Target{Prefix: PlanPrefix(g), Port: int(g.Port), Hits: g.Count, SeedProbes: seedFrac * float64(g.Cost())}
 		}
 		out = append(out, m)
 	}
@@ -70,7 +72,7 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	gpsPlan, extra := planParts(m, rows, s.cfg.Step, s.cfg.Hitrate, !s.cfg.NoExtraSweeps)
 	plan := append(gpsPlan, extra...)
 	now := time.Now().UTC()
-	msgs := PlanTargets(plan, s.cfg.PlanBatch, now)
+	msgs := PlanTargets(plan, s.cfg.PlanBatch, s.cfg.SeedFrac, now)
 	pub := newPublisher(s.Bus)
 	subject := wire.TargetsSubject(wire.PhasePriors)
 	var probes uint64

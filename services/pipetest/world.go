@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,4 +75,20 @@ func Reference(t testing.TB, world string) Outcome {
 	o := Collect(t, b)
 	shared.ref = &o
 	return o
+}
+
+// ModelerWorldFlags are the flags a separate modeler needs to plan as
+// `gps all --world` does: the world's seed fraction, which sets the sweeps'
+// prior yields and so the prober's order.
+func ModelerWorldFlags(t testing.TB, world string) []string {
+	t.Helper()
+	m, err := lab.ReadMeta(world)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := m.Params["seed_frac"].(float64)
+	if !ok {
+		t.Fatalf("%s: no seed_frac in the world's meta", world)
+	}
+	return []string{"--sweep-prior-frac", strconv.FormatFloat(f, 'g', -1, 64)}
 }

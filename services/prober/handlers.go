@@ -3,14 +3,13 @@ package prober
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/schedule"
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
@@ -22,7 +21,15 @@ func (p *prober) probes(phase string, n uint64) {
 	}
 }
 
-func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
+// targetYield is the scheduler's yield of a single-address target: 1, above
+// every prediction and sweep, as the seed goes before what it predicts.
+const targetYield = 1
+
+// pushTargets hands a targets message to the scheduler: each address a
+// probe, each prefix a sweep (cut into chunks there) at its prior yield.
+// What the policy refuses is kept for the message's dead letter, sent once
+// the rest is probed.
+func (p *prober) pushTargets(ctx context.Context, msg jetstream.Msg) {
 	ts, err := wire.DecodeTargets(msg.Data())
 	if err != nil {
 		p.log.Warn("bad targets message", zap.String("subject", msg.Subject()), zap.Error(err))
@@ -31,168 +38,62 @@ func (p *prober) handleTargets(ctx context.Context, msg jetstream.Msg) {
 		p.st.Targets.Add(1)
 		return
 	}
-	res := p.newResults(ts.Phase)
-	defer res.close()
-	tr := &targetRun{p: p, res: res, phase: ts.Phase, local: make(map[uint64]bool)}
-	// Live, the targets of a message go in parallel: a sweep waits for its
-	// slowest probe (a silent service costs a timeout), and a plan message
-	// holds many groups; the engine bounds the probes in flight. A world
-	// answers at once, and in order the results reach the stream in the
-	// plan's order, as in every other run of the same world.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(1)
-	if p.c.Live {
-		g.SetLimit(liveTargetsInFlight)
-	}
+	h := &held{msg: msg, targets: true, phase: ts.Phase, n: len(ts.Targets)}
+	p.hold(h)
+	p.sched.Open(h)
+	defer p.sched.Close(h)
 	for _, t := range ts.Targets {
-		g.Go(func() error { return tr.one(gctx, t) })
-	}
-	if err := g.Wait(); err != nil {
-		p.retry(msg, "targets", err)
-		return
-	}
-	w, refused := &tr.w, tr.refused
-	if err := res.flush(ctx); err != nil {
-		p.retry(msg, "publish", err)
-		return
-	}
-	p.remember(w)
-	// The counters move after the results are stored and the ack or dead
-	// letter is sent: who polls them sees their effect.
-	defer p.st.Targets.Add(1)
-	if large := tr.large; len(large) > 0 {
-		reason := fmt.Errorf("refused %d of %d targets %w (/%d, not swept): %s", len(large), len(ts.Targets), ErrTooLarge, p.c.Step, sample(large))
-		if len(refused) > 0 {
-			reason = fmt.Errorf("%w; and %d %w (not probed): %s", reason, len(refused), ErrRefused, sample(refused))
-		}
-		p.log.Warn("targets refused", zap.String("subject", msg.Subject()), zap.Int("too_large", len(large)), zap.Int("refused", len(refused)),
-			zap.Strings("first", large[:min(len(large), 5)]))
-		p.deadLetter(ctx, msg, reason)
-		p.st.TooLarge.Add(uint64(len(large)))
-		p.st.Refused.Add(uint64(len(refused)))
-		return
-	}
-	if len(refused) > 0 {
-		reason := fmt.Errorf("refused %d of %d targets %w (not probed): %s", len(refused), len(ts.Targets), ErrRefused, sample(refused))
-		p.log.Warn("targets refused", zap.String("subject", msg.Subject()), zap.Int("refused", len(refused)),
-			zap.Strings("first", refused[:min(len(refused), 5)]))
-		p.deadLetter(ctx, msg, reason)
-		p.st.Refused.Add(uint64(len(refused)))
-		return
-	}
-	p.ack(ctx, msg)
-}
-
-// liveTargetsInFlight bounds the targets of one message probed at once.
-const liveTargetsInFlight = 32
-
-// targetRun is the handling of one targets message.
-type targetRun struct {
-	p     *prober
-	res   *results
-	phase string
-
-	mu      sync.Mutex
-	local   map[uint64]bool // (addr, port) taken by this message: repeats inside it are skipped
-	w       work
-	refused []string
-	large   []string // sweeps larger than a plan group
-}
-
-// one probes or sweeps one target; an error is worth another try of the
-// whole message.
-func (tr *targetRun) one(ctx context.Context, t wire.Target) error {
-	p := tr.p
-	port := uint16(t.Port)
-	if t.IP != "" {
-		a, _ := row.ParseAddr(t.IP) // valid: DecodeTargets checked it
-		if !p.pol.Allowed(a) {
-			tr.refuse(fmt.Sprintf("%s:%d", t.IP, t.Port))
-			return nil
-		}
-		k := svcKey(a, port)
-		tr.mu.Lock()
-		repeat := tr.local[k]
-		tr.local[k] = true
-		tr.mu.Unlock()
-		if repeat || p.done(a, port) {
-			p.st.Skipped.Add(1)
-			return nil
-		}
-		rw, ok, err := p.resp.Probe(ctx, a, port)
-		if err != nil {
-			return fmt.Errorf("probe: %w", err)
-		}
-		p.probes(tr.phase, 1)
-		tr.mu.Lock()
-		tr.w.probed = append(tr.w.probed, k)
-		tr.mu.Unlock()
-		if ok {
-			if err := tr.res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
-				return fmt.Errorf("publish: %w", err)
+		port := uint16(t.Port)
+		if t.IP != "" {
+			a, _ := row.ParseAddr(t.IP) // valid: DecodeTargets checked it
+			if !p.pol.Allowed(a) {
+				h.refused = append(h.refused, fmt.Sprintf("%s:%d", t.IP, t.Port))
+				continue
 			}
-		}
-		return nil
-	}
-	pr, _ := ipv4.ParsePrefix(t.Prefix) // valid: DecodeTargets checked it
-	if pr.Bits < p.c.Step {
-		tr.mu.Lock()
-		tr.large = append(tr.large, fmt.Sprintf("%s:%d", t.Prefix, t.Port))
-		tr.mu.Unlock()
-		return nil
-	}
-	parts := []ipv4.Prefix{pr}
-	if !p.pol.AllowedPrefix(pr) {
-		parts = p.pol.Clip(pr)
-		if len(parts) == 0 {
-			tr.refuse(fmt.Sprintf("%s:%d", t.Prefix, t.Port))
-			return nil
-		}
-		p.log.Info("sweep clipped to the allow policy", zap.String("prefix", t.Prefix), zap.Int("port", t.Port),
-			zap.Int("parts", len(parts)))
-	}
-	for _, part := range parts {
-		if p.sweptAlready(part, port) {
-			p.st.Skipped.Add(1)
+			p.sched.Push(schedule.Target{Addr: a, Port: port}, targetYield, h)
 			continue
 		}
-		var found []row.Row
-		end := p.startSweep(sweepKey{part.First(), part.Bits, port})
-		probes, err := p.resp.Sweep(ctx, part.Addr, part.Bits, port, func(r row.Row) { found = append(found, r) })
-		end()
-		if err != nil {
-			return fmt.Errorf("sweep: %w", err)
+		pr, _ := ipv4.ParsePrefix(t.Prefix) // valid: DecodeTargets checked it
+		if pr.Bits < p.c.Step {
+			h.large = append(h.large, fmt.Sprintf("%s:%d", t.Prefix, t.Port))
+			continue
 		}
-		p.probes(tr.phase, probes)
-		tr.mu.Lock()
-		tr.w.swept = append(tr.w.swept, sweepKey{part.First(), part.Bits, port})
-		tr.mu.Unlock()
-		for _, rw := range found {
-			if err := tr.res.add(ctx, rw, port, part); err != nil {
-				return fmt.Errorf("publish: %w", err)
+		parts := []ipv4.Prefix{pr}
+		if !p.pol.AllowedPrefix(pr) {
+			parts = p.pol.Clip(pr)
+			if len(parts) == 0 {
+				h.refused = append(h.refused, fmt.Sprintf("%s:%d", t.Prefix, t.Port))
+				continue
+			}
+			p.log.Info("sweep clipped to the allow policy", zap.String("prefix", t.Prefix), zap.Int("port", t.Port),
+				zap.Int("parts", len(parts)))
+		}
+		// The prior: the seed's hits on its probes in the prefix, or
+		// GPS's hitrate of the group (hits over its size) without them.
+		// A part of a clipped sweep takes its share of both.
+		size := float64(uint64(1) << (32 - pr.Bits))
+		seedProbes := t.SeedProbes
+		if seedProbes <= 0 {
+			seedProbes = size
+		}
+		for _, part := range parts {
+			share := float64(uint64(1)<<(32-part.Bits)) / size
+			sw := schedule.Sweep{Prefix: part.First(), Bits: part.Bits, Port: port,
+				PriorHits: float64(t.Hits) * share, PriorProbes: seedProbes * share}
+			if err := p.sched.PushSweep(sw, h); err != nil {
+				// Not a valid sweep after the checks above: a bug, not a
+				// message to retry.
+				h.refused = append(h.refused, fmt.Sprintf("%s:%d (%v)", part, t.Port, err))
 			}
 		}
 	}
-	return nil
 }
 
-func (tr *targetRun) refuse(t string) {
-	tr.mu.Lock()
-	tr.refused = append(tr.refused, t)
-	tr.mu.Unlock()
-}
-
-// sample lists the first few of xs.
-func sample(xs []string) string {
-	const n = 5
-	s := fmt.Sprint(xs[:min(len(xs), n)])
-	if len(xs) > n {
-		s += fmt.Sprintf(" and %d more", len(xs)-n)
+// pushPrediction hands a prediction to the scheduler at its probability.
+func (p *prober) pushPrediction(ctx context.Context, msg jetstream.Msg) {
+	if md, err := msg.Metadata(); err == nil {
+		defer p.seen(md.Sequence.Stream) // once pushed (or settled): see await
 	}
-	return s
-}
-
-func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 	pred, err := wire.DecodePrediction(msg.Data())
 	if err != nil {
 		p.log.Warn("bad prediction message", zap.String("subject", msg.Subject()), zap.Error(err))
@@ -208,7 +109,6 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	a, _ := row.ParseAddr(pred.IP) // valid: DecodePrediction checked it
-	port := uint16(pred.Port)
 	if !p.pol.Allowed(a) {
 		p.log.Warn("prediction refused", zap.String("ip", pred.IP), zap.Int("port", pred.Port))
 		p.deadLetter(ctx, msg, fmt.Errorf("refused prediction %s:%d %w (not probed)", pred.IP, pred.Port, ErrRefused))
@@ -216,31 +116,28 @@ func (p *prober) handlePrediction(ctx context.Context, msg jetstream.Msg) {
 		p.st.Predictions.Add(1)
 		return
 	}
-	if p.done(a, port) || p.c.Live && p.beingSwept(a, port) {
-		p.ack(ctx, msg)
-		p.st.Skipped.Add(1)
-		p.st.Predictions.Add(1)
-		return
-	}
-	rw, ok, err := p.resp.Probe(ctx, a, port)
-	if err != nil {
-		p.retry(msg, "probe", err)
-		return
-	}
-	p.probes(wire.PhasePredicted, 1)
-	res := p.newResults(wire.PhasePredicted)
-	defer res.close()
-	if ok {
-		if err := res.add(ctx, rw, port, ipv4.Prefix{Addr: a, Bits: 32}); err != nil {
-			p.retry(msg, "publish", err)
+	h := &held{msg: msg, phase: wire.PhasePredicted, n: 1}
+	p.hold(h)
+	p.sched.Push(schedule.Target{Addr: a, Port: uint16(pred.Port)}, pred.Probability, h)
+}
+
+// seen records that the PREDICTIONS message of stream sequence seq has been
+// taken in.
+func (p *prober) seen(seq uint64) {
+	for {
+		old := p.predSeen.Load()
+		if seq <= old || p.predSeen.CompareAndSwap(old, seq) {
 			return
 		}
 	}
-	if err := res.flush(ctx); err != nil {
-		p.retry(msg, "publish", err)
-		return
+}
+
+// sample lists the first few of xs.
+func sample(xs []string) string {
+	const n = 5
+	s := fmt.Sprint(xs[:min(len(xs), n)])
+	if len(xs) > n {
+		s += fmt.Sprintf(" and %d more", len(xs)-n)
 	}
-	p.remember(&work{probed: []uint64{svcKey(a, port)}})
-	p.ack(ctx, msg)
-	p.st.Predictions.Add(1)
+	return s
 }

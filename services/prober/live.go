@@ -32,7 +32,7 @@ type LiveConfig struct {
 func (c *LiveConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Live, "live", false, "probe for real (TCP handshakes and zgrab2 grabs) instead of answering from --world; the allow list still applies")
 	fs.StringVar(&c.Engine, "engine", "connect", "live: connect (TCP connect, no privileges) or syn (raw-socket SYN scan, needs CAP_NET_RAW)")
-	fs.Float64Var(&c.Rate, "rate", netprobe.DefaultRate, "live: probes (packets) per second")
+	fs.Float64Var(&c.Rate, "rate", netprobe.DefaultRate, "probes (packets) per second: live, the engine's send rate; on a world, the rate of its simulated clock (time = probes / rate), which stamps the results")
 	fs.IntVar(&c.ProbeConcurrency, "probe-concurrency", 512, "live: probes and handshakes in flight")
 	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "live: connect and handshake timeout")
 	fs.DurationVar(&c.BannerWait, "banner-wait", 0, "live: how long to wait for a server to speak first before sending an HTTP request (0: --timeout); every service that waits for the client (HTTP, TLS) costs this much")

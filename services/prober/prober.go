@@ -54,13 +54,18 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultConcurrency = 4
-	// DefaultLiveConcurrency is the workers per stream of a live prober: a
-	// worker handles one message at a time, and a live probe of a service
-	// waits for the network (a banner, a handshake, a timeout).
+	// DefaultConcurrency is the senders of a prober on a world: one, which
+	// answers at memory speed and keeps the scheduler's order exactly.
+	DefaultConcurrency = 1
+	// DefaultLiveConcurrency is the senders of a live prober: a sender
+	// probes one work (a probe, a chunk) at a time, and a live probe of a
+	// service waits for the network (a banner, a handshake, a timeout).
 	DefaultLiveConcurrency = 256
-	DefaultDrainTimeout    = 10 * time.Second
-	DefaultHitrate         = 1e-5 // as gps.DefaultHitrate, GPS's default
+	// DefaultAwaitPredictions bounds the lockstep wait of a prober on a
+	// world (Config.AwaitPredictions).
+	DefaultAwaitPredictions = 5 * time.Second
+	DefaultDrainTimeout     = 10 * time.Second
+	DefaultHitrate          = 1e-5 // as gps.DefaultHitrate, GPS's default
 	// LabAllow is the allow list of a world run without one.
 	LabAllow = "127.0.0.0/8"
 	// DefaultStep is the modeler's default --step: its plan groups, the
@@ -79,15 +84,21 @@ type Config struct {
 	Allow       []string      // allowed prefixes (each may be comma-separated); required unless World is set (then 127.0.0.0/8)
 	AllowFile   string        // file of allowed prefixes
 	BlockFile   string        // file of blocked prefixes (the IANA ranges are always blocked)
-	Concurrency int           // workers per stream (targets, predictions); 0: 4, live 256
+	Concurrency int           // senders, each probing one work at a time; 0: 1, live 256
 	Latency     time.Duration // world: wait per probe (once per sweep)
 	Loss        float64       // world: probability a service does not answer
 	LossSeed    int64         // world: which services are lost
 	Hitrate     float64       // drop predictions with probability <= this
 	Step        int           // the plan's prefix length: a sweep of a shorter prefix is refused; 0: 16
-	// DrainTimeout bounds how long the messages being handled may take to
-	// finish once ctx ends; then they are nak'ed. 0: 10s.
+	// DrainTimeout bounds how long the messages begun may take to finish
+	// once ctx ends; then they are nak'ed. 0: 10s.
 	DrainTimeout time.Duration
+	Budget       uint64 // probes; the prober stops sending after this many (0: no limit)
+	// AwaitPredictions bounds how long a sender waits, after a work that
+	// found services, for the predictions of those results to reach the
+	// scheduler (the lockstep of a simulated run: see await). 0: no wait;
+	// on a world the flag's default is DefaultAwaitPredictions.
+	AwaitPredictions time.Duration
 	LiveConfig
 }
 
@@ -97,7 +108,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*listFlag)(&c.Allow), "allow", "allowed prefix or address (repeatable, comma-separated); required unless --world, which defaults it to "+LabAllow)
 	fs.StringVar(&c.AllowFile, "allow-file", "", "file of allowed prefixes, one a line, # comments")
 	fs.StringVar(&c.BlockFile, "block-file", "", "file of blocked prefixes (the IANA special-purpose ranges are always blocked)")
-	fs.IntVar(&c.Concurrency, "concurrency", 0, fmt.Sprintf("workers for targets and for predictions, each handling one message at a time (0: %d, with --live %d)", DefaultConcurrency, DefaultLiveConcurrency))
+	fs.IntVar(&c.Concurrency, "concurrency", 0, fmt.Sprintf("senders, each probing one work (a probe or a sweep chunk) at a time in the scheduler's order (0: %d, with --live %d)", DefaultConcurrency, DefaultLiveConcurrency))
+	fs.Uint64Var(&c.Budget, "budget", 0, "probes: stop sending after this many, the work of highest expected yield first (0: no limit)")
+	fs.DurationVar(&c.AwaitPredictions, "await-predictions", -1, fmt.Sprintf("after a probe or chunk that found services, wait up to this long for their predictions to reach the prober before sending more (lockstep with the predictor; -1: %v with --world, 0 live)", DefaultAwaitPredictions))
 	fs.DurationVar(&c.Latency, "latency", 0, "world: simulated round trip of a probe")
 	fs.Float64Var(&c.Loss, "loss", 0, "world: probability that a service does not answer (0..1)")
 	fs.Int64Var(&c.LossSeed, "loss-seed", 0, "world: seed of which services are lost")
@@ -122,6 +135,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Step == 0 {
 		c.Step = DefaultStep
+	}
+	if c.AwaitPredictions < 0 {
+		c.AwaitPredictions = 0
+		if c.World != "" && !c.Live {
+			c.AwaitPredictions = DefaultAwaitPredictions
+		}
 	}
 	if len(c.Allow) == 0 && c.AllowFile == "" && c.World != "" {
 		c.Allow = []string{LabAllow}
@@ -175,16 +194,17 @@ func (l *listFlag) Set(s string) error {
 
 // Stats counts what the prober did; safe for concurrent reads.
 type Stats struct {
-	Probes      atomic.Uint64 // probes sent: 1 per single probe, 2^(32-bits) per sweep
+	Probes      atomic.Uint64 // probes sent: 1 per single probe, the addresses of each sweep chunk
 	Found       atomic.Uint64 // results published
 	Refused     atomic.Uint64 // targets and predictions outside the allow policy (not probed)
 	TooLarge    atomic.Uint64 // sweeps of a prefix shorter than Config.Step (not swept)
 	Bad         atomic.Uint64 // undecodable messages (dead-lettered)
-	Skipped     atomic.Uint64 // targets and predictions already probed or swept by this prober
+	Skipped     atomic.Uint64 // probes the scheduler dropped: already sent, or inside a chunk released
 	BelowMin    atomic.Uint64 // predictions dropped at or below --min-probability
 	Retried     atomic.Uint64 // messages nak'ed after a responder or bus error
 	Released    atomic.Uint64 // messages nak'ed unfinished or unhandled because the prober stopped
 	Targets     atomic.Uint64 // target messages handled (acked or dead-lettered)
+	BudgetSpent atomic.Bool   // the probe budget is spent: nothing more is sent
 	Predictions atomic.Uint64 // prediction messages handled (acked or dead-lettered)
 }
 
@@ -198,4 +218,5 @@ type Deps struct {
 	Now       func() time.Time   // optional clock; time.Now
 	Metrics   *telemetry.Metrics // optional: probes sent, dead letters, handle time, consumer lag
 	Ready     func()             // optional: called once the consumers are set up
+	OnBudget  func()             // optional: called once when the probe budget is spent
 }

@@ -13,11 +13,11 @@ import (
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
-// results publishes the results of one message, in batches
+// results publishes the results of one work (a probe or a chunk), in batches
 // (wire.ResultBatch): a batch goes when it is full, when its first result
 // has waited wire.BatchDelay (a timer: a probe may take seconds, and the
 // services found before it must not wait for it), and at the end of the
-// message (flush). Its Nats-Msg-Id is "res:<ip>:<port>" of its first
+// work (flush). Its Nats-Msg-Id is "res:<ip>:<port>" of its first
 // result, and for more than one ":<results>:<hash>" (wire.ResultBatch.ID):
 // a message handled again after a failed publish makes the same batches
 // when they filled up the same way, and the server drops them; when a
@@ -25,8 +25,7 @@ import (
 // consumers take as they take a service found twice (the model merges an
 // (ip, port) it has, the predictor predicts a port of a host once).
 type results struct {
-	p     *prober
-	phase string
+	p *prober
 
 	mu    sync.Mutex // the worker adds, the timer may send
 	async *bus.Async
@@ -34,27 +33,37 @@ type results struct {
 	timer *time.Timer
 	err   error // of a send by the timer: the next add or flush returns it
 	n     uint64
+	phase string // of the batch: a batch holds results of one phase
 }
 
-func (p *prober) newResults(phase string) *results {
-	return &results{p: p, async: p.bus.Async(asyncWindow), phase: phase}
+func (p *prober) newResults() *results {
+	return &results{p: p, async: p.bus.Async(asyncWindow)}
 }
 
 // add publishes a found service, unless the policy refuses its address
 // (checked again on receipt) or it is not what was probed.
-func (r *results) add(ctx context.Context, rw row.Row, wantPort uint16, in ipv4.Prefix) error {
+// stamp is the prober's probe count with the probes of the work that found
+// it (the result's Probes).
+func (r *results) add(ctx context.Context, rw row.Row, wantPort uint16, in ipv4.Prefix, phase string, stamp uint64) error {
 	a, err := rw.Validate()
 	if err != nil || rw.Port != int(wantPort) || !in.Contains(a) || !r.p.pol.Allowed(a) {
 		r.p.log.Warn("responder answer dropped", zap.String("ip", rw.IP), zap.Int("port", rw.Port),
 			zap.Stringer("probed", in), zap.Error(err))
 		return nil
 	}
-	res := wire.ResultFromRow(rw, r.phase, r.p.now(), "probe")
+	res := wire.ResultFromRow(rw, phase, r.p.now(), "probe")
+	res.Probes = stamp
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
 		return r.err
 	}
+	if r.batch.Len() > 0 && phase != r.phase { // the subject is the phase's
+		if err := r.send(ctx); err != nil {
+			return err
+		}
+	}
+	r.phase = phase
 	ok, err := r.batch.Add(&res)
 	if err != nil {
 		return err
@@ -68,7 +77,7 @@ func (r *results) add(ctx context.Context, rw row.Row, wantPort uint16, in ipv4.
 		}
 	}
 	r.n++
-	r.p.log.Debug("service found", zap.String("ip", rw.IP), zap.Int("port", rw.Port), zap.String("phase", r.phase))
+	r.p.log.Debug("service found", zap.String("ip", rw.IP), zap.Int("port", rw.Port), zap.String("phase", phase))
 	if r.batch.Full() {
 		return r.send(ctx)
 	}

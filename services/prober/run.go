@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/schedule"
 	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 )
@@ -25,11 +25,25 @@ const (
 	retryDelay   = time.Second      // NakWithDelay after a transient error
 	pullWait     = 2 * time.Second  // expiry of a pull request (and the longest wait for one on stop)
 	ackWait      = 10 * time.Second // of the prober's consumers: a delivery lost in flight, or a crashed prober's messages, come back after this
-	keepAlive    = 3 * time.Second  // InProgress on a message being handled, so it is never redelivered meanwhile
+	keepAlive    = 3 * time.Second  // InProgress on every message held, so it is never redelivered meanwhile
 	asyncWindow  = 256              // result messages in flight before waiting for acks
 	maxAcks      = 256              // acks waiting for their confirmation
 	pendingEvery = 5 * time.Second  // consumer lag gauge refresh
+	// The messages a prober holds (their work in its scheduler, ordered
+	// by yield across all of them): a plan message is up to 256 sweeps of
+	// about 200 bytes each in the scheduler, a prediction about 80 bytes
+	// and its message about 1 KB.
+	maxHeldTargets     = 1024
+	maxHeldPredictions = 16384
+	pullBatch          = 256                    // messages a pull request asks for
+	maxPending         = 1 << 20                // scheduler items above which nothing more is pulled
+	pendingPause       = 100 * time.Millisecond // between looks while the scheduler is that full
 )
+
+// PredictorDurable is the predictor's consumer on RESULTS, whose ack floor
+// says which results its predictions are published for (see
+// Config.AwaitPredictions).
+const PredictorDurable = "predictor"
 
 // ErrRefused is the reason of a dead-lettered target outside the policy.
 var ErrRefused = errors.New("outside the allow policy")
@@ -93,34 +107,62 @@ func run(ctx context.Context, d Deps) error {
 	if err := d.Bus.Setup(ctx); err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
-	maxAck := max(64, 4*c.Concurrency)
-	tc, err := d.Bus.Consumer(ctx, bus.StreamTargets, Durable, []string{wire.TargetsPrefix + ">"}, 0, maxAck, bus.WithAckWait(ackWait))
+	tc, err := d.Bus.Consumer(ctx, bus.StreamTargets, Durable, []string{wire.TargetsPrefix + ">"}, 0, maxHeldTargets, bus.WithAckWait(ackWait))
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
-	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxAck, bus.WithAckWait(ackWait))
+	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxHeldPredictions, bus.WithAckWait(ackWait))
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
 	p := &prober{c: c, bus: d.Bus, log: log, st: d.Stats, resp: resp, pol: pol, now: d.Now, m: d.Metrics, ackSem: make(chan struct{}, maxAcks),
-		probed: make(map[uint64]struct{}), swept: make(map[sweepKey]struct{}), sweeping: make(map[sweepKey]int)}
+		held: map[*held]struct{}{}, maxPreds: maxHeldPredictions, onSpent: d.OnBudget}
+	// A world answers at memory speed: its clock is simulated, time =
+	// probes sent / rate, so that a curve over time means what it would
+	// on the Internet (and the results carry that time). Live, the engine
+	// paces the packets by the wall clock.
+	sc := schedule.Config{Budget: c.Budget, Done: p.done}
+	if !c.Live && c.Rate > 0 {
+		clock := schedule.NewSimClock(p.now())
+		sc.Clock, sc.Rate = clock, c.Rate
+		p.now = clock.Now
+	}
+	if p.sched, err = schedule.New(sc); err != nil {
+		return fmt.Errorf("run prober: %w", err)
+	}
 	if p.m != nil {
 		p.m.Init(Durable)
 		p.handleTime = p.m.MessageHandle.WithLabelValues(Durable)
 		p.deadLettered = p.m.DeadLettered.WithLabelValues(Durable)
 	}
-	// The messages being handled outlive ctx by the drain timeout at most.
+	// The work taken outlives ctx by the drain timeout at most.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
+	p.hctx = hctx
 	stopDrain := context.AfterFunc(ctx, func() {
 		p.stopping.Store(true)
-		log.Info("stopping: finishing the messages being handled", zap.Duration("drain_timeout", c.DrainTimeout))
+		log.Info("stopping: finishing the messages begun", zap.Duration("drain_timeout", c.DrainTimeout))
 		time.AfterFunc(c.DrainTimeout, hcancel)
 	})
 	defer stopDrain()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.consume(gctx, hctx, tc, "targets", p.handleTargets) })
-	g.Go(func() error { return p.consume(gctx, hctx, pc, "predictions", p.handlePrediction) })
+	g.Go(func() error {
+		p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) })
+		return nil
+	})
+	g.Go(func() error {
+		p.pull(gctx, pc, "predictions", func(m jetstream.Msg) { p.pushPrediction(hctx, m) })
+		return nil
+	})
+	g.Go(func() error { p.keepHeldAlive(hctx); return nil })
+	senders := sync.WaitGroup{}
+	for range c.Concurrency {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			p.send(gctx, hctx)
+		}()
+	}
 	if p.m != nil {
 		for _, s := range []string{bus.StreamTargets, bus.StreamPredictions} {
 			gauge := p.m.ConsumerPending.WithLabelValues(Durable, s)
@@ -133,6 +175,10 @@ func run(ctx context.Context, d Deps) error {
 	if d.Ready != nil {
 		d.Ready()
 	}
+	<-gctx.Done()
+	senders.Wait()
+	p.drain(hctx)
+	hcancel() // the keep-alive ends: nothing is held any more
 	err = g.Wait()
 	p.ackWG.Wait()
 	log.Info("prober stopped", zap.Uint64("probes", p.st.Probes.Load()), zap.Uint64("found", p.st.Found.Load()),
@@ -153,58 +199,23 @@ type prober struct {
 	m            *telemetry.Metrics // nil: no metrics
 	handleTime   prometheus.Observer
 	deadLettered prometheus.Counter
-	stopping     atomic.Bool // ctx ended: unfinished messages are nak'ed without delay
+	stopping     atomic.Bool // ctx ended: no more lockstep waits
 	ackSem       chan struct{}
 	ackWG        sync.WaitGroup
+	hctx         context.Context // the messages' context: outlives ctx by the drain timeout
 
-	mu        sync.Mutex
-	probed    map[uint64]struct{}   // (addr, port) probed by this prober
-	swept     map[sweepKey]struct{} // (prefix, port) groups swept
-	sweptBits [33]bool              // prefix lengths present in swept
-	sweeping  map[sweepKey]int      // groups being swept now (by how many workers)
-	sweepingN [33]int               // groups being swept now, by prefix length
-}
+	sched   *schedule.Scheduler
+	sent    atomic.Uint64 // probes released to the senders: each result's Probes
+	spent   sync.Once
+	onSpent func()
 
-// consume runs Concurrency workers on c until ctx ends; each message is
-// handled with hctx, which outlives ctx by the drain timeout. Each worker
-// pulls its next message itself (a pull request of one, expiring after
-// pullWait), so the workers share no iterator and a lost pull costs at most
-// pullWait. A pull is never abandoned while the server may still answer it:
-// on stop, a worker waits for its pull to end and naks what it brings, so
-// nothing is left buffered in the client or delivered to no one.
-func (p *prober) consume(ctx, hctx context.Context, c jetstream.Consumer, what string, handle func(context.Context, jetstream.Msg)) error {
-	var wg sync.WaitGroup
-	for range p.c.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				msg, err := c.Next(jetstream.FetchMaxWait(pullWait))
-				switch {
-				case err == nil && ctx.Err() != nil:
-					p.release(msg)
-					return
-				case err == nil:
-					start := time.Now()
-					stop := keepAliveWhile(msg)
-					handle(hctx, msg)
-					stop()
-					if p.handleTime != nil {
-						p.handleTime.Observe(time.Since(start).Seconds())
-					}
-				case ctx.Err() != nil:
-					return
-				case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-				default:
-					p.log.Warn("pull message", zap.String("stream", what), zap.Error(err))
-					select { // do not spin on a persistent error
-					case <-ctx.Done():
-					case <-time.After(retryDelay):
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return nil
+	heldMu    sync.Mutex
+	held      map[*held]struct{} // messages whose work is in the scheduler
+	heldPreds int                // of which predictions
+	maxPreds  int
+
+	// lockstep (await)
+	predSeen   atomic.Uint64 // highest PREDICTIONS stream sequence taken in
+	predictor  jetstream.Consumer
+	predStream jetstream.Stream
 }
