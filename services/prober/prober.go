@@ -39,6 +39,7 @@
 package prober
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,6 +50,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/problems"
 	"github.com/gpsscan/gps/pkg/telemetry"
 )
 
@@ -130,12 +132,8 @@ func (c Config) WithDefaults() Config {
 			c.Concurrency = DefaultLiveConcurrency
 		}
 	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
-	if c.Step == 0 {
-		c.Step = DefaultStep
-	}
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, DefaultDrainTimeout)
+	c.Step = cmp.Or(c.Step, DefaultStep)
 	if c.AwaitPredictions < 0 {
 		c.AwaitPredictions = 0
 		if c.World != "" && !c.Live {
@@ -152,10 +150,8 @@ func (c Config) WithDefaults() Config {
 // every problem. A zero Hitrate keeps every prediction with probability > 0.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
-	}
+	probs := problems.New(ErrConfig)
+	bad := probs.Addf
 	if len(c.Allow) == 0 && c.AllowFile == "" {
 		bad("an allow list is required (--allow or --allow-file; --world defaults it to %s)", LabAllow)
 	}
@@ -180,7 +176,7 @@ func (c Config) Validate() error {
 	if c.Step < 1 || c.Step > 32 {
 		bad("--step %d: want 1..32", c.Step)
 	}
-	return errors.Join(errs...)
+	return probs.Err()
 }
 
 // listFlag is a repeatable string flag.
