@@ -8,6 +8,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/schedule"
 )
 
 // Responder answers probes. Probe sends one probe to (addr, port) and
@@ -97,18 +98,10 @@ func (w *WorldResponder) Lost(addr uint32, port uint16) bool {
 	return float64(x>>11)/(1<<53) < w.opts.Loss
 }
 
+// wait is the latency of one probe, in wall time (the world's simulated
+// time is the scheduler's clock, not this).
 func (w *WorldResponder) wait(ctx context.Context) error {
-	if w.opts.Latency <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(w.opts.Latency)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return schedule.RealClock{}.Sleep(ctx, w.opts.Latency)
 }
 
 // Probe answers with the world's service at (addr, port), if it has one
