@@ -47,6 +47,9 @@ func TestKubernetes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("GPS_E2E=1 but not root: the cluster needs root")
 	}
+	if d, ok := t.Deadline(); ok && time.Until(d) < 40*time.Minute {
+		t.Fatalf("GPS_E2E=1 needs -timeout 60m (a cold run builds Kubernetes: about 30 minutes); %s left", time.Until(d).Round(time.Minute))
+	}
 	cmd := exec.Command("./run.sh")
 	var out bytes.Buffer
 	cmd.Stdout = io.MultiWriter(os.Stdout, &out)
