@@ -32,8 +32,7 @@ CACHE=${GPS_E2E_CACHE:-/var/cache/gps-e2e}
 BIN=$CACHE/bin
 WORK=$CACHE/run
 CHART=${GPS_E2E_CHART:-$REPO/../shared/charts/nats}
-NODE_IP=198.18.0.1        # the node's own address, on a dummy interface
-NODE_IF=gpsnode
+NODE_IP=198.18.0.1        # the node's own address (on lo; not in 127.0.0.0/8, so that the API server reaches the kubelet)
 HELM_VERSION=v4.3.2
 NATS_IMAGE=docker.io/library/nats:2.14.2-alpine   # what the chart's values name
 GPS_IMAGE=ghcr.io/gpsscan/gps:e2e
@@ -79,7 +78,7 @@ build() {
   echo "$stamp" > "$BIN/$name.stamp"
   log "$name: built in $(($(date +%s) - t)) s ($stamp)"
 }
-KSTAMP=$(sha256sum "$E2E/kube/mod/go.mod" "$E2E/kube/mod/go.sum" | sha256sum | cut -c1-16)
+KSTAMP=$(cat "$E2E/kube/mod/go.mod" "$E2E/kube/mod/go.sum" | sha256sum | cut -c1-16)
 for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
   build "$b" "k8s $KSTAMP" bash -c "cd '$E2E/kube/mod' && go build -trimpath -o '$BIN/$b' k8s.io/kubernetes/cmd/$b"
 done
@@ -102,7 +101,10 @@ cleanup() {
   fi
   step "teardown"
   if [ -f "$WORK/admin.kubeconfig" ] && [ $rc != 0 ]; then
-    $K get pods -A -o wide 2>/dev/null >&2 || true
+    log "what the cluster looked like:"
+    { $K get pods,pvc -A -o wide; $K get events -A --sort-by=.lastTimestamp | tail -25
+      for f in /var/log/pods/*/*/*.log; do echo "--- $f"; tail -8 "$f"; done
+      echo "--- coredns"; tail -5 "$WORK/logs/coredns.log"; } 2>&1 | sed 's/^/    /' >&2 || true
   fi
   # The kubelet first, so that it restarts nothing; then the pods, then the rest.
   [ -f "$WORK/kubelet.pid" ] && kill "$(cat "$WORK/kubelet.pid")" 2>/dev/null
@@ -132,7 +134,7 @@ scrub() {
   awk '$2 ~ "^(/var/lib/kubelet|/run/containerd|/run/netns)" {print $2}' /proc/mounts | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf /var/lib/cni/networks/gpsnet /var/lib/kubelet/pods
-  ip link del "$NODE_IF" 2>/dev/null || true
+  ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
   ip link del gps0 2>/dev/null || true
 }
 step "cluster (work dir $WORK)"
@@ -140,9 +142,7 @@ scrub
 rm -rf "$WORK"; mkdir -p "$WORK"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-ip link add "$NODE_IF" type dummy
-ip addr add "$NODE_IP/32" dev "$NODE_IF"
-ip link set "$NODE_IF" up
+ip addr add "$NODE_IP/32" dev lo
 NODE_IP=$NODE_IP CLUSTER_DNS=$NODE_IP "$E2E/kube/up.sh" "$BIN" "$WORK" >&2
 $K get node gpsnode -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -q True || die "node not Ready"
 # CoreDNS: cluster.local only, from the API; on the node's address (the
@@ -214,7 +214,7 @@ EOF
 $K apply -f "$WORK/pvs.yaml" >/dev/null
 "$BIN/helm" --kubeconfig "$WORK/admin.kubeconfig" upgrade --install nats "$CHART" -n nats --create-namespace \
   -f "$REPO/k8s/nats-values.yaml" -f "$E2E/nats-values-e2e.yaml" >/dev/null
-$K -n nats rollout status statefulset/nats --timeout=5m >&2 || die "NATS not ready"
+$K -n nats rollout status statefulset/nats --timeout=3m >&2 || die "NATS not ready"
 $K -n nats get pods -o wide >&2
 
 # ---------------------------------------------------------------- 6. gps
