@@ -39,7 +39,7 @@ func TestMain(m *testing.M) { pipetest.Main(m) }
 
 // TestKubernetes runs k8s/e2e/run.sh: only with GPS_E2E=1, as root (it
 // installs Debian packages, starts containerd and a kubelet, adds network
-// interfaces). About 10 minutes on a cold cache, 3 on a warm one.
+// interfaces). About 10 minutes on a cold cache (40 on a busy machine), 2.5 on a warm one.
 func TestKubernetes(t *testing.T) {
 	if os.Getenv("GPS_E2E") != "1" {
 		t.Skip("set GPS_E2E=1 to run k8s/ in a real single-node cluster (root; see k8s/README.md)")
