@@ -50,6 +50,7 @@ var services = []string{"seeder", "modeler", "predictor", "prober"}
 var knownFlags = []string{
 	"nats", "creds", "log-format", "log-level", "replicas", "allow-file", "block-file",
 	"metrics-addr", "import", "hitrate", "step", "data", "shutdown-timeout", "stream-max-age", "stream-max-bytes", "drain-timeout",
+	"world", // e2e/overlay: the prober answers from a lab world
 }
 
 // fileFlags name a file the container must find in a mounted volume.
@@ -86,6 +87,14 @@ var kustomizations = []kustomization{
 		// The operator creates the credentials (k8s/overlays/prod/kustomization.yaml).
 		external: map[string]bool{"Secret/gps-nats-creds": true},
 		monitor:  true,
+		pdb:      []string{"prober"},
+		spread:   []string{"prober"},
+	},
+	{
+		// prod in the single-node test cluster of e2e/run.sh.
+		dir: "e2e/overlay", namespace: "gps", tag: "e2e",
+		replicas: map[string]int{"modeler": 1, "predictor": 1, "prober": 2},
+		external: map[string]bool{"Secret/gps-nats-creds": true},
 		pdb:      []string{"prober"},
 		spread:   []string{"prober"},
 	},
