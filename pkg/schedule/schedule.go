@@ -58,6 +58,10 @@ type Sweep struct {
 	Port        uint16
 	PriorHits   float64
 	PriorProbes float64
+	// Skip, if not nil, is what this sweep leaves out instead of
+	// Config.Skip (e.g. the seed's addresses inside Prefix, as the prober
+	// learns them from its targets message).
+	Skip Skip
 }
 
 // Kind says what a Work is.
@@ -388,11 +392,15 @@ func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
 		first := x.Prefix + uint32(c*x.size)
 		last := first + uint32(x.size-1)
 		cost := x.size
-		if s.c.Skip != nil {
-			cost -= s.c.Skip.Count(first, last)
+		skip := x.Skip
+		if skip == nil {
+			skip = s.c.Skip
+		}
+		if skip != nil {
+			cost -= skip.Count(first, last)
 		}
 		if s.c.Budget > 0 && s.released+cost > s.c.Budget {
-			last = s.cut(first, last, s.c.Budget-s.released)
+			last = cut(skip, first, last, s.c.Budget-s.released)
 			cost = s.c.Budget - s.released
 		}
 		if cost == 0 {
@@ -405,20 +413,20 @@ func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
 		s.stats.Probes += cost
 		s.stats.Chunks++
 		return Work{Kind: Chunk, Port: x.Port, First: first, Last: last,
-			Probes: cost, Yield: it.yield, Token: x.token, sw: x, skip: s.c.Skip}, true, dropped
+			Probes: cost, Yield: it.yield, Token: x.token, sw: x, skip: skip}, true, dropped
 	}
 	return Work{}, false, dropped
 }
 
 // cut returns the last address of first.. that holds exactly n probes.
-func (s *Scheduler) cut(first, last uint32, n uint64) uint32 {
-	if s.c.Skip == nil {
+func cut(skip Skip, first, last uint32, n uint64) uint32 {
+	if skip == nil {
 		return first + uint32(n-1)
 	}
 	lo, hi := uint64(first), uint64(last) // the answer is in lo..hi
 	for lo < hi {
 		mid := (lo + hi) / 2
-		if mid-uint64(first)+1-s.c.Skip.Count(first, uint32(mid)) >= n {
+		if mid-uint64(first)+1-skip.Count(first, uint32(mid)) >= n {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -469,6 +477,16 @@ func (s *Scheduler) yieldOf(x *sweep) float64 {
 	}
 	w := s.c.PriorWeight
 	return (x.PriorHits*w + x.hits) / (x.PriorProbes*w + x.probed)
+}
+
+// Sent reports whether t was released as a single probe: a service a
+// chunk finds there was found before (the caller reports it to the
+// chunk's sweep as no hit, as a replay that counts only new services does).
+func (s *Scheduler) Sent(t Target) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.sent[t]
+	return ok
 }
 
 // sentOrSwept reports whether t was sent before or lies in a released chunk

@@ -347,3 +347,36 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepSkip: a sweep's own Skip is left out of its chunks and their
+// probe counts, and replaces Config.Skip; Sent says which targets went out
+// as single probes.
+func TestSweepSkip(t *testing.T) {
+	s := newSched(t, Config{Chunk: 256, Skip: NewAddrs([]uint32{p16 + 1})})
+	own := NewAddrs([]uint32{p16 + 5, p16 + 9, p16 + 300}).Within(p16, p16+255)
+	pushSweep(t, s, Sweep{Prefix: p16, Bits: 24, Port: 80, PriorHits: 1, PriorProbes: 10, Skip: own}, nil)
+	w := next(t, s)
+	if w.Probes != 254 {
+		t.Fatalf("chunk of %d probes, want 254 (its own skip, not Config.Skip)", w.Probes)
+	}
+	n := 0
+	for x := range w.Targets() {
+		if x.Addr == p16+5 || x.Addr == p16+9 {
+			t.Errorf("skipped %v released", x)
+		}
+		n++
+	}
+	if n != 254 {
+		t.Errorf("%d targets, want 254", n)
+	}
+	s.Report(w, 0)
+	pred := Target{Addr: p16 + 1<<8, Port: 22}
+	if s.Sent(pred) {
+		t.Error("Sent before the push")
+	}
+	s.Push(pred, 0.5, nil)
+	s.Report(next(t, s), 1)
+	if !s.Sent(pred) {
+		t.Error("not Sent after its release")
+	}
+}

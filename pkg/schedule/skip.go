@@ -27,3 +27,13 @@ func (a Addrs) Count(first, last uint32) uint64 {
 	j := sort.Search(len(a), func(i int) bool { return a[i] > last })
 	return uint64(max(j-i, 0))
 }
+
+// Within is the part of the list inside first..last (no copy); nil if none.
+func (a Addrs) Within(first, last uint32) Addrs {
+	i := sort.Search(len(a), func(i int) bool { return a[i] >= first })
+	j := sort.Search(len(a), func(i int) bool { return a[i] > last })
+	if i >= j {
+		return nil
+	}
+	return a[i:j:j]
+}

@@ -48,7 +48,7 @@ func goldenCases() []goldenCase {
 	targets := Targets{V: Version, Phase: PhasePriors, Time: goldenTime, Targets: []Target{
 		{Prefix: "127.1.0.0/16", Port: 80, Hits: 41, SeedProbes: 1966.08},
 		{IP: "127.1.2.3", Port: 22},
-	}}
+	}, Skip: []string{"127.1.0.7", "127.1.9.20"}}
 	pred := Prediction{V: Version, IP: "127.1.2.3", Port: 8443, Probability: 0.82,
 		Evidence:     Evidence{Port: 443, Feature: "tls cert: CN=example.org", Count: 41, Support: 50},
 		ModelVersion: 12345, Time: goldenTime}

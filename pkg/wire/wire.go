@@ -130,10 +130,14 @@ type Target struct {
 
 // Targets is a batch of targets: subject gps.targets.<phase>.
 type Targets struct {
-	V       int       `json:"v"`
-	Phase   string    `json:"phase"`
-	Targets []Target  `json:"targets"`
-	Time    time.Time `json:"time"`
+	V       int      `json:"v"`
+	Phase   string   `json:"phase"`
+	Targets []Target `json:"targets"`
+	// Skip: the seed's hosts inside the message's prefixes, scanned on
+	// every port already, which its sweeps leave out (not probed, not
+	// counted). Set by the modeler on the priors plan.
+	Skip []string  `json:"skip,omitempty"`
+	Time time.Time `json:"time"`
 }
 
 // DecodeTargets parses and checks a targets message.
@@ -147,6 +151,11 @@ func DecodeTargets(b []byte) (Targets, error) {
 	}
 	if !ValidPhase(t.Phase) {
 		return t, fmt.Errorf("%w: targets phase %s", ErrBad, quote(t.Phase))
+	}
+	for i, ip := range t.Skip {
+		if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
+			return t, fmt.Errorf("%w: skip %d: ip %s", ErrBad, i, quote(ip))
+		}
 	}
 	for i, x := range t.Targets {
 		if x.Port < 1 || x.Port > 65535 {

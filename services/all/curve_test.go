@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,10 @@ import (
 // gps-stream at every probe count), which the pipeline does not meet yet:
 // go test ./services/all -run PipelineCurve -args -strict-curve
 var strictCurve = flag.Bool("strict-curve", false, "fail when the pipeline's curve is more than 2 points from gps-stream's anywhere")
+
+// curveWorlds are more world directories to compare, comma-separated:
+// go test ./services/all -run PipelineCurve -args -curve-worlds DIR,DIR
+var curveWorlds = flag.String("curve-worlds", "", "more world directories for TestPipelineCurveMatchesReplay, comma-separated")
 
 // realWorlds is where the real worlds are, beside a clone of the repository.
 const realWorlds = "../../../shared/real"
@@ -147,6 +152,15 @@ func TestPipelineCurveMatchesReplay(t *testing.T) {
 			if testing.Short() && name == "ipscan-norway" {
 				t.Skip("ipscan-norway is large: skipped under -short")
 			}
+			pipe, w, s := runCurve(t, dir, prober.Config{})
+			checkCurve(t, pipe, w, s)
+		})
+	}
+	for dir := range strings.SplitSeq(*curveWorlds, ",") {
+		if dir == "" {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
 			pipe, w, s := runCurve(t, dir, prober.Config{})
 			checkCurve(t, pipe, w, s)
 		})

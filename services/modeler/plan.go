@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -32,18 +33,38 @@ func PlanPrefix(p gps.PlanRow) string {
 // PlanTargets splits a plan into targets messages of at most per groups
 // each, in plan order: message i carries Nats-Msg-Id "plan:<i>". Each
 // sweep carries its prior: the group's seed count and, when seedFrac is
-// known (> 0), the seed's addresses in the prefix.
-func PlanTargets(plan []gps.PlanRow, per int, seedFrac float64, t time.Time) []wire.Targets {
+// known (> 0), the seed's addresses in the prefix. Each message carries
+// the seed's hosts (seed, sorted, distinct) inside its prefixes, which its
+// sweeps leave out.
+func PlanTargets(plan []gps.PlanRow, per int, seedFrac float64, seed []uint32, t time.Time) []wire.Targets {
 	var out []wire.Targets
 	for lo := 0; lo < len(plan); lo += per {
 		grp := plan[lo:min(lo+per, len(plan))]
 		m := wire.Targets{V: wire.Version, Phase: wire.PhasePriors, Targets: make([]wire.Target, len(grp)), Time: t}
+		var skip []uint32
 		for j, g := range grp {
 			m.Targets[j] = wire.Target{Prefix: PlanPrefix(g), Port: int(g.Port), Hits: g.Count, SeedProbes: seedFrac * float64(g.Cost())}
+			last := uint64(g.Prefix) + g.Cost() - 1
+			i, _ := slices.BinarySearch(seed, g.Prefix)
+			for ; i < len(seed) && uint64(seed[i]) <= last; i++ {
+				skip = append(skip, seed[i])
+			}
+		}
+		slices.Sort(skip)
+		for _, a := range slices.Compact(skip) {
+			m.Skip = append(m.Skip, row.FormatAddr(a))
 		}
 		out = append(out, m)
 	}
 	return out
+}
+
+// seedHosts is the addresses of m's services, sorted and distinct.
+func seedHosts(m *model.Model) []uint32 {
+	var addrs []uint32
+	m.Services(func(addr uint32, _ uint16) { addrs = append(addrs, addr) })
+	slices.Sort(addrs)
+	return slices.Compact(addrs)
 }
 
 // PlanOf is the priors plan of a seed-only model m with its rows: GPS's plan
@@ -72,7 +93,7 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	gpsPlan, extra := planParts(m, rows, s.cfg.Step, s.cfg.Hitrate, !s.cfg.NoExtraSweeps)
 	plan := append(gpsPlan, extra...)
 	now := time.Now().UTC()
-	msgs := PlanTargets(plan, s.cfg.PlanBatch, s.cfg.SeedFrac, now)
+	msgs := PlanTargets(plan, s.cfg.PlanBatch, s.cfg.SeedFrac, seedHosts(m), now)
 	pub := newPublisher(s.Bus)
 	subject := wire.TargetsSubject(wire.PhasePriors)
 	var probes uint64

@@ -38,6 +38,14 @@ func (p *prober) pushTargets(ctx context.Context, msg jetstream.Msg) {
 		p.st.Targets.Add(1)
 		return
 	}
+	// The seed's hosts, which the sweeps leave out (valid: DecodeTargets
+	// checked them).
+	skip := make([]uint32, 0, len(ts.Skip))
+	for _, ip := range ts.Skip {
+		a, _ := row.ParseAddr(ip)
+		skip = append(skip, a)
+	}
+	seed := schedule.NewAddrs(skip)
 	h := &held{msg: msg, targets: true, phase: ts.Phase, n: len(ts.Targets)}
 	p.hold(h)
 	p.sched.Open(h)
@@ -80,6 +88,9 @@ func (p *prober) pushTargets(ctx context.Context, msg jetstream.Msg) {
 			share := float64(uint64(1)<<(32-part.Bits)) / size
 			sw := schedule.Sweep{Prefix: part.First(), Bits: part.Bits, Port: port,
 				PriorHits: float64(t.Hits) * share, PriorProbes: seedProbes * share}
+			if in := seed.Within(part.First(), part.Last()); len(in) > 0 {
+				sw.Skip = in
+			}
 			if err := p.sched.PushSweep(sw, h); err != nil {
 				// Not a valid sweep after the checks above: a bug, not a
 				// message to retry.

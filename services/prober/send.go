@@ -325,7 +325,7 @@ func (p *prober) do(ctx context.Context, ws ...schedule.Work) {
 }
 
 // probeWork sends the probes of w and adds each service found to res; it
-// returns how many it found.
+// returns how many it found that were not found before (newHit).
 func (p *prober) probeWork(ctx context.Context, w schedule.Work, res *results, phase string, stamp uint64) (int, error) {
 	hits := 0
 	if w.Kind == schedule.Probe {
@@ -351,7 +351,7 @@ func (p *prober) probeWork(ctx context.Context, w schedule.Work, res *results, p
 			return 0, fmt.Errorf("sweep: %w", err)
 		}
 		for _, rw := range found {
-			hits++
+			hits += p.newHit(rw, w.Port)
 			if err := res.add(ctx, rw, w.Port, pr, phase, stamp); err != nil {
 				return hits, fmt.Errorf("publish: %w", err)
 			}
@@ -365,13 +365,25 @@ func (p *prober) probeWork(ctx context.Context, w schedule.Work, res *results, p
 			return hits, fmt.Errorf("probe: %w", err)
 		}
 		if ok {
-			hits++
+			hits += p.newHit(rw, t.Port)
 			if err := res.add(ctx, rw, t.Port, ipv4.Prefix{Addr: t.Addr, Bits: 32}, phase, stamp); err != nil {
 				return hits, fmt.Errorf("publish: %w", err)
 			}
 		}
 	}
 	return hits, nil
+}
+
+// newHit is 1 if the service rw a chunk found on port is new, 0 if it was
+// probed as a single probe (a prediction) before: a chunk's yield counts
+// the services it adds, as the replay's does, not the ones found again
+// (they are still published).
+func (p *prober) newHit(rw row.Row, port uint16) int {
+	a, err := row.ParseAddr(rw.IP)
+	if err == nil && p.sched.Sent(schedule.Target{Addr: a, Port: port}) {
+		return 0
+	}
+	return 1
 }
 
 // await holds the sender until the predictions made from the results up to
