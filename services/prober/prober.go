@@ -8,7 +8,10 @@
 // truth, WorldResponder) answers and no packet is sent; a caller may inject
 // its own.
 //
-// For each target or prediction the prober
+// Every message pulled waits in one schedule.Scheduler (send.go), which
+// releases its work by expected services per probe: predictions at their
+// probability, sweeps in chunks at a yield learned from their hits, under
+// --rate and --budget. For each target or prediction the prober
 //   - refuses what lies outside the allow policy (allow list required, the
 //     IANA special-purpose ranges and the block file always blocked): nothing
 //     is probed for it, it is counted (Stats.Refused), logged at Warn, and its
@@ -16,14 +19,15 @@
 //     the message are done. A sweep partly outside the policy sweeps only the
 //     allowed parts. A sweep of a prefix larger than a plan group (shorter
 //     than --step) is refused the same way (Stats.TooLarge).
-//   - skips an (ip, port) this prober already probed, and a prediction inside
-//     a (prefix, port) group it already swept (the memory of both is in-process
-//     and grows with the run);
+//   - sends no probe twice: the scheduler drops a target already sent and a
+//     prediction inside a chunk already released, and sweeps leave out the
+//     seed's hosts (the message's skip list);
 //   - drops predictions with probability <= --min-probability;
 //   - probes via the Responder and publishes each service found as a
 //     wire.Result (the target's phase; "predicted" for predictions; source
-//     "probe") with the Nats-Msg-Id "res:<ip>:<port>", and acks the triggering
-//     message only after every result is acknowledged by the server.
+//     "probe"; its probe count) with the Nats-Msg-Id "res:<ip>:<port>", and
+//     acks a message only once all of its work is probed and every result
+//     is acknowledged by the server.
 //
 // Results are checked against the policy again on receipt (as ZMap drops
 // replies from disallowed sources). Undecodable messages are dead-lettered
