@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"strings"
 	"testing"
 )
 
@@ -22,15 +20,7 @@ func TestBenchUsage(t *testing.T) {
 		{"runs", []string{"bench", "scanners", "--runs", "-1"}, "runs -1"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			if code := run(tt.args, &stderr); code != 2 {
-				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
-			}
-			if !strings.Contains(stderr.String(), tt.want) {
-				t.Fatalf("stderr lacks %q:\n%s", tt.want, stderr.String())
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantUsageError(t, tt.args, tt.want) })
 	}
 }
 

@@ -121,15 +121,8 @@ func TestHostileFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			if code := run(tt.args, &stderr); code != 2 {
-				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
-			}
-			if !strings.Contains(stderr.String(), tt.want) {
-				t.Fatalf("stderr lacks %q:\n%s", tt.want, stderr.String())
-			}
-			if strings.Contains(stderr.String(), "no servers") {
-				t.Fatalf("flags checked after connecting:\n%s", stderr.String())
+			if stderr := wantUsageError(t, tt.args, tt.want); strings.Contains(stderr, "no servers") {
+				t.Fatalf("flags checked after connecting:\n%s", stderr)
 			}
 		})
 	}
@@ -169,4 +162,18 @@ func TestCredentialsHidden(t *testing.T) {
 			t.Fatalf("stderr shows the secret, or not the server:\n%s", stderr.String())
 		}
 	}
+}
+
+// wantUsageError runs the command, requires exit status 2 and want in its
+// stderr, and returns the stderr.
+func wantUsageError(t *testing.T, args []string, want string) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	if code := run(args, &stderr); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), want) {
+		t.Fatalf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+	return stderr.String()
 }
