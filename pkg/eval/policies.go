@@ -245,6 +245,7 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		}
 	}
 	var feats []features.ID
+	hosts := make(map[uint32][]model.Found) // what was found of each host, as the predictor keeps it
 	onFound := func(t gps.Target) {
 		for _, i := range w.byTarget[t] {
 			m.Add(&w.Truth[i])
@@ -254,7 +255,13 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		for _, i := range w.byTarget[t] {
 			feats = dict.Of(feats, &w.Truth[i], false)
 		}
-		for _, pr := range m.Predict([]model.Found{{Port: t.Port, Feats: feats}}, p.Hitrate) {
+		// From all of the host's services found so far with the model as
+		// it is now: a rule of an earlier service may clear the hitrate
+		// only now. A target predicted again goes up in the scheduler if
+		// its probability rose, and is dropped if not.
+		found := model.AddFound(hosts[t.Addr], t.Port, feats)
+		hosts[t.Addr] = found
+		for _, pr := range m.Predict(found, p.Hitrate) {
 			u := gps.Target{Addr: t.Addr, Port: pr.Port}
 			if f.found[u] {
 				continue
@@ -262,7 +269,12 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			sched.Push(schedule.Target(u), pr.Hitrate, nil)
 		}
 	}
-	var hits []gps.Target
+	// answered are the services a work's probes found, in address order:
+	// new ones and, in a chunk, ones found before (by a prediction or
+	// another sweep). The pipeline publishes both, and its predictor
+	// predicts the host again from either with the model as it is then;
+	// so does the replay. hits counts the new ones.
+	var answered []gps.Target
 	for n := 1; ; n++ {
 		if progress != nil && n%1024 == 0 {
 			progress(c.End())
@@ -271,8 +283,8 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		if err != nil || !ok {
 			break // the budget is spent, or nothing is left
 		}
-		hits = hits[:0]
-		r := 0
+		answered = answered[:0]
+		hits, r := 0, 0
 		if x.Kind == schedule.Chunk {
 			ts := groups[gps.Target{Addr: gps.Mask(x.First, p.Step), Port: x.Port}]
 			lo, _ := slices.BinarySearchFunc(ts, x.First, func(t gps.Target, a uint32) int { return cmp.Compare(t.Addr, a) })
@@ -280,20 +292,24 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 				if t.Addr > x.Last {
 					break
 				}
+				if w.seedSet[t] {
+					continue // a seed host's: skipped by the chunk
+				}
+				answered = append(answered, t)
 				if ok, real := f.probe(t); ok {
-					hits = append(hits, t)
+					hits++
 					r += real
 				}
 			}
 		} else if ok, real := f.probe(gps.Target(x.Target)); ok {
-			hits, r = append(hits, gps.Target(x.Target)), real
+			answered, hits, r = append(answered, gps.Target(x.Target)), 1, real
 			st.Hits++
 		}
-		sched.Report(x, len(hits))
-		if !c.Spend(x.Probes, len(hits), r) {
+		sched.Report(x, hits)
+		if !c.Spend(x.Probes, hits, r) {
 			break
 		}
-		for _, t := range hits {
+		for _, t := range answered {
 			onFound(t)
 		}
 	}

@@ -126,6 +126,21 @@ type Found struct {
 	Feats []features.ID
 }
 
+// AddFound adds a service found on port with feats to a host's found
+// services: its features join those of the port when the port is there
+// (another result of the same service), else it is a new Found (feats
+// copied). The predictor and gps eval's replay keep hosts this way, so
+// that both predict from the same services.
+func AddFound(found []Found, port uint16, feats []features.ID) []Found {
+	for i := range found {
+		if found[i].Port == port {
+			found[i].Feats = union(found[i].Feats, feats)
+			return found
+		}
+	}
+	return append(found, Found{Port: port, Feats: slices.Clone(feats)})
+}
+
 // Predict answers "given this host's services so far, what else": every
 // port p_a not among found that some rule (p_b, f) -> p_a with count >=
 // MinCount and hitrate > minHitrate predicts from a found service, with the

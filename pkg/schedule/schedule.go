@@ -8,7 +8,8 @@
 // One Scheduler serves the prober (a real clock) and the offline replay of
 // gps eval (a simulated clock), so that the two cannot drift apart.
 //
-// Memory: one item per pending prediction (about 80 bytes), one record per
+// Memory: one item per pending prediction (about 120 bytes with its index
+// entry, which keeps one per target), one record per
 // sweep (about 200 bytes, whatever the sweep's size), one counter per
 // pending token, and the set of single probes released so far (about 40
 // bytes each, kept for the Scheduler's life so that no target is sent
@@ -141,7 +142,7 @@ type Stats struct {
 	Predictions int    // single probes released
 	Chunks      int    // chunks released
 	Sweeps      int    // sweeps with a chunk released
-	Dropped     int    // predictions dropped: sent before, or inside a released chunk
+	Dropped     int    // predictions dropped: sent before, inside a released chunk, or pending at a higher probability
 }
 
 // Scheduler holds pending work. Its methods are safe for concurrent use.
@@ -153,6 +154,7 @@ type Scheduler struct {
 	q        itemHeap
 	seq      uint64
 	sent     map[Target]struct{}
+	pending  map[Target]*item // single probes in the queue
 	sweeps   map[sweepKey]*sweep
 	bits     []int // distinct prefix lengths of the sweeps
 	tokens   map[any]int
@@ -177,7 +179,7 @@ func New(c Config) (*Scheduler, error) {
 	if c.PriorWeight < 0 || c.Rate < 0 {
 		return nil, fmt.Errorf("make scheduler: prior weight %g and rate %g must not be negative", c.PriorWeight, c.Rate)
 	}
-	s := &Scheduler{c: c, clock: c.Clock, sent: map[Target]struct{}{}, sweeps: map[sweepKey]*sweep{},
+	s := &Scheduler{c: c, clock: c.Clock, sent: map[Target]struct{}{}, pending: map[Target]*item{}, sweeps: map[sweepKey]*sweep{},
 		tokens: map[any]int{}, wake: make(chan struct{})}
 	if s.clock == nil {
 		s.clock = RealClock{}
@@ -215,20 +217,37 @@ type item struct {
 	idx   int
 }
 
-// Push queues a prediction of t at probability p.
+// Push queues a prediction of t at probability p. A prediction of a target
+// already pending keeps the higher probability: pushed higher, the pending
+// one is raised and takes token (its old token completes, as if dropped);
+// pushed no higher, it is dropped.
 func (s *Scheduler) Push(t Target, p float64, token any) {
 	s.mu.Lock()
-	drop := s.sentOrSwept(t)
-	if drop {
+	var done any
+	switch x := s.pending[t]; {
+	case s.sentOrSwept(t):
 		s.stats.Dropped++
-	} else {
+		done = token
+	case x == nil:
 		s.addToken(token)
-		s.push(&item{yield: p, probe: t, token: token})
+		it := &item{yield: p, probe: t, token: token}
+		s.pending[t] = it
+		s.push(it)
+	case p > x.yield:
+		s.stats.Dropped++
+		done = x.token
+		s.tokens[done]--
+		s.addToken(token)
+		x.token, x.yield, x.seq = token, p, s.seq
+		s.seq++
+		heap.Fix(&s.q, x.idx)
+		s.wakeUp()
+	default:
+		s.stats.Dropped++
+		done = token
 	}
 	s.mu.Unlock()
-	if drop {
-		s.doneIf(token)
-	}
+	s.doneIf(done)
 }
 
 // PushSweep queues a sweep. A sweep of a (prefix, bits, port) pushed before
@@ -366,6 +385,7 @@ func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
 		it := s.q[0]
 		if it.sw == nil {
 			heap.Pop(&s.q)
+			delete(s.pending, it.probe)
 			if s.sentOrSwept(it.probe) {
 				s.stats.Dropped++
 				s.tokens[it.token]-- // the count is checked in doneIf
@@ -536,6 +556,11 @@ func (s *Scheduler) push(it *item) {
 	it.seq = s.seq
 	s.seq++
 	heap.Push(&s.q, it)
+	s.wakeUp()
+}
+
+// wakeUp wakes the callers of Next waiting for work; s.mu is held.
+func (s *Scheduler) wakeUp() {
 	close(s.wake)
 	s.wake = make(chan struct{})
 }

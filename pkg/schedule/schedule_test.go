@@ -380,3 +380,39 @@ func TestSweepSkip(t *testing.T) {
 		t.Error("not Sent after its release")
 	}
 }
+
+// TestPushRaises: a prediction pushed again at a higher probability raises
+// the pending one (it goes out once, at the new place, and the first
+// token completes at once); pushed again no higher, it is dropped.
+func TestPushRaises(t *testing.T) {
+	var done []any
+	s := newSched(t, Config{Done: func(tok any) { done = append(done, tok) }})
+	a, b := Target{Addr: 1, Port: 80}, Target{Addr: 2, Port: 80}
+	s.Push(a, 0.1, "a1")
+	s.Push(b, 0.5, "b")
+	s.Push(a, 0.05, "a0") // lower: dropped
+	if len(done) != 1 || done[0] != "a0" {
+		t.Fatalf("after a lower push: done %v, want a0", done)
+	}
+	s.Push(a, 0.9, "a2") // higher: raised above b, a1 completes
+	if len(done) != 2 || done[1] != "a1" {
+		t.Fatalf("after a higher push: done %v, want a1 too", done)
+	}
+	if s.Len() != 2 {
+		t.Fatalf("%d items pending, want 2: a raise is no new item", s.Len())
+	}
+	w := next(t, s)
+	if w.Target != a || w.Yield != 0.9 || w.Token != "a2" {
+		t.Fatalf("first out %+v, want %v at 0.9 with token a2", w, a)
+	}
+	s.Report(w, 0)
+	if w := next(t, s); w.Target != b {
+		t.Fatalf("second out %+v, want %v", w, b)
+	}
+	if _, ok, _ := s.TryNext(context.Background()); ok {
+		t.Fatal("a target was released twice")
+	}
+	if st := s.Stats(); st.Predictions != 2 || st.Dropped != 2 {
+		t.Fatalf("stats %+v, want 2 released and 2 dropped", st)
+	}
+}

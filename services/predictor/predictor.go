@@ -228,12 +228,7 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 		p.hosts[svc.Addr] = h
 		p.st.Hosts.Add(1)
 	}
-	port := uint16(svc.Port)
-	if i := slices.IndexFunc(h.found, func(f model.Found) bool { return f.Port == port }); i >= 0 {
-		h.found[i].Feats = union(h.found[i].Feats, p.feats)
-	} else {
-		h.found = append(h.found, model.Found{Port: port, Feats: slices.Clone(p.feats)})
-	}
+	h.found = model.AddFound(h.found, uint16(svc.Port), p.feats)
 	if phase == wire.PhaseSeed {
 		return 0, nil
 	}
@@ -246,8 +241,18 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 	subject := wire.PredictionsSubject(phase)
 	now := time.Now().UTC()
 	for _, x := range preds {
-		if slices.Contains(h.predicted, x.Port) {
+		i := slices.IndexFunc(h.predicted, func(y published) bool { return y.port == x.Port })
+		if i >= 0 && x.Hitrate <= h.predicted[i].p {
 			continue
+		}
+		// A target is published again when its probability rises (a new
+		// service of the host, or a model that learned more), so the prober
+		// raises it in its queue, as the replay's scheduler does. The
+		// message ID names the probability: a republish after a restart is
+		// the same message.
+		id := "pred:" + ip + ":" + strconv.Itoa(int(x.Port))
+		if i >= 0 {
+			id += "@" + strconv.FormatFloat(x.Hitrate, 'g', -1, 64)
 		}
 		data, err := json.Marshal(wire.Prediction{V: wire.Version, IP: ip, Port: int(x.Port), Probability: x.Hitrate,
 			Evidence:     wire.Evidence{Port: int(x.Evidence.Port), Feature: p.m.Dict().String(x.Feat), Count: x.Count, Support: x.Support},
@@ -255,11 +260,15 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 		if err != nil {
 			return n, fmt.Errorf("encode prediction: %w", err)
 		}
-		if err := p.pub.publish(ctx, subject, "pred:"+ip+":"+strconv.Itoa(int(x.Port)), phase, data); err != nil {
+		if err := p.pub.publish(ctx, subject, id, phase, data); err != nil {
 			return n, err
 		}
 		n++
-		h.predicted = append(h.predicted, x.Port)
+		if i >= 0 {
+			h.predicted[i].p = x.Hitrate
+		} else {
+			h.predicted = append(h.predicted, published{port: x.Port, p: x.Hitrate})
+		}
 		if len(p.pub.futs) >= maxAsync {
 			if err := p.flush(ctx); err != nil {
 				return n, err
@@ -375,10 +384,4 @@ func (p *publisher) flush(ctx context.Context, out map[string]prometheus.Counter
 	}
 	count(len(p.futs))
 	return len(p.futs), nil
-}
-
-func union(a, b []features.ID) []features.ID {
-	out := append(a, b...)
-	slices.Sort(out)
-	return slices.Compact(out)
 }

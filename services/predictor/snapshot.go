@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,8 +30,14 @@ const SnapshotObject = "predictor"
 // address order its address, its services found (the number, then for each
 // its port, the number of its features and the features as 8 bytes little
 // endian each) and the ports already predicted for it (the number, then the
-// ports). Features are ids of the model's dictionary.
-const snapMagic = "GPSPRED\x01"
+// ports, each followed by the probability it was last published at, as
+// float64 bits, 8 bytes little endian). Features are ids of the model's
+// dictionary. A snapshot of version 1 (snapMagicV1) has the ports alone:
+// they read as published at probability 1, so none is published again.
+const (
+	snapMagic   = "GPSPRED\x02"
+	snapMagicV1 = "GPSPRED\x01"
+)
 
 // ErrSnapshot marks a snapshot that cannot be read.
 var ErrSnapshot = errors.New("bad snapshot")
@@ -44,7 +51,14 @@ type state struct {
 
 type hostState struct {
 	found     []model.Found
-	predicted []uint16
+	predicted []published
+}
+
+// published is a port predicted for a host and the probability it was last
+// published at: it is published again only at a higher one.
+type published struct {
+	port uint16
+	p    float64
 }
 
 // encodeSnapshot writes a snapshot of st, which covers RESULTS up to and
@@ -69,8 +83,9 @@ func encodeSnapshot(w io.Writer, seq uint64, st *state) error {
 			}
 		}
 		b = binary.AppendUvarint(b, uint64(len(h.predicted)))
-		for _, p := range h.predicted {
-			b = binary.AppendUvarint(b, uint64(p))
+		for _, x := range h.predicted {
+			b = binary.AppendUvarint(b, uint64(x.port))
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x.p))
 		}
 	}
 	var hdr [24]byte
@@ -96,7 +111,7 @@ func decodeSnapshot(r io.Reader) (*state, uint64, error) {
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return nil, 0, fmt.Errorf("%w: header: %v", ErrSnapshot, err)
 	}
-	if string(hdr[:8]) != snapMagic {
+	if m := string(hdr[:8]); m != snapMagic && m != snapMagicV1 {
 		return nil, 0, fmt.Errorf("%w: magic %q, want %q", ErrSnapshot, hdr[:8], snapMagic)
 	}
 	seq := binary.BigEndian.Uint64(hdr[8:])
@@ -108,7 +123,7 @@ func decodeSnapshot(r io.Reader) (*state, uint64, error) {
 	if _, err := io.ReadFull(br, sec); err != nil {
 		return nil, 0, fmt.Errorf("%w: hosts: %v", ErrSnapshot, err)
 	}
-	hosts, err := decodeHosts(sec)
+	hosts, err := decodeHosts(sec, string(hdr[:8]) == snapMagicV1)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -123,9 +138,16 @@ func decodeSnapshot(r io.Reader) (*state, uint64, error) {
 	return &state{m: m, hosts: hosts}, seq, nil
 }
 
-func decodeHosts(sec []byte) (map[uint32]*hostState, error) {
+func decodeHosts(sec []byte, v1 bool) (map[uint32]*hostState, error) {
 	r := bytes.NewReader(sec)
 	var err error
+	float := func() float64 {
+		var v [8]byte
+		if _, e := io.ReadFull(r, v[:]); e != nil && err == nil {
+			err = e
+		}
+		return math.Float64frombits(binary.LittleEndian.Uint64(v[:]))
+	}
 	next := func(limit uint64) uint64 {
 		if err != nil {
 			return 0
@@ -153,9 +175,13 @@ func decodeHosts(sec []byte) (map[uint32]*hostState, error) {
 				f.Feats[k] = features.ID(binary.LittleEndian.Uint64(v[:]))
 			}
 		}
-		h.predicted = make([]uint16, next(65535))
+		h.predicted = make([]published, next(65535))
 		for j := range h.predicted {
-			h.predicted[j] = uint16(next(65535))
+			x := &h.predicted[j]
+			x.port, x.p = uint16(next(65535)), 1
+			if !v1 {
+				x.p = float()
+			}
 		}
 		hosts[a] = h
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/schedule"
@@ -127,7 +128,8 @@ func (p *prober) pushPrediction(ctx context.Context, msg jetstream.Msg) {
 		p.st.Predictions.Add(1)
 		return
 	}
-	h := &held{msg: msg, phase: wire.PhasePredicted, n: 1}
+	// Held bare: a prober holds up to maxHeldPredictions of them.
+	h := &held{msg: bus.Bare(msg, p.bus.NC), phase: wire.PhasePredicted, n: 1}
 	p.hold(h)
 	p.sched.Push(schedule.Target{Addr: a, Port: uint16(pred.Port)}, pred.Probability, h)
 }

@@ -22,19 +22,28 @@ import (
 
 // Timing of message handling.
 const (
-	retryDelay   = time.Second      // NakWithDelay after a transient error
-	pullWait     = 2 * time.Second  // expiry of a pull request (and the longest wait for one on stop)
-	ackWait      = 10 * time.Second // of the prober's consumers: a delivery lost in flight, or a crashed prober's messages, come back after this
-	keepAlive    = 3 * time.Second  // InProgress on every message held, so it is never redelivered meanwhile
-	asyncWindow  = 256              // result messages in flight before waiting for acks
-	maxAcks      = 256              // acks waiting for their confirmation
-	pendingEvery = 5 * time.Second  // consumer lag gauge refresh
+	retryDelay = time.Second      // NakWithDelay after a transient error
+	pullWait   = 2 * time.Second  // expiry of a pull request (and the longest wait for one on stop)
+	ackWait    = 10 * time.Second // of the targets consumer: a delivery lost in flight, or a crashed prober's messages, come back after this
+	keepAlive  = 3 * time.Second  // InProgress on every targets message held, so it is never redelivered meanwhile
+	// Of the predictions consumer: a prober holds up to maxHeldPredictions
+	// of them, so they are kept alive less often (the same messages per
+	// second as targets at 1/16 of the number), and a crashed prober's
+	// come back later.
+	predAckWait   = 2 * time.Minute
+	predKeepAlive = 40 * time.Second
+	asyncWindow   = 256             // result messages in flight before waiting for acks
+	maxAcks       = 256             // acks waiting for their confirmation
+	pendingEvery  = 5 * time.Second // consumer lag gauge refresh
 	// The messages a prober holds (their work in its scheduler, ordered
 	// by yield across all of them): a plan message is up to 256 sweeps of
-	// about 200 bytes each in the scheduler, a prediction about 80 bytes
-	// and its message about 1 KB.
+	// about 200 bytes each in the scheduler and its message about 10 KB; a
+	// prediction about 450 bytes with its bare message (bus.Bare). The
+	// replay holds every prediction; a prober that holds too few probes
+	// what it holds while better ones wait on the server (on ipscan-norway
+	// 16K held left the curve 7 points behind the replay's).
 	maxHeldTargets     = 1024
-	maxHeldPredictions = 16384
+	maxHeldPredictions = 1 << 18
 	pullBatch          = 256                    // messages a pull request asks for
 	maxPending         = 1 << 20                // scheduler items above which nothing more is pulled
 	pendingPause       = 100 * time.Millisecond // between looks while the scheduler is that full
@@ -111,7 +120,7 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
-	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxHeldPredictions, bus.WithAckWait(ackWait))
+	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxHeldPredictions, bus.WithAckWait(predAckWait))
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}

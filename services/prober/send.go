@@ -132,23 +132,29 @@ func (p *prober) done(token any) {
 	}
 }
 
-// keepHeldAlive tells the server every keepAlive that each message held is
-// still being worked on (InProgress), so none is redelivered to another
-// prober after AckWait while it waits in the scheduler.
+// keepHeldAlive tells the server that each message held is still being
+// worked on (InProgress): targets every keepAlive, predictions every
+// predKeepAlive, so none is redelivered to another prober after its
+// consumer's AckWait while it waits in the scheduler.
 func (p *prober) keepHeldAlive(ctx context.Context) {
 	t := time.NewTicker(keepAlive)
 	defer t.Stop()
+	var predsAlive time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		preds := time.Since(predsAlive) >= predKeepAlive-keepAlive/2
+		if preds {
+			predsAlive = time.Now()
+		}
 		for _, h := range p.heldNow() {
 			h.mu.Lock()
 			settled := h.settled
 			h.mu.Unlock()
-			if !settled {
+			if !settled && (h.targets || preds) {
 				_ = h.msg.InProgress()
 			}
 		}
