@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"slices"
 
@@ -279,9 +280,13 @@ type Timeline struct {
 }
 
 // OpenTimeline reads the world's meta.json and truth.jsonl; the timeline
-// starts at cycle 0.
+// starts at cycle 0. A world without meta.json (a converted scan, say) has
+// no cycles but 0.
 func OpenTimeline(dir string) (*Timeline, error) {
 	m, err := ReadMeta(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		m, err = Meta{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open timeline: %w", err)
 	}
