@@ -67,6 +67,7 @@ type host struct {
 	as      *asys // nil when unannounced
 	k       kind
 	kp      *kindParams
+	dev     int // index of the device type in the catalog; -1 for a pseudo-service host
 	win     int64
 	winNull bool
 	svcs    []svc
@@ -88,9 +89,11 @@ func (g *gen) makeHost(addr uint32, as *asys, k kind) {
 	h := &g.h
 	*h = host{addr: addr, ip: row.FormatAddr(addr), as: as, k: k, kp: &kinds[k], svcs: h.svcs[:0]}
 	if g.r.Float64() < g.c.PseudoFrac {
+		h.dev = -1
 		g.pseudo(h)
 	} else {
-		g.devs[g.deviceOf(h)].gen(g, h)
+		h.dev = g.deviceOf(h)
+		g.devs[h.dev].gen(g, h)
 		if len(h.svcs) == 0 {
 			// Every device type should add something; be safe anyway.
 			h.add(80, "", "")

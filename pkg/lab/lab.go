@@ -41,6 +41,12 @@ const (
 	PaperPseudoFrac  = 0.003
 	DefaultNoiseFrac = 0.05
 
+	// MaxCycles is the most cycles of change a world may have (one file each).
+	MaxCycles = 9999
+	// MaxChurn is the largest scale of the rates of change: ten times the
+	// defaults already renews most of a world in a few cycles.
+	MaxChurn = 100
+
 	// MaxSlash16s is the number of /16s of 127.0.0.0/8 a world may use:
 	// 127.1.0.0/16 .. 127.254.0.0/16.
 	MaxSlash16s = 254
@@ -60,6 +66,12 @@ type Config struct {
 	ASes       int     // autonomous systems
 	PseudoFrac float64 // fraction of hosts that answer on 100-400 ports (middleboxes)
 	NoiseFrac  float64 // fraction of hosts with 1-2 random extra services
+	// Cycles is how many cycles of change follow cycle 0 (changes/, see
+	// churn.go); 0: none, the world does not change.
+	Cycles int
+	// Churn scales every rate of change (1: the documented rates of
+	// churnRates); 0 means 1, a negative value no change at all.
+	Churn float64
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -70,6 +82,7 @@ func (c Config) WithDefaults() Config {
 	c.ASes = cmp.Or(c.ASes, DefaultASes)
 	c.PseudoFrac = cmp.Or(c.PseudoFrac, DefaultPseudoFrac)
 	c.NoiseFrac = cmp.Or(c.NoiseFrac, DefaultNoiseFrac)
+	c.Churn = cmp.Or(c.Churn, 1)
 	return c
 }
 
@@ -102,15 +115,24 @@ func (c Config) Validate() error {
 	if math.IsNaN(c.NoiseFrac) || c.NoiseFrac > 1 {
 		p.Addf("noise_frac %v above 1", c.NoiseFrac)
 	}
+	if c.Cycles < 0 || c.Cycles > MaxCycles {
+		p.Addf("cycles %d out of range 0..%d", c.Cycles, MaxCycles)
+	}
+	if math.IsNaN(c.Churn) || c.Churn > MaxChurn {
+		p.Addf("churn %v above %v", c.Churn, MaxChurn)
+	}
 	return p.Err()
 }
 
 // World is a generated synthetic Internet.
 type World struct {
-	Truth  []row.Row       // every service, sorted by (ip numeric, port)
-	Seed   []row.Row       // every service of the sampled addresses, same order
+	Truth  []row.Row       // every service at cycle 0, sorted by (ip numeric, port)
+	Seed   []row.Row       // every service of the sampled addresses at cycle 0, same order
 	Pfx2AS []pfx2as.Prefix // announced prefixes, sorted by (prefix numeric, len)
-	Meta   Meta
+	// Changes are the changes of cycles 1..Config.Cycles: Changes[k-1] turns
+	// the truth of cycle k-1 into that of cycle k.
+	Changes [][]Change
+	Meta    Meta
 }
 
 // Meta summarises a world; it is written as meta.json.
@@ -120,6 +142,8 @@ type Meta struct {
 	SeedHosts    int            `json:"seed_hosts"`
 	SeedServices int            `json:"seed_services"`
 	Params       map[string]any `json:"params"`
+	// Changes count each cycle's changes (none without cycles).
+	Changes []CycleCounts `json:"changes,omitempty"`
 }
 
 // Generate builds the world of c (after defaults).
@@ -136,8 +160,12 @@ func Generate(c Config) (*World, error) {
 	w.Truth = make([]row.Row, 0, c.Hosts*3)
 	hosts, seedHosts := 0, 0
 	var buf []row.Row
+	var devs []int // the device type of each host, for the churn
 	g.run(func(h *host) {
 		hosts++
+		if c.Cycles > 0 {
+			devs = append(devs, h.dev)
+		}
 		buf = h.rows(buf[:0])
 		w.Truth = append(w.Truth, buf...)
 		if sample.has(h.addr - spaceStart) {
@@ -161,6 +189,13 @@ func Generate(c Config) (*World, error) {
 			"seed_addresses": k,
 			"prefixes":       len(w.Pfx2AS),
 		},
+	}
+	if c.Cycles > 0 {
+		// Only a world with cycles says so: one without keeps the meta.json
+		// it always had.
+		w.Meta.Params["cycles"] = c.Cycles
+		w.Meta.Params["churn"] = max(c.Churn, 0)
+		w.Changes, w.Meta.Changes = newChurner(g, w, devs).cycles(c.Cycles)
 	}
 	return w, nil
 }
@@ -238,9 +273,27 @@ func (w *World) Write(dir string) error {
 			return err
 		},
 	}
-	order := []string{p(TruthFile), p(SeedFile), p(Pfx2ASFile), p(MetaFile)}
+	order := []string{p(TruthFile), p(SeedFile), p(Pfx2ASFile)}
+	if len(w.Changes) > 0 {
+		if err := os.MkdirAll(filepath.Join(dir, ChangesDir), 0o755); err != nil {
+			return fmt.Errorf("write world: %w", err)
+		}
+	}
+	for i, cs := range w.Changes {
+		path := ChangesFile(dir, i+1)
+		files[path] = func(out io.Writer) error { return writeChanges(out, cs) }
+		order = append(order, path)
+	}
+	// meta.json last: it says how many cycles there are.
+	order = append(order, p(MetaFile))
 	if err := atomicfile.Set(files, order); err != nil {
 		return fmt.Errorf("write world: %w", err)
+	}
+	// Change files of an older world with more cycles would only mislead.
+	for k := len(w.Changes) + 1; ; k++ {
+		if err := os.Remove(ChangesFile(dir, k)); err != nil {
+			break
+		}
 	}
 	return nil
 }
@@ -291,7 +344,7 @@ func metaValue(key string, v any) any {
 	switch x := v.(type) {
 	case json.Number:
 		switch key {
-		case "hosts", "slash16s", "ases", "seed_addresses", "prefixes":
+		case "hosts", "slash16s", "ases", "seed_addresses", "prefixes", "cycles":
 			if n, err := strconv.Atoi(x.String()); err == nil {
 				return n
 			}

@@ -116,11 +116,12 @@ type Lab struct {
 	auth  *authority
 	stats Stats
 
-	served  []row.Row // the rows with a listener, in truth order
-	skipped []row.Row // rows whose address was taken (EADDRINUSE)
-	addrs   int
+	served  []row.Row // the rows with a listener, in truth order; under mu once ready
+	skipped []row.Row // rows whose address was taken (EADDRINUSE); under mu once ready
+	addrs   int       // under mu once ready
 
-	lns     []net.Listener
+	umu     sync.Mutex           // serialises Update and Close over lns
+	lns     map[uint64]*listener // by (addr, port)
 	helpers []*helper
 	ready   chan struct{}
 
@@ -209,7 +210,7 @@ func ServeRows(ctx context.Context, rows []row.Row, opts Options, log *zap.Logge
 
 func newLab(log *zap.Logger, opts Options, auth *authority) *Lab {
 	return &Lab{log: log, opts: opts, auth: auth, ready: make(chan struct{}), conns: map[net.Conn]struct{}{},
-		stop: make(chan struct{})}
+		lns: map[uint64]*listener{}, stop: make(chan struct{})}
 }
 
 // services validates rows and keeps the first of each (ip, port).
@@ -254,30 +255,50 @@ func raiseNoFile() (uint64, error) {
 	return rl.Cur, nil
 }
 
+// listener is one service's listener; the service it answers can be
+// swapped while it runs (Update), each connection taking the one of its
+// accept.
+type listener struct {
+	ln  net.Listener
+	svc atomic.Pointer[service]
+}
+
 // listen binds one listener per service and starts its accept loop.
 func (l *Lab) listen(svcs []service) error {
-	lc := net.ListenConfig{}
 	for i := range svcs {
-		s := &svcs[i]
-		addr := net.JoinHostPort(s.r.IP, strconv.Itoa(s.r.Port))
-		ln, err := lc.Listen(context.Background(), "tcp4", addr)
-		if err != nil {
-			switch {
-			case errors.Is(err, syscall.EADDRINUSE):
-				l.skipped = append(l.skipped, s.r)
-				l.log.Warn("lab address taken, service skipped", zap.String("addr", addr), zap.Error(err))
-				continue
-			case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
-				return fmt.Errorf("listen %s: %w: %w (raise ulimit -n or serve a smaller world)", addr, ErrNoFiles, err)
-			}
-			return fmt.Errorf("listen %s: %w", addr, err)
+		if _, err := l.listenOne(svcs[i]); err != nil {
+			return err
 		}
-		l.lns = append(l.lns, ln)
-		l.wg.Add(1)
-		go l.accept(ln, s)
 	}
 	return nil
 }
+
+// listenOne binds the listener of s and starts its accept loop; a taken
+// address skips s (false, nil).
+func (l *Lab) listenOne(s service) (bool, error) {
+	addr := net.JoinHostPort(s.r.IP, strconv.Itoa(s.r.Port))
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp4", addr)
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			l.skipped = append(l.skipped, s.r)
+			l.log.Warn("lab address taken, service skipped", zap.String("addr", addr), zap.Error(err))
+			return false, nil
+		case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+			return false, fmt.Errorf("listen %s: %w: %w (raise ulimit -n or serve a smaller world)", addr, ErrNoFiles, err)
+		}
+		return false, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	x := &listener{ln: ln}
+	x.svc.Store(&s)
+	a, _ := row.ParseAddr(s.r.IP)
+	l.lns[svcKey(a, s.r.Port)] = x
+	l.wg.Add(1)
+	go l.accept(x)
+	return true, nil
+}
+
+func svcKey(addr uint32, port int) uint64 { return uint64(addr)<<16 | uint64(port) }
 
 // finish records which services are served, here or by helpers.
 func (l *Lab) finish(svcs []service) {
@@ -299,10 +320,10 @@ func (l *Lab) finish(svcs []service) {
 	l.addrs = len(ips)
 }
 
-func (l *Lab) accept(ln net.Listener, s *service) {
+func (l *Lab) accept(x *listener) {
 	defer l.wg.Done()
 	for {
-		c, err := ln.Accept()
+		c, err := x.ln.Accept()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -319,6 +340,7 @@ func (l *Lab) accept(ln net.Listener, s *service) {
 			c.Close()
 			return
 		}
+		s := x.svc.Load()
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -350,13 +372,25 @@ func (l *Lab) untrack(c net.Conn) {
 func (l *Lab) Ready() <-chan struct{} { return l.ready }
 
 // Services returns the rows served, one per (ip, port), in truth order.
-func (l *Lab) Services() []row.Row { return slices.Clone(l.served) }
+func (l *Lab) Services() []row.Row {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.served)
+}
 
 // Skipped returns the rows not served because their ip:port was taken.
-func (l *Lab) Skipped() []row.Row { return slices.Clone(l.skipped) }
+func (l *Lab) Skipped() []row.Row {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.skipped)
+}
 
 // Addresses is the number of distinct addresses served.
-func (l *Lab) Addresses() int { return l.addrs }
+func (l *Lab) Addresses() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.addrs
+}
 
 // Processes is the number of processes serving (1 plus the helpers).
 func (l *Lab) Processes() int { return 1 + len(l.helpers) }
@@ -377,11 +411,13 @@ func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		var errs []error
-		for _, ln := range l.lns {
-			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		l.umu.Lock()
+		for _, x := range l.lns {
+			if err := x.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
 			}
 		}
+		l.umu.Unlock()
 		l.mu.Lock()
 		l.closed = true
 		for c := range l.conns {

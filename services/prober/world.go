@@ -2,8 +2,11 @@ package prober
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gpsscan/gps/pkg/lab"
@@ -26,15 +29,29 @@ type WorldOptions struct {
 	Latency  time.Duration // waited on each Probe, and once per Sweep (a sweep's probes are in flight together)
 	Loss     float64       // probability that a service does not answer, 0..1
 	LossSeed int64         // which services are lost: the same seed loses the same ones
+	Cycle    int           // the cycle of the world answered (lab.ReadCycle); 0: truth.jsonl
 }
 
 // WorldResponder is a simulated Internet: it answers exactly the services of
-// a lab world's ground truth (truth.jsonl), sending no packet anywhere. When
-// the truth holds several rows of one (ip, port), the first one answers.
-// Loss is deterministic per (addr, port) and LossSeed, so reruns agree. It is
-// safe for concurrent use.
+// a lab world's ground truth (truth.jsonl, or the truth of a later cycle),
+// sending no packet anywhere. When the truth holds several rows of one (ip,
+// port), the first one answers. Loss is deterministic per (addr, port) and
+// LossSeed, so reruns agree. It is safe for concurrent use, SetCycle
+// included: a probe answers from the cycle before or the one after, never
+// from a mix.
 type WorldResponder struct {
-	opts   WorldOptions
+	opts WorldOptions
+	idx  atomic.Pointer[worldIndex]
+
+	mu  sync.Mutex    // serialises SetCycle
+	dir string        // the world directory; "" when built from services
+	tl  *lab.Timeline // opened on the first SetCycle
+}
+
+// worldIndex is the truth of one cycle, indexed; never changed once built,
+// so probes read it without locks.
+type worldIndex struct {
+	cycle  int
 	rows   []row.Row
 	byKey  map[uint64]int32       // (addr, port) -> index in rows of its first row
 	byPort map[uint16][]portEntry // each sorted by address, for sweeps
@@ -47,21 +64,45 @@ type portEntry struct {
 
 func svcKey(addr uint32, port uint16) uint64 { return uint64(addr)<<16 | uint64(port) }
 
-// NewWorldResponder loads the ground truth of the world directory dir.
+// ErrNoWorldDir is returned by SetCycle of a responder built from services.
+var ErrNoWorldDir = errors.New("world responder has no world directory")
+
+// NewWorldResponder loads the ground truth of the world directory dir at
+// o.Cycle.
 func NewWorldResponder(dir string, o WorldOptions) (*WorldResponder, error) {
 	if o.Loss < 0 || o.Loss > 1 || o.Latency < 0 {
 		return nil, fmt.Errorf("load world responder: loss %v latency %v out of range", o.Loss, o.Latency)
 	}
-	ss, err := row.ReadAll(lab.WorldFile(dir, lab.TruthFile))
+	var ss []row.Service
+	var tl *lab.Timeline
+	var err error
+	if o.Cycle == 0 {
+		ss, err = row.ReadAll(lab.WorldFile(dir, lab.TruthFile))
+	} else {
+		if tl, err = lab.OpenTimeline(dir); err == nil {
+			if err = tl.Seek(o.Cycle); err == nil {
+				ss = tl.Services()
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load world responder: %w", err)
 	}
-	return NewWorldResponderFromServices(ss, o), nil
+	w := NewWorldResponderFromServices(ss, o)
+	w.dir, w.tl = dir, tl
+	return w, nil
 }
 
-// NewWorldResponderFromServices builds a responder answering the services.
+// NewWorldResponderFromServices builds a responder answering the services
+// (as cycle o.Cycle; it cannot change cycles).
 func NewWorldResponderFromServices(ss []row.Service, o WorldOptions) *WorldResponder {
-	w := &WorldResponder{opts: o, byKey: make(map[uint64]int32, len(ss)), byPort: make(map[uint16][]portEntry)}
+	w := &WorldResponder{opts: o}
+	w.idx.Store(newWorldIndex(o.Cycle, ss))
+	return w
+}
+
+func newWorldIndex(cycle int, ss []row.Service) *worldIndex {
+	w := &worldIndex{cycle: cycle, byKey: make(map[uint64]int32, len(ss)), byPort: make(map[uint16][]portEntry)}
 	for _, s := range ss {
 		k := svcKey(s.Addr, uint16(s.Port))
 		if _, dup := w.byKey[k]; dup {
@@ -86,8 +127,38 @@ func NewWorldResponderFromServices(ss []row.Service, o WorldOptions) *WorldRespo
 	return w
 }
 
+// SetCycle moves the responder to cycle k of its world: forwards by
+// applying the changes of the cycles in between, backwards by starting
+// again from truth.jsonl. Probes and sweeps running meanwhile answer from
+// the cycle before; those after it returns, from k. A cycle the world does
+// not have is an error wrapping lab.ErrCycle, and the responder stays
+// where it was.
+func (w *WorldResponder) SetCycle(k int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dir == "" {
+		return fmt.Errorf("set cycle %d: %w", k, ErrNoWorldDir)
+	}
+	if w.tl == nil {
+		tl, err := lab.OpenTimeline(w.dir)
+		if err != nil {
+			return fmt.Errorf("set cycle %d: %w", k, err)
+		}
+		w.tl = tl
+	}
+	if err := w.tl.Seek(k); err != nil {
+		w.tl = nil // half-way or unknown: start again next time
+		return fmt.Errorf("set cycle %d: %w", k, err)
+	}
+	w.idx.Store(newWorldIndex(k, w.tl.Services()))
+	return nil
+}
+
+// Cycle is the cycle of the world the responder answers from.
+func (w *WorldResponder) Cycle() int { return w.idx.Load().cycle }
+
 // Services is the number of distinct (ip, port) services of the world.
-func (w *WorldResponder) Services() int { return len(w.rows) }
+func (w *WorldResponder) Services() int { return len(w.idx.Load().rows) }
 
 // Lost reports whether the service at (addr, port), if any, does not answer.
 func (w *WorldResponder) Lost(addr uint32, port uint16) bool {
@@ -110,11 +181,12 @@ func (w *WorldResponder) Probe(ctx context.Context, addr uint32, port uint16) (r
 	if err := w.wait(ctx); err != nil {
 		return row.Row{}, false, err
 	}
-	i, ok := w.byKey[svcKey(addr, port)]
+	x := w.idx.Load()
+	i, ok := x.byKey[svcKey(addr, port)]
 	if !ok || w.Lost(addr, port) {
 		return row.Row{}, false, nil
 	}
-	return w.rows[i], true, nil
+	return x.rows[i], true, nil
 }
 
 // Sweep calls fn with every service of the world on port inside
@@ -132,7 +204,8 @@ func (w *WorldResponder) Sweep(ctx context.Context, prefix uint32, bits int, por
 		mask = ^uint32(0) << (32 - bits)
 	}
 	lo, hi := prefix&mask, prefix|^mask
-	es := w.byPort[port]
+	x := w.idx.Load()
+	es := x.byPort[port]
 	i, _ := slices.BinarySearchFunc(es, lo, func(e portEntry, a uint32) int {
 		switch {
 		case e.addr < a:
@@ -144,7 +217,7 @@ func (w *WorldResponder) Sweep(ctx context.Context, prefix uint32, bits int, por
 	})
 	for ; i < len(es) && es[i].addr <= hi; i++ {
 		if !w.Lost(es[i].addr, port) {
-			fn(w.rows[es[i].i])
+			fn(x.rows[es[i].i])
 		}
 	}
 	return uint64(1) << (32 - bits), nil

@@ -2,9 +2,12 @@ package prober
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gpsscan/gps/internal/labtest"
 	"github.com/gpsscan/gps/pkg/lab"
@@ -147,5 +150,103 @@ func TestLatencyHonoursContext(t *testing.T) {
 	cancel()
 	if _, _, err := resp.Probe(ctx, 1, 1); err == nil {
 		t.Fatal("probe ignored a cancelled context")
+	}
+}
+
+// checkCycle probes every service of the world at cycle k, and every one
+// of the other cycle's, and wants exactly cycle k's to answer.
+func checkCycle(t *testing.T, resp *WorldResponder, dir string, k, other int) {
+	t.Helper()
+	ctx := context.Background()
+	want, err := lab.ReadCycle(dir, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[uint64]row.Row{}
+	for _, s := range want {
+		in[svcKey(s.Addr, uint16(s.Port))] = s.Row
+		got, ok, err := resp.Probe(ctx, s.Addr, uint16(s.Port))
+		if err != nil || !ok || got.Data != s.Data || got.IP != s.IP {
+			t.Fatalf("cycle %d: probe %s:%d = %v %v %v, want %q", k, s.IP, s.Port, got.Data, ok, err, s.Data)
+		}
+	}
+	others, err := lab.ReadCycle(dir, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	differ := 0
+	for _, s := range others {
+		r, there := in[svcKey(s.Addr, uint16(s.Port))]
+		if there && r.Data == s.Data {
+			continue
+		}
+		differ++
+		if got, ok, _ := resp.Probe(ctx, s.Addr, uint16(s.Port)); ok && got.Data == s.Data {
+			t.Fatalf("cycle %d: %s:%d answered as in cycle %d", k, s.IP, s.Port, other)
+		}
+	}
+	if differ == 0 {
+		t.Fatalf("cycles %d and %d do not differ", k, other)
+	}
+	if resp.Cycle() != k || resp.Services() != len(want) {
+		t.Fatalf("responder at cycle %d with %d services, want %d and %d", resp.Cycle(), resp.Services(), k, len(want))
+	}
+}
+
+func TestWorldResponderCycles(t *testing.T) {
+	dir, _ := labtest.WriteWorld(t, lab.Config{Seed: 1, Hosts: 2000, Slash16s: 2, SeedFrac: 0.2, Cycles: 3, Churn: 3})
+	resp, err := NewWorldResponder(dir, WorldOptions{Cycle: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCycle(t, resp, dir, 2, 0)
+	for _, step := range []struct{ to, other int }{{3, 2}, {0, 3}, {1, 0}} {
+		if err := resp.SetCycle(step.to); err != nil {
+			t.Fatal(err)
+		}
+		checkCycle(t, resp, dir, step.to, step.other)
+	}
+	if err := resp.SetCycle(4); !errors.Is(err, lab.ErrCycle) || resp.Cycle() != 1 {
+		t.Fatalf("SetCycle(4) of a 3-cycle world: %v, now at %d", err, resp.Cycle())
+	}
+	if _, err := NewWorldResponder(dir, WorldOptions{Cycle: 4}); !errors.Is(err, lab.ErrCycle) {
+		t.Fatalf("cycle 4 of a 3-cycle world: %v", err)
+	}
+	if err := NewWorldResponderFromServices(nil, WorldOptions{}).SetCycle(1); !errors.Is(err, ErrNoWorldDir) {
+		t.Fatalf("SetCycle without a world directory: %v", err)
+	}
+}
+
+// TestWorldResponderSetCycleConcurrent moves cycles while probes and
+// sweeps run (go test -race finds what is unsafe).
+func TestWorldResponderSetCycleConcurrent(t *testing.T) {
+	dir, w := labtest.WriteWorld(t, lab.Config{Seed: 2, Hosts: 1000, Slash16s: 1, Cycles: 2, Churn: 3})
+	resp, err := NewWorldResponder(dir, WorldOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var g errgroup.Group
+	for range 2 {
+		g.Go(func() error {
+			for ctx.Err() == nil {
+				for _, r := range w.Truth[:200] {
+					resp.Probe(ctx, addrOf(t, r.IP), uint16(r.Port))
+				}
+				if _, err := resp.Sweep(ctx, addrOf(t, "127.1.0.0"), 16, 80, func(row.Row) {}); err != nil && ctx.Err() == nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for i := range 6 {
+		if err := resp.SetCycle(i % 3); err != nil {
+			t.Error(err)
+		}
+	}
+	cancel()
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }
