@@ -164,6 +164,10 @@ func run(ctx context.Context, d Deps) error {
 		return nil
 	})
 	g.Go(func() error { p.keepHeldAlive(hctx); return nil })
+	p.win = newWindow(0, 0)
+	if c.AwaitPredictions > 0 && c.Concurrency > 1 {
+		p.win = newWindow(schedule.DefaultChunk, uint64(max(c.ProbeConcurrency, 1)))
+	}
 	senders := sync.WaitGroup{}
 	for range c.Concurrency {
 		senders.Add(1)
@@ -222,6 +226,7 @@ type prober struct {
 	held      map[*held]struct{} // messages whose work is in the scheduler
 	heldPreds int                // of which predictions
 	maxPreds  int
+	win       *window // the probes in flight, in lockstep
 
 	// lockstep (await)
 	predSeen   atomic.Uint64 // highest PREDICTIONS stream sequence taken in

@@ -215,7 +215,15 @@ func (p *prober) pull(ctx context.Context, c jetstream.Consumer, what string, pu
 // ctx ends or the budget is spent; the work taken is finished with hctx.
 func (p *prober) send(ctx, hctx context.Context) {
 	for {
+		if p.win.enter(ctx) != nil {
+			return
+		}
 		ws, err := p.take(ctx)
+		n := uint64(0)
+		for _, w := range ws {
+			n += w.Probes
+		}
+		p.win.taken(n)
 		if errors.Is(err, schedule.ErrBudget) {
 			p.spent.Do(func() {
 				p.log.Info("probe budget spent", zap.Uint64("budget", p.c.Budget), zap.Uint64("probes", p.st.Probes.Load()))
@@ -230,6 +238,7 @@ func (p *prober) send(ctx, hctx context.Context) {
 			return
 		}
 		p.do(hctx, ws...)
+		p.win.done(n)
 	}
 }
 
@@ -326,7 +335,9 @@ func (p *prober) do(ctx context.Context, ws ...schedule.Work) {
 		p.handleTime.Observe(time.Since(start).Seconds())
 	}
 	if found && ferr == nil && p.c.AwaitPredictions > 0 && !p.stopping.Load() {
+		release := p.win.hold()
 		p.await(ctx, res.async.LastSeq())
+		release()
 	}
 }
 
