@@ -175,6 +175,9 @@ func sameAsBatch(t *testing.T, r *rand.Rand, m *Model, live []row.Service) int {
 	if !maps.Equal(got, want) {
 		t.Fatalf("Services: %d, want %d", len(got), len(want))
 	}
+	if got, want := portSizes(m), portSizes(fresh); !maps.Equal(got, want) {
+		t.Fatalf("port bitmaps of %d ports, want %d (an empty one left?)", len(got), len(want))
+	}
 	rules := 0
 	for _, n := range counts.support {
 		if n >= MinCount {
@@ -418,4 +421,15 @@ func countPorts(rows []row.Service) int {
 		seen[svcKey{s.Addr, uint16(s.Port)}] = true
 	}
 	return len(seen)
+}
+
+// portSizes is the size of every port's bitmap of hosts the model keeps.
+func portSizes(m *Model) map[uint16]uint64 {
+	out := map[uint16]uint64{}
+	for p, b := range m.portHosts {
+		if b != nil {
+			out[uint16(p)] = b.GetCardinality()
+		}
+	}
+	return out
 }
