@@ -21,8 +21,19 @@
 //
 // Only hosts with MinPorts..MaxPorts distinct ports are counted (GPS step 1).
 // A host's first service waits until a second arrives; a host that grows past
-// MaxPorts is retracted from every count. The counts after any order of
-// arrival therefore equal those of one batch build.
+// MaxPorts is retracted from every count, its services keeping their
+// features. The counts after any order of arrival therefore equal those of
+// one batch build.
+//
+// The model counts live services only: Remove retracts a service that is
+// gone (all its rows), RemoveHost a host gone or moved (remove.go), and the
+// counts, Rows and Predict then equal those of a batch build of the
+// services left. A Remove undoes what counting the service did, one key at
+// a time (some 3-4 times an Add's cost a service, with no batching); a host
+// that falls under MinPorts leaves every count, a pseudo host that falls
+// back to MaxPorts is counted again from the features it kept, and a host
+// with no service left frees its id. Keys and dictionary strings stay (a
+// key of no host reads as one never made): with churn, they are what grows.
 //
 // Layout, for speed and memory: keys are found through an open-addressing
 // table of their indexes; keys, count lists, the services of hosts and their
