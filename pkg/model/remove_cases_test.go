@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/row"
 )
 
@@ -201,5 +202,22 @@ func TestRemoveHostsReused(t *testing.T) {
 	var b bytes.Buffer
 	if _, err := m.WriteTo(&b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRemoveFound: a host's found services lose a port as the model loses
+// the service, and predict as those of a host that never had it.
+func TestRemoveFound(t *testing.T) {
+	var found []Found
+	found = AddFound(found, 22, []features.ID{1, 2})
+	found = AddFound(found, 80, []features.ID{3})
+	found = AddFound(found, 443, []features.ID{4})
+	found = RemoveFound(found, 80)
+	found = RemoveFound(found, 8080) // not there
+	if len(found) != 2 || found[0].Port != 22 || found[1].Port != 443 {
+		t.Fatalf("found %+v, want 22 and 443", found)
+	}
+	if found = RemoveFound(RemoveFound(found, 22), 443); len(found) != 0 {
+		t.Fatalf("found %+v, want none", found)
 	}
 }
