@@ -21,8 +21,19 @@
 //
 // Only hosts with MinPorts..MaxPorts distinct ports are counted (GPS step 1).
 // A host's first service waits until a second arrives; a host that grows past
-// MaxPorts is retracted from every count. The counts after any order of
-// arrival therefore equal those of one batch build.
+// MaxPorts is retracted from every count, its services keeping their
+// features. The counts after any order of arrival therefore equal those of
+// one batch build.
+//
+// The model counts live services only: Remove retracts a service that is
+// gone (all its rows), RemoveHost a host gone or moved (remove.go), and the
+// counts, Rows and Predict then equal those of a batch build of the
+// services left. A Remove undoes what counting the service did, one key at
+// a time (some 3-4 times an Add's cost a service, with no batching); a host
+// that falls under MinPorts leaves every count, a pseudo host that falls
+// back to MaxPorts is counted again from the features it kept, and a host
+// with no service left frees its id. Keys and dictionary strings stay (a
+// key of no host reads as one never made): with churn, they are what grows.
 //
 // Layout, for speed and memory: keys are found through an open-addressing
 // table of their indexes; keys, count lists, the services of hosts and their
@@ -114,12 +125,12 @@ type hostState uint8
 const (
 	stateWaiting hostState = iota // fewer than MinPorts ports: not counted yet
 	stateCounted                  // MinPorts..MaxPorts ports: in every count
-	statePseudo                   // more than MaxPorts: retracted for good
+	statePseudo                   // more than MaxPorts: in no count
 )
 
-// service is a port of a host. While the host waits, off and n locate its
-// features (sorted, distinct) in Model.feats; once counted, its key indexes
-// in Model.ids; a pseudo host's services hold nothing.
+// service is a port of a host. While it is not counted (its host waits, is
+// a pseudo host, or it is pending), off and n locate its features (sorted,
+// distinct) in Model.feats; once counted, its key indexes in Model.ids.
 type service struct {
 	port uint16
 	n    uint32
@@ -130,7 +141,8 @@ type host struct {
 	addr     uint32
 	state    hostState
 	pending  bool   // in Model.pending: services from pendFrom on are not counted yet
-	n        uint32 // services
+	staged   uint16 // rows of it in the stage (they address its services by index)
+	n        uint32 // services (0: a free host id, in Model.free)
 	svcs     uint32 // offset in Model.svcs
 	pendFrom uint32 // while pending: its first service not counted yet
 }
@@ -157,10 +169,11 @@ type Model struct {
 
 	hostIdx   map[uint32]uint32
 	hosts     []host
-	pending   []uint32 // hosts with services not counted yet, in order of arrival
-	window    int      // most hosts pending: maxPending (less in tests)
-	batchOccs int      // most occurrences counted in a batch: maxBatchOccs (less in tests)
-	dirtyW    bool     // the writer's view of dirty
+	free      *roaring.Bitmap // ids of hosts with no service left, reused lowest first
+	pending   []uint32        // hosts with services not counted yet, in order of arrival
+	window    int             // most hosts pending: maxPending (less in tests)
+	batchOccs int             // most occurrences counted in a batch: maxBatchOccs (less in tests)
+	dirtyW    bool            // the writer's view of dirty
 	dirty     atomic.Bool
 	mu        sync.Mutex
 	portHosts []*roaring.Bitmap // by port; nil until a host is counted
@@ -184,6 +197,7 @@ func New() *Model {
 	m := &Model{
 		dict:      features.NewDict(),
 		hostIdx:   make(map[uint32]uint32),
+		free:      roaring.New(),
 		window:    maxPending,
 		batchOccs: maxBatchOccs,
 		parMin:    minParOccs,
@@ -212,14 +226,10 @@ func (m *Model) Version() uint64 { return m.version }
 // seen into it) and updates every count it affects. It reports whether the
 // (ip, port) was new.
 func (m *Model) Add(s *row.Service) bool {
-	hid := m.hostOf(s.Addr)
-	if m.hosts[hid].state == statePseudo {
-		// Out of every count for good: nothing reads the features of its
-		// services, so they are not computed (on a seed, a third of the
-		// services sit on such hosts).
-		return m.add(hid, uint16(s.Port), nil, nil)
-	}
-	return m.add(hid, uint16(s.Port), nil, s) // its features are staged (stage.go)
+	// Its features are staged (stage.go). A pseudo host's are kept too,
+	// though they change no count: Remove may take the host back under
+	// MaxPorts, and it then counts as in a batch build.
+	return m.add(m.hostOf(s.Addr), uint16(s.Port), nil, s)
 }
 
 // AddFeatures is Add with the features already computed (from this model's
@@ -231,14 +241,23 @@ func (m *Model) AddFeatures(addr uint32, port uint16, feats []features.ID) bool 
 	return m.add(m.hostOf(addr), port, feats, nil)
 }
 
-// hostOf finds or makes the id of the host at addr.
+// hostOf finds or makes the id of the host at addr: a new host takes the
+// lowest free id, if any (one whose services were all removed), so that the
+// ids, and the snapshot that holds them, follow from the hosts alone.
 func (m *Model) hostOf(addr uint32) uint32 {
 	hid, ok := m.hostIdx[addr]
-	if !ok {
+	if ok {
+		return hid
+	}
+	if !m.free.IsEmpty() {
+		hid = m.free.Minimum()
+		m.free.Remove(hid)
+		m.hosts[hid] = host{addr: addr}
+	} else {
 		hid = uint32(len(m.hosts))
-		m.hostIdx[addr] = hid
 		m.hosts = append(m.hosts, host{addr: addr})
 	}
+	m.hostIdx[addr] = hid
 	return hid
 }
 
@@ -259,7 +278,7 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID, s *row.Service
 	}
 	for i, sv := range m.svcs.block(h.svcs, int(h.n)) {
 		if sv.port == port {
-			if s != nil { // never for a pseudo host: Add passes no row
+			if s != nil {
 				m.stageRow(hid, i, s)
 			} else {
 				m.merge(hid, i, feats)
@@ -271,25 +290,24 @@ func (m *Model) add(hid uint32, port uint16, feats []features.ID, s *row.Service
 	h.svcs = m.svcs.resize(h.svcs, int(h.n), int(h.n)+1)
 	*m.svcs.at(h.svcs + h.n) = service{port: port}
 	h.n++
-	switch n := int(h.n); {
+	n := int(h.n)
+	if s != nil {
+		m.stageRow(hid, n-1, s)
+	} else {
+		m.storeFeats(hid, n-1, feats)
+	}
+	switch {
 	case h.state == statePseudo:
 	case n <= MaxPorts:
-		if s != nil {
-			m.stageRow(hid, n-1, s)
-		} else {
-			m.storeFeats(hid, n-1, feats)
-		}
 		if n >= MinPorts {
 			h.state = stateCounted
 			m.markDirty()
 		}
 	default:
-		// Past MaxPorts: out of every count for good. Only the part
-		// counted before this host became pending needs retracting.
+		// Past MaxPorts: out of every count. Only the part counted before
+		// this host became pending needs retracting; its services keep
+		// their features, for a Remove that takes it back under MaxPorts.
 		m.retract(hid, int(h.pendFrom))
-		for i := h.pendFrom; i < h.n-1; i++ {
-			m.releaseFeats(m.svcs.at(h.svcs + i))
-		}
 		h.state = statePseudo
 		h.pending, h.pendFrom = false, 0 // flush passes it over
 	}
@@ -407,7 +425,6 @@ func (m *Model) otherPorts(h *host, p uint16, buf *[MaxPorts]uint16) []uint16 {
 func (m *Model) merge(hid uint32, i int, feats []features.ID) {
 	h := &m.hosts[hid]
 	switch {
-	case h.state == statePseudo:
 	case !m.counted(hid, i):
 		sv := m.svcs.at(h.svcs + uint32(i))
 		old := m.feats.block(sv.off, int(sv.n))
@@ -440,7 +457,7 @@ func (m *Model) merge(hid uint32, i int, feats []features.ID) {
 }
 
 // retract takes the first c services of host hid, the counted ones, out of
-// every count.
+// every count; they keep their features, as services not counted yet.
 func (m *Model) retract(hid uint32, c int) {
 	if c == 0 {
 		return
@@ -461,11 +478,8 @@ func (m *Model) retract(hid uint32, c int) {
 			m.w.removeHost(ks, hid)
 			m.w.bumpMany(ks, o, -1)
 		}
-		m.portHosts[sv.port].Remove(hid)
-		if sv.n > 0 {
-			m.ids.release(sv.off, classOf(int(sv.n)))
-		}
-		sv.n, sv.off = 0, 0
+		m.unportHost(sv.port, hid)
+		m.idsToFeats(sv)
 	}
 }
 
@@ -664,9 +678,18 @@ type Stats struct {
 	Version                                                    uint64
 }
 
-// Stats counts what the model holds.
+// Stats counts what the model holds: its hosts with services, and its keys
+// with hosts (what a batch build of its services holds too, whatever came
+// and went); Features counts the dictionary's strings, which stay when their
+// services go.
 func (m *Model) Stats() Stats {
-	s := Stats{Hosts: len(m.hosts), Services: m.services, Keys: int(m.nkeys), Features: m.dict.Len(), Version: m.version}
+	m.sync()
+	s := Stats{Hosts: len(m.hosts) - int(m.free.GetCardinality()), Services: m.services, Features: m.dict.Len(), Version: m.version}
+	for k := range m.nkeys {
+		if m.keys.at(k).support > 0 {
+			s.Keys++
+		}
+	}
 	for i := range m.hosts {
 		switch m.hosts[i].state {
 		case stateCounted:

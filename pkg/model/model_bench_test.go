@@ -1,11 +1,13 @@
 package model
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
@@ -157,4 +159,69 @@ func BenchmarkAddReal(b *testing.B) {
 			benchBuild(b, seed)
 		})
 	}
+}
+
+// BenchmarkRemove measures retraction: services/s of Removes from a model
+// of a 100K-host lab seed (its counts all made), a tenth of its services
+// at random (services), or of its hosts whole with RemoveHost (hosts), as a
+// cycle's gone services and moved hosts, up to the counts a read sees.
+func BenchmarkRemove(b *testing.B) {
+	seed := labSeed(b, 100_000)
+	var snap bytes.Buffer
+	if _, err := build(seed).WriteTo(&snap); err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	var svcs []svcKey
+	hostSet := map[uint32]bool{}
+	for _, s := range seed {
+		if r.IntN(10) == 0 {
+			svcs = append(svcs, svcKey{s.Addr, uint16(s.Port)})
+		}
+		hostSet[s.Addr] = true
+	}
+	var hosts []uint32
+	for a := range hostSet {
+		if r.IntN(10) == 0 {
+			hosts = append(hosts, a)
+		}
+	}
+	run := func(b *testing.B, remove func(m *Model) int) {
+		b.ReportAllocs()
+		var n int
+		var took time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			m, err := ReadFrom(bytes.NewReader(snap.Bytes()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			t0 := time.Now()
+			n += remove(m)
+			m.sync()
+			took += time.Since(t0)
+		}
+		b.ReportMetric(float64(n)/took.Seconds(), "services/s")
+	}
+	b.Run("services", func(b *testing.B) {
+		run(b, func(m *Model) int {
+			n := 0
+			for _, k := range svcs {
+				if m.Remove(k.addr, k.port) {
+					n++
+				}
+			}
+			return n
+		})
+	})
+	b.Run("hosts", func(b *testing.B) {
+		run(b, func(m *Model) int {
+			n := 0
+			for _, a := range hosts {
+				n += m.RemoveHost(a)
+			}
+			return n
+		})
+	})
 }

@@ -141,6 +141,13 @@ func AddFound(found []Found, port uint16, feats []features.ID) []Found {
 	return append(found, Found{Port: port, Feats: slices.Clone(feats)})
 }
 
+// RemoveFound takes port out of a host's found services (a service gone):
+// the predictor keeps hosts with AddFound and RemoveFound as the model
+// keeps them with Add and Remove.
+func RemoveFound(found []Found, port uint16) []Found {
+	return slices.DeleteFunc(found, func(f Found) bool { return f.Port == port })
+}
+
 // Predict answers "given this host's services so far, what else": every
 // port p_a not among found that some rule (p_b, f) -> p_a with count >=
 // MinCount and hitrate > minHitrate predicts from a found service, with the

@@ -16,9 +16,14 @@ package model
 //	  and count)
 //	port bitmaps: n, then per port in order: port delta, bitmap
 //	hosts: n, then per host in id order: address (4 bytes little endian),
-//	  state, services, then per service: port, and its features (waiting:
-//	  count, then deltas) or key indexes (counted: count, then zigzag
-//	  deltas) or nothing (pseudo)
+//	  state, services, then per service: port, and its features (waiting
+//	  or pseudo: count, then deltas) or key indexes (counted: count, then
+//	  zigzag deltas); a free host id (all its services removed) is a
+//	  waiting host of address 0 and no service
+//
+// Format 1 (before Remove) held nothing for a pseudo host's services: read,
+// they have no features, and a Remove that takes such a host back under
+// MaxPorts counts it without them (its ports only).
 //	trailer "END!", CRC-32C of every byte before the trailer (4 bytes LE)
 //
 // A bitmap is its length then roaring's portable serialisation (after
@@ -44,7 +49,7 @@ import (
 const (
 	snapshotMagic   = "GPSMODEL"
 	snapshotTrailer = "END!"
-	snapshotFormat  = 1
+	snapshotFormat  = 2
 )
 
 // ErrSnapshot is wrapped by every error of ReadFrom about its input.
@@ -173,7 +178,7 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 		for _, sv := range m.svcs.block(h.svcs, int(h.n)) {
 			e.uvarint(uint64(sv.port))
 			switch h.state {
-			case stateWaiting:
+			case stateWaiting, statePseudo:
 				e.uvarint(uint64(sv.n))
 				prev := features.ID(0)
 				for i, f := range m.feats.block(sv.off, int(sv.n)) {
@@ -216,16 +221,17 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 
 // decoder reads a snapshot through its own buffer, summing what it consumes.
 type decoder struct {
-	r     io.Reader
-	buf   []byte
-	pos   int
-	end   int
-	off   int64 // offset of buf[0] in the stream
-	crc   uint32
-	rerr  error // the reader's error, once it has one
-	empty int   // reads in a row that returned nothing
-	fs    []features.ID
-	ids   []uint32
+	r      io.Reader
+	buf    []byte
+	pos    int
+	end    int
+	off    int64 // offset of buf[0] in the stream
+	crc    uint32
+	rerr   error // the reader's error, once it has one
+	empty  int   // reads in a row that returned nothing
+	fs     []features.ID
+	ids    []uint32
+	format uint64
 }
 
 var errTruncated = errors.New("truncated")
@@ -362,9 +368,10 @@ func (d *decoder) model() (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if format != snapshotFormat {
-		return nil, d.fail("format version %d, this build reads %d", format, snapshotFormat)
+	if format != snapshotFormat && format != 1 {
+		return nil, d.fail("format version %d, this build reads 1 and %d", format, snapshotFormat)
 	}
+	d.format = format
 	m := New()
 	if m.version, err = d.uvarint(); err != nil {
 		return nil, err
@@ -591,6 +598,10 @@ func (d *decoder) host(m *Model, hid uint32) error {
 		return err
 	}
 	switch {
+	case h.state == stateWaiting && n == 0 && h.addr == 0:
+		m.free.Add(hid) // a free id: no address, no service
+		m.hosts = append(m.hosts, h)
+		return nil
 	case h.state == stateWaiting && n >= 1 && n < MinPorts:
 	case h.state == stateCounted && n >= MinPorts && n <= MaxPorts:
 	case h.state == statePseudo && n > MaxPorts:
@@ -612,12 +623,12 @@ func (d *decoder) host(m *Model, hid uint32) error {
 		}
 		seen[port/64] |= 1 << (port % 64)
 		sv := service{port: uint16(port)}
-		switch h.state {
-		case stateWaiting:
+		switch {
+		case h.state == stateWaiting, h.state == statePseudo && d.format > 1:
 			if sv.n, sv.off, err = d.feats(m, hid); err != nil {
 				return err
 			}
-		case stateCounted:
+		case h.state == stateCounted:
 			if sv.n, sv.off, err = d.keyIDs(m, hid, sv.port); err != nil {
 				return err
 			}

@@ -13,8 +13,9 @@ import (
 //
 // A staged row is applied as the Add would have applied its features: kept
 // as the features of a service not counted yet, or merged into a service's
-// (a duplicate row). A row of a host gone past MaxPorts meanwhile only
-// has its strings interned: nothing reads its features.
+// (a duplicate row). It addresses its service by index, which a Remove of
+// one of the host's services shifts: Remove applies the stage first when
+// the host has rows in it (host.staged).
 
 // stagedRow is an added row whose features are not computed yet, with its
 // own copies of what the caller's row points to (the caller may reuse it).
@@ -56,6 +57,7 @@ func (m *Model) stageRow(hid uint32, i int, s *row.Service) {
 		r.oids[1] = uint32(len(st.oids))
 	}
 	st.rows = append(st.rows, r)
+	m.hosts[hid].staged++
 	m.markDirty()
 	if len(st.rows) >= maxStaged {
 		m.applyStage()
@@ -92,6 +94,9 @@ func (m *Model) applyStage() {
 	}
 	st.svcs = services(st.svcs[:0], st.rows, st.oids)
 	m.dict.OfAll(st.svcs, m.workers, func(j int, feats []features.ID) { m.applyRow(&st.rows[j], feats) })
+	for j := range st.rows {
+		m.hosts[st.rows[j].hid].staged = 0
+	}
 	// Drop the rows' strings, so that they can be collected.
 	clear(st.rows)
 	clear(st.oids)
@@ -100,13 +105,10 @@ func (m *Model) applyStage() {
 }
 
 // applyRow applies the features of a staged row. Every row's strings are
-// interned, those of a host gone past MaxPorts meanwhile too, so that the
-// ids do not depend on when rows were applied: their order is that of the
-// Adds.
+// interned, in the order of the Adds, so that the ids do not depend on when
+// rows were applied.
 func (m *Model) applyRow(r *stagedRow, feats []features.ID) {
-	if m.hosts[r.hid].state != statePseudo {
-		m.setFeats(r.hid, int(r.i), feats)
-	}
+	m.setFeats(r.hid, int(r.i), feats)
 }
 
 // setFeats gives service i of host hid the features of one of its rows: its
