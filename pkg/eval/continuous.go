@@ -132,7 +132,7 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 	groups := groupIndex(w, step)
 	var feats []features.ID
 	hosts := make(map[uint32][]model.Found)
-	onFound := func(t gps.Target, isNew bool) {
+	onFound := func(t gps.Target, isNew, refresh bool) {
 		if isNew {
 			for _, i := range w.byTarget[t] {
 				m.Add(&w.Truth[i])
@@ -145,6 +145,12 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 		}
 		found := model.AddFound(hosts[t.Addr], t.Port, feats)
 		hosts[t.Addr] = found
+		if refresh && len(found) > PseudoPorts {
+			// A pseudo-service host: the model keeps no rule of its, and
+			// predicting its hundreds of ports again at every answer of
+			// their refresh is quadratic.
+			return
+		}
 		for _, pr := range m.Predict(found, hitrate) {
 			u := gps.Target{Addr: t.Addr, Port: pr.Port}
 			if inv.held[u] == nil {
@@ -154,8 +160,8 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 	}
 
 	type answer struct {
-		t     gps.Target
-		isNew bool
+		t              gps.Target
+		isNew, refresh bool
 	}
 	var answered []answer
 	var offset uint64 // the scheduler's probes so far
@@ -178,9 +184,9 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 				if w.seedAddr[t.Addr] {
 					continue // skipped by the chunk
 				}
-				isNew := !inv.confirm(t, rowsOf(w, t), k, at)
+				isNew, refresh := !inv.confirm(t, rowsOf(w, t), k, at), toRefresh[t]
 				refreshed(t, true)
-				answered = append(answered, answer{t, isNew})
+				answered = append(answered, answer{t, isNew, refresh})
 				if isNew {
 					hits++
 				}
@@ -198,9 +204,9 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 		} else {
 			t := gps.Target(x.Target)
 			if w.byTarget[t] != nil {
-				isNew := !inv.confirm(t, rowsOf(w, t), k, at)
+				isNew, refresh := !inv.confirm(t, rowsOf(w, t), k, at), toRefresh[t]
 				refreshed(t, true)
-				answered = append(answered, answer{t, isNew})
+				answered = append(answered, answer{t, isNew, refresh})
 				if isNew {
 					hits++
 				}
@@ -211,7 +217,7 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 		sched.Report(x, hits)
 		offset += x.Probes
 		for _, a := range answered {
-			onFound(a.t, a.isNew)
+			onFound(a.t, a.isNew, a.refresh)
 		}
 	}
 	if n := answeredRefresh + failedRefresh; n > 0 {
