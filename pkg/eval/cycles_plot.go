@@ -48,7 +48,7 @@ func plotCycles(wr io.Writer, res *CyclesResult, worldDir string) error {
 		if i == 0 {
 			p.Y.Max = 1
 		}
-		p.Legend.Top = true
+		p.Legend.Top = i == 0 // probes start high: their legend goes below
 		p.Legend.Left = true
 		p.Add(plotter.NewGrid())
 		for _, pol := range res.Policies {
