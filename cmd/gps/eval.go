@@ -19,13 +19,18 @@ func evalCmd() command {
 		flags: func(fs *flag.FlagSet) func(context.Context, *zap.Logger) error {
 			var c eval.Config
 			fs.StringVar(&c.World, "world", "", "world directory (truth.jsonl, seed.jsonl, pfx2as.tsv, meta.json)")
-			fs.StringVar(&c.Out, "out", "", "output directory for summary.json, curves.csv and coverage.png")
+			fs.StringVar(&c.Out, "out", "", "output directory for summary.json, curves.csv and coverage.png (and cycles.csv, cycles.png for a world with cycles)")
 			fs.Uint64Var(&c.Budget, "budget", 0, "probes after the seed each policy may send (0: no limit)")
 			fs.Float64Var(&c.Hitrate, "hitrate", gps.DefaultHitrate, "minimum hitrate of a rule and of a plan group")
 			fs.IntVar(&c.Step, "step", gps.DefaultStep, "prefix length of the priors plan groups")
 			fs.Uint64Var(&c.Chunk, "chunk", schedule.DefaultChunk, "gps-stream: addresses of a sweep probed at once, a power of two")
 			fs.Float64Var(&c.PriorWeight, "prior-weight", 1, "gps-stream: weight of a sweep's prior yield against its chunks' hits")
 			fs.BoolVar(&c.NoLearning, "no-learning", false, "gps-stream: keep every sweep at its prior yield")
+			fs.IntVar(&c.Cycle.Cycles, "cycles", 0, "a world with cycles: replay cycles 0..N over time (0: all it has)")
+			fs.Float64Var(&c.Cycle.SeedFrac, "cycle-seed-frac", 0, "continuous: seed fraction of each cycle after 0 (0: a quarter of the world's)")
+			fs.Uint64Var(&c.Cycle.Budget, "cycle-budget", 0, "continuous: probes a cycle after the seed (0: no limit)")
+			fs.Float64Var(&c.Cycle.RefreshYield, "refresh-yield", 0, "continuous: yield of a refresh probe in the scheduler (0: the last cycle's survival rate)")
+			fs.IntVar(&c.Cycle.GoneAfter, "gone-after", eval.DefaultGoneAfter, "continuous: failed refreshes in a row after which a service is gone")
 			return func(ctx context.Context, log *zap.Logger) error {
 				if err := c.Validate(); err != nil {
 					return usageErr("%v", err)

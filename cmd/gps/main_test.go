@@ -93,6 +93,8 @@ func TestHostileFlags(t *testing.T) {
 		{"first inf", []string{"first", "--seed", "x", "--out", out, "--hitrate", "Inf"}, "--hitrate +Inf"},
 		{"first -inf", []string{"first", "--seed", "x", "--out", out, "--hitrate", "-Inf"}, "--hitrate -Inf"},
 		{"eval nan", []string{"eval", "--world", dir, "--out", out, "--hitrate", "nan"}, "--hitrate NaN"},
+		{"eval cycle-seed-frac", []string{"eval", "--world", dir, "--out", out, "--cycle-seed-frac", "NaN"}, "--cycle-seed-frac NaN"},
+		{"eval gone-after", []string{"eval", "--world", dir, "--out", out, "--gone-after", "-1"}, "--gone-after -1"},
 		{"lab gen seed-frac", []string{"lab", "gen", "--out", out, "--seed-frac", "NaN"}, "--seed-frac NaN"},
 		{"lab gen pseudo-frac", []string{"lab", "gen", "--out", out, "--pseudo-frac", "-Inf"}, "--pseudo-frac -Inf"},
 		{"lab gen noise-frac", []string{"lab", "gen", "--out", out, "--noise-frac", "NaN"}, "--noise-frac NaN"},

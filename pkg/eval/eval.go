@@ -25,6 +25,8 @@ type Config struct {
 	World string
 	Out   string
 	Params
+	// Cycle configures the replay over cycles of a world that has them.
+	Cycle CycleParams
 }
 
 // Validate checks the configuration.
@@ -44,7 +46,7 @@ func (c Config) Validate() error {
 	if c.PriorWeight < 0 {
 		return fmt.Errorf("--prior-weight %g: want >= 0", c.PriorWeight)
 	}
-	return nil
+	return c.Cycle.Validate()
 }
 
 // PolicyResult is one policy's line of summary.json. Real coverage (services
@@ -84,6 +86,8 @@ type Summary struct {
 	Order           []string                `json:"order"`
 	Policies        map[string]PolicyResult `json:"policies"`
 	Curves          []*Curve                `json:"-"`
+	// Cycles is the replay over cycles, for a world that has them.
+	Cycles *CyclesResult `json:"cycles,omitempty"`
 }
 
 // progressEvery is how often Run logs gps-stream's progress.
@@ -103,7 +107,13 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 	log.Info("world loaded", zap.Int("services", w.Services()), zap.Int("seed_services", len(w.seedSet)),
 		zap.Int("slash16s", w.NSlash16), zap.Float64("seed_frac", w.SeedFrac), zap.Duration("elapsed", time.Since(start)))
 	curves, batchProbes := Replay(w, c.Params, log)
-	s, err := Write(c, w, curves, batchProbes, stdout)
+	var cyc *CyclesResult
+	if w.Meta.Cycles() > 0 {
+		if cyc, err = ReplayCycles(c.World, w, c.Params, c.Cycle, log); err != nil {
+			return nil, err
+		}
+	}
+	s, err := write(c, w, curves, batchProbes, cyc, stdout)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +161,15 @@ func Replay(w *World, p Params, log *zap.Logger) ([]*Curve, uint64) {
 // OUT/coverage.png, then the table to stdout. Everything is rendered before
 // OUT is touched, so that an error leaves the previous outputs as they were.
 func Write(c Config, w *World, curves []*Curve, batchProbes uint64, stdout io.Writer) (*Summary, error) {
+	return write(c, w, curves, batchProbes, nil, stdout)
+}
+
+// write is Write with the replay over cycles, if cyc is not nil: it goes
+// into summary.json, OUT/cycles.csv and OUT/cycles.png, and its table
+// after the other.
+func write(c Config, w *World, curves []*Curve, batchProbes uint64, cyc *CyclesResult, stdout io.Writer) (*Summary, error) {
 	s := summarize(w, c, curves, batchProbes)
+	s.Cycles = cyc
 	sumPath, csvPath, pngPath := filepath.Join(c.Out, "summary.json"), filepath.Join(c.Out, "curves.csv"), filepath.Join(c.Out, "coverage.png")
 	var sumBuf, csvBuf, pngBuf bytes.Buffer
 	enc := json.NewEncoder(&sumBuf)
@@ -165,20 +183,32 @@ func Write(c Config, w *World, curves []*Curve, batchProbes uint64, stdout io.Wr
 	if err := plotCurves(&pngBuf, w, curves, c.World); err != nil {
 		return nil, fmt.Errorf("render %s: %w", pngPath, err)
 	}
+	files := map[string]func(io.Writer) error{}
+	order := []string{sumPath, csvPath, pngPath}
+	if cyc != nil {
+		cycCSV, cycPNG, err := renderCycles(c, cyc, files)
+		if err != nil {
+			return nil, err
+		}
+		order = append(order, cycCSV, cycPNG)
+	}
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("make output dir: %w", err)
 	}
 	copyOf := func(b *bytes.Buffer) func(io.Writer) error {
 		return func(wr io.Writer) error { _, err := wr.Write(b.Bytes()); return err }
 	}
-	err := atomicfile.Set(map[string]func(io.Writer) error{
-		sumPath: copyOf(&sumBuf), csvPath: copyOf(&csvBuf), pngPath: copyOf(&pngBuf),
-	}, []string{sumPath, csvPath, pngPath})
-	if err != nil {
+	files[sumPath], files[csvPath], files[pngPath] = copyOf(&sumBuf), copyOf(&csvBuf), copyOf(&pngBuf)
+	if err := atomicfile.Set(files, order); err != nil {
 		return nil, err
 	}
 	if err := WriteTable(stdout, s); err != nil {
 		return nil, err
+	}
+	if cyc != nil {
+		if err := WriteCyclesTable(stdout, cyc); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -87,20 +87,7 @@ func LoadWorld(dir string) (*World, error) {
 	if w.Truth, err = row.ReadAll(lab.WorldFile(dir, lab.TruthFile)); err != nil {
 		return nil, fmt.Errorf("load world: %w", err)
 	}
-	seen16 := map[uint32]bool{}
-	for i, s := range w.Truth {
-		t := gps.Target{Addr: s.Addr, Port: uint16(s.Port)}
-		if len(w.byTarget[t]) == 0 {
-			w.ports[s.Addr]++
-		}
-		w.byTarget[t] = append(w.byTarget[t], int32(i))
-		seen16[s.Addr>>16] = true
-	}
-	for t := range w.byTarget {
-		if w.IsReal(t) {
-			w.real++
-		}
-	}
+	seen16 := w.indexTruth()
 	// A seed service missing from truth is an error at its line.
 	err = row.ReadFile(lab.WorldFile(dir, lab.SeedFile), func(s row.Service) error {
 		t := gps.Target{Addr: s.Addr, Port: uint16(s.Port)}
@@ -122,6 +109,26 @@ func LoadWorld(dir string) (*World, error) {
 		return nil, fmt.Errorf("load world: truth spans %d /16s but %s says slash16s %d", len(seen16), metaPath, w.NSlash16)
 	}
 	return w, nil
+}
+
+// indexTruth indexes w.Truth (byTarget, ports, real) and returns the /16s
+// it spans.
+func (w *World) indexTruth() map[uint32]bool {
+	seen16 := map[uint32]bool{}
+	for i, s := range w.Truth {
+		t := gps.Target{Addr: s.Addr, Port: uint16(s.Port)}
+		if len(w.byTarget[t]) == 0 {
+			w.ports[s.Addr]++
+		}
+		w.byTarget[t] = append(w.byTarget[t], int32(i))
+		seen16[s.Addr>>16] = true
+	}
+	for t := range w.byTarget {
+		if w.IsReal(t) {
+			w.real++
+		}
+	}
+	return seen16
 }
 
 // jsonLineError turns a JSON syntax or type error carrying a byte offset
