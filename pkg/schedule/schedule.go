@@ -72,6 +72,9 @@ const (
 	Probe Kind = iota + 1
 	// Chunk is Work.Port on the addresses First..Last, but the skipped.
 	Chunk
+	// Seed is every port 1..Work.Port of the address First (= Last): a
+	// sample that teaches the model what runs there (see PushSeed).
+	Seed
 )
 
 // Work is what the Scheduler releases. Every Work must be given back to
@@ -95,6 +98,14 @@ func (w Work) Targets() iter.Seq[Target] {
 	return func(yield func(Target) bool) {
 		if w.Kind == Probe {
 			yield(w.Target)
+			return
+		}
+		if w.Kind == Seed {
+			for p := 1; p <= int(w.Port); p++ {
+				if !yield(Target{Addr: w.First, Port: uint16(p)}) {
+					return
+				}
+			}
 			return
 		}
 		for a := uint64(w.First); a <= uint64(w.Last); a++ {
@@ -142,6 +153,7 @@ type Stats struct {
 	Chunks      int    // chunks released
 	Sweeps      int    // sweeps with a chunk released
 	Dropped     int    // predictions dropped: sent before, or inside a released chunk
+	Seeds       int    // addresses seeded (every port)
 }
 
 // Scheduler holds pending work. Its methods are safe for concurrent use.
@@ -153,6 +165,7 @@ type Scheduler struct {
 	q        itemHeap
 	seq      uint64
 	sent     map[Target]struct{}
+	seeded   map[uint32]struct{} // addresses pushed as seeds (released or pending)
 	sweeps   map[sweepKey]*sweep
 	bits     []int // distinct prefix lengths of the sweeps
 	tokens   map[any]int
@@ -177,7 +190,7 @@ func New(c Config) (*Scheduler, error) {
 	if c.PriorWeight < 0 || c.Rate < 0 {
 		return nil, fmt.Errorf("make scheduler: prior weight %g and rate %g must not be negative", c.PriorWeight, c.Rate)
 	}
-	s := &Scheduler{c: c, clock: c.Clock, sent: map[Target]struct{}{}, sweeps: map[sweepKey]*sweep{},
+	s := &Scheduler{c: c, clock: c.Clock, sent: map[Target]struct{}{}, seeded: map[uint32]struct{}{}, sweeps: map[sweepKey]*sweep{},
 		tokens: map[any]int{}, wake: make(chan struct{})}
 	if s.clock == nil {
 		s.clock = RealClock{}
@@ -210,7 +223,8 @@ type item struct {
 	yield float64
 	seq   uint64
 	probe Target
-	sw    *sweep // nil: a probe
+	sw    *sweep // nil: a probe or a seed
+	seed  bool   // probe.Addr on every port
 	token any
 	idx   int
 }
@@ -364,6 +378,10 @@ func (s *Scheduler) TryNext(ctx context.Context) (w Work, ok bool, err error) {
 func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
 	for s.q.Len() > 0 {
 		it := s.q[0]
+		if it.seed {
+			heap.Pop(&s.q)
+			return s.releaseSeed(it), true, dropped
+		}
 		if it.sw == nil {
 			heap.Pop(&s.q)
 			if s.sentOrSwept(it.probe) {
@@ -439,7 +457,7 @@ func cut(skip Skip, first, last uint32, n uint64) uint32 {
 // sweep's yield learns and its token completes.
 func (s *Scheduler) Report(w Work, hits int) {
 	s.mu.Lock()
-	if w.Kind == Probe {
+	if w.Kind == Probe || w.Kind == Seed {
 		s.tokens[w.Token]--
 		s.mu.Unlock()
 		s.doneIf(w.Token)
@@ -494,6 +512,9 @@ func (s *Scheduler) Sent(t Target) bool {
 func (s *Scheduler) sentOrSwept(t Target) bool {
 	if _, ok := s.sent[t]; ok {
 		return true
+	}
+	if _, ok := s.seeded[t.Addr]; ok {
+		return true // seeded, or about to be: the seed probes every port
 	}
 	for _, b := range s.bits {
 		x := s.sweeps[sweepKey{mask(t.Addr, b), b, t.Port}]
