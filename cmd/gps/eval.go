@@ -26,6 +26,13 @@ func evalCmd() command {
 			fs.Uint64Var(&c.Chunk, "chunk", schedule.DefaultChunk, "gps-stream: addresses of a sweep probed at once, a power of two")
 			fs.Float64Var(&c.PriorWeight, "prior-weight", 1, "gps-stream: weight of a sweep's prior yield against its chunks' hits")
 			fs.BoolVar(&c.NoLearning, "no-learning", false, "gps-stream: keep every sweep at its prior yield")
+			fs.Float64Var(&c.OwnSeed, "own-seed", 0.0005, "gps-stream-own: share of the space it seeds (every port) at the start; 0: not run")
+			fs.Uint64Var(&c.OwnSeedKey, "own-seed-key", 1, "gps-stream-own: key of the cyclic order its seed takes addresses in")
+			fs.Float64Var(&c.HostShare, "host-share", 0.1, "gps-stream-own: most of its probes spent seeding hosts it found")
+			fs.IntVar(&c.HostWindow, "host-window", 200, "gps-stream-own: stop seeding found hosts once this many in a row taught no new port")
+			fs.IntVar(&c.PortMin, "port-min", 1, "gps-stream-own: found services a port needs before it is swept over the space")
+			fs.BoolVar(&c.MultiPredict, "multi-predict", true, "gps-stream-own: predict from all found services of a host at once")
+			fs.Float64Var(&c.Floor, "floor", 1e-5, "gps-stream-own: stop when the best pending work is worth fewer services per probe")
 			return func(ctx context.Context, log *zap.Logger) error {
 				if err := c.Validate(); err != nil {
 					return usageErr("%v", err)
