@@ -45,6 +45,7 @@ type explorer struct {
 	skip      *growingAddrs       // seeded addresses, left out of later chunks
 
 	randSeeds, randHosts int      // random seed addresses, and how many answered
+	randPending          int      // random seeds pushed and not released
 	hostQueue            []uint32 // found hosts not seeded yet
 	hostSeeds            int
 	hostSeedProbes       uint64
@@ -99,12 +100,18 @@ func newExplorer(w *World, p Params) *explorer {
 func (e *explorer) run() {
 	boot := uint64(e.p.OwnSeed * float64(e.sp.size()))
 	for range max(boot, 1) {
-		e.sched.PushSeed(e.sp.addr(e.order.next()), seedYield, randomSeed)
+		e.pushRandom()
 	}
 	var hits []gps.Target
 	for {
 		x, ok, err := e.sched.TryNext(context.Background())
-		if err != nil || !ok || x.Yield < e.p.Floor {
+		if err == nil && (!ok || x.Yield < e.p.Floor) && e.refill() {
+			if ok {
+				// x is released: probe it below, the seed comes next
+			} else {
+				continue
+			}
+		} else if err != nil || !ok || x.Yield < e.p.Floor {
 			return // the budget is spent, nothing is left, or nothing left is worth a probe
 		}
 		hits = e.probe(x, hits[:0])
@@ -167,6 +174,7 @@ func (e *explorer) learn(x schedule.Work, hits []gps.Target) {
 		switch x.Token {
 		case randomSeed:
 			e.randSeeds++
+			e.randPending--
 			if len(hits) > 0 {
 				e.randHosts++
 			}
@@ -268,13 +276,40 @@ func (e *explorer) predict(addr uint32) {
 	}
 }
 
+// refill seeds more when nothing worth a probe is left: a found host if
+// any is waiting, else the next random address, while the random seed is
+// within SeedMax of the space. It reports whether it pushed a seed.
+func (e *explorer) refill() bool {
+	if len(e.hostQueue) > 0 && e.p.HostShare > 0 {
+		a := e.hostQueue[0]
+		e.hostQueue = e.hostQueue[1:]
+		e.sched.PushSeed(a, seedYield, hostSeed)
+		return true
+	}
+	if float64(e.randSeeds+e.randPending) >= e.p.SeedMax*float64(e.sp.size()) {
+		return false
+	}
+	e.pushRandom()
+	return true
+}
+
+// pushRandom queues the next address of the cyclic order as a seed.
+func (e *explorer) pushRandom() {
+	e.randPending++
+	e.sched.PushSeed(e.sp.addr(e.order.next()), seedYield, randomSeed)
+}
+
 // maybeSeed pushes the next host seed while host seeds stay within their
 // share of the probes and still teach ports.
 func (e *explorer) maybeSeed() {
+	spent := e.c.End().Probes
+	if e.randPending == 0 && float64(uint64(e.randSeeds+1)*schedule.SeedPorts) <= e.p.RandShare*float64(spent) &&
+		float64(e.randSeeds) < e.p.SeedMax*float64(e.sp.size()) {
+		e.pushRandom()
+	}
 	if e.p.HostShare <= 0 || len(e.hostQueue) == 0 {
 		return
 	}
-	spent := e.c.End().Probes
 	if float64(e.hostSeedProbes+schedule.SeedPorts) > e.p.HostShare*float64(spent) || !e.hostSeedsPay() {
 		return
 	}

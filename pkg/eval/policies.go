@@ -28,6 +28,12 @@ type Params struct {
 	// space it seeds at the start, in a cyclic order keyed by OwnSeedKey.
 	OwnSeed    float64
 	OwnSeedKey uint64
+	// RandShare is the most of its probes the random seed may take after
+	// the start, while it goes on sampling; SeedMax caps the random seed's
+	// share of the space (it also seeds, up to that, whenever nothing
+	// else is worth a probe).
+	RandShare float64
+	SeedMax   float64
 	// HostShare is the most of its probes it spends seeding hosts it
 	// found (0: none); it stops once HostWindow host seeds in a row taught
 	// no new port.
