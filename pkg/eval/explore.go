@@ -206,8 +206,14 @@ func (e *explorer) learn(x schedule.Work, hits []gps.Target) {
 		e.portHits[t.Port]++
 		e.port16[gps.Target{Addr: t.Addr &^ 0xffff, Port: t.Port}]++
 	}
+	// A port is swept once PortMin services of it are found, or at once
+	// when the random seed found it: one find in a uniform sample of a
+	// small share of the space stands for many, while one find on a host
+	// that was itself found through a known port is often noise.
+	random := x.Kind == schedule.Seed && x.Token == randomSeed
 	for _, t := range hits {
-		if len(e.hostPorts[t.Addr]) <= PseudoPorts && !e.swept[t.Port] && e.portHits[t.Port] >= max(e.p.PortMin, 1) {
+		enough := random || e.portHits[t.Port] >= max(e.p.PortMin, 1)
+		if len(e.hostPorts[t.Addr]) <= PseudoPorts && !e.swept[t.Port] && enough {
 			e.sweepPort(t.Port)
 		}
 	}
