@@ -22,6 +22,37 @@ type Curve struct {
 	Points []Point
 	budget uint64 // 0: none
 	cut    bool   // the budget ended the policy
+	// ownSeed: the policy took its own seed and its probes count it, so
+	// the world's fixed seed is not added to its probes_total.
+	ownSeed bool
+}
+
+// SeedCost is what probes_total adds to the curve's probes: the world's
+// fixed seed, unless the policy took and counted its own.
+func (c *Curve) SeedCost(w *World) uint64 {
+	if c.ownSeed {
+		return 0
+	}
+	return w.SeedCost()
+}
+
+// RealAtTotal is RealAt at total probes, seed included (0 below the seed).
+func (c *Curve) RealAtTotal(w *World, total uint64) float64 {
+	sc := c.SeedCost(w)
+	if total < sc {
+		return 0
+	}
+	return c.RealAt(total - sc)
+}
+
+// RealTotalTo is the total probes, seed included, to find target real
+// services, or -1 if never.
+func (c *Curve) RealTotalTo(w *World, target float64) int64 {
+	n := c.RealProbesTo(target)
+	if n < 0 {
+		return -1
+	}
+	return n + int64(c.SeedCost(w))
 }
 
 func newCurve(name string, seedFound, seedReal int, budget uint64) *Curve {

@@ -46,6 +46,15 @@ func (c Config) Validate() error {
 	if c.PriorWeight < 0 {
 		return fmt.Errorf("--prior-weight %g: want >= 0", c.PriorWeight)
 	}
+	if !(c.OwnSeed >= 0 && c.OwnSeed <= 1) || !(c.HostShare >= 0 && c.HostShare <= 1) {
+		return fmt.Errorf("--own-seed %g and --host-share %g: want 0..1", c.OwnSeed, c.HostShare)
+	}
+	if c.OwnSeed > 0 && c.Chunk > 1<<16 {
+		return fmt.Errorf("--chunk %d: gps-stream-own sweeps /16s, want at most 65536", c.Chunk)
+	}
+	if c.HostWindow < 0 || c.PortMin < 0 || !(c.Floor >= 0) {
+		return fmt.Errorf("--host-window %d, --port-min %d and --floor %g: want >= 0", c.HostWindow, c.PortMin, c.Floor)
+	}
 	return c.Cycle.Validate()
 }
 
@@ -66,7 +75,22 @@ type PolicyResult struct {
 	Precision                 float64           `json:"precision"`
 	CoverageAtBatchProbes     float64           `json:"coverage_at_batch_probes"`
 	ProbesTo                  map[string]*int64 `json:"probes_to"`
+	// The issue #16 targets: real coverage at TargetX less bandwidth than
+	// exhaustive (seed included), the bandwidth_x at which TargetReal of
+	// the real services are found (0: never), and the probes_total at
+	// which gps-batch's final real coverage and 99 % of it are reached
+	// (null: never).
+	CoverageRealAtTargetX  float64 `json:"coverage_real_at_target_x"`
+	BandwidthXAtTargetReal float64 `json:"bandwidth_x_at_target_real"`
+	ProbesTotalToBatchReal *int64  `json:"probes_total_to_batch_real"`
+	ProbesTotalToReal99    *int64  `json:"probes_total_to_real_99"`
 }
+
+// The headline targets of issue #16.
+const (
+	TargetX    = 300   // bandwidth, times less than exhaustive
+	TargetReal = 0.925 // real coverage, GPS's reported coverage
+)
 
 // Summary is summary.json. probes_to_real and probes_to count probes after
 // the seed; add seed_probes for the total.
@@ -85,6 +109,9 @@ type Summary struct {
 	Budget          uint64                  `json:"budget,omitempty"`
 	Order           []string                `json:"order"`
 	Policies        map[string]PolicyResult `json:"policies"`
+	TargetX         float64                 `json:"target_x"`
+	TargetReal      float64                 `json:"target_real"`
+	BatchTotal      uint64                  `json:"batch_probes_total"`
 	Curves          []*Curve                `json:"-"`
 	// Cycles is the replay over cycles, for a world that has them.
 	Cycles *CyclesResult `json:"cycles,omitempty"`
@@ -154,6 +181,15 @@ func Replay(w *World, p Params, log *zap.Logger) ([]*Curve, uint64) {
 		}),
 		timed("oracle", func() *Curve { return Oracle(w, p) }),
 	}
+	if p.OwnSeed > 0 {
+		curves = append(curves, timed("gps-stream-own", func() *Curve {
+			cv, st := Explore(w, p)
+			log.Info("gps-stream-own done", zap.Int("random_seeds", st.RandomSeeds), zap.Int("random_hosts", st.RandomHosts),
+				zap.Int("host_seeds", st.HostSeeds), zap.Int("learned_ports", st.LearnedPorts), zap.Int("sweeps", st.Sweeps),
+				zap.Int("chunks", st.Chunks), zap.Int("predictions", st.Predictions), zap.Int("dropped", st.Dropped))
+			return cv
+		}))
+	}
 	return curves, br.Curve.End().Probes
 }
 
@@ -221,19 +257,39 @@ var thresholds = []struct {
 func summarize(w *World, c Config, curves []*Curve, batchProbes uint64) *Summary {
 	s := &Summary{World: c.World, RealServices: w.RealServices(), SeedReal: w.seedReal, ExhaustiveTotal: w.Addresses() * 65535,
 		Services: w.Services(), Seed: len(w.seedSet), SeedCost: w.SeedCost(),
-		Hitrate: c.Hitrate, Step: c.Step, Budget: c.Budget, Policies: map[string]PolicyResult{}, Curves: curves}
+		Hitrate: c.Hitrate, Step: c.Step, Budget: c.Budget, Policies: map[string]PolicyResult{}, Curves: curves,
+		TargetX: TargetX, TargetReal: TargetReal, BatchTotal: batchProbes + w.SeedCost()}
 	total, real := float64(w.Services()), float64(max(w.RealServices(), 1))
+	var batchReal float64
+	for _, cv := range curves {
+		if cv.Name == "gps-batch" {
+			batchReal = float64(cv.End().Real)
+		}
+	}
 	for _, cv := range curves {
 		e := cv.End()
-		r := PolicyResult{CoverageReal: float64(e.Real) / real, FoundReal: e.Real, ProbesTotal: e.Probes + s.SeedCost,
-			CoverageRealAtBatchProbes: cv.RealAt(batchProbes) / real, ProbesToReal: map[string]*int64{},
+		sc := cv.SeedCost(w)
+		// Every policy is read at the same probes_total as gps-batch, the
+		// seed included, whichever seed it took.
+		atBatch := s.BatchTotal - min(sc, s.BatchTotal)
+		r := PolicyResult{CoverageReal: float64(e.Real) / real, FoundReal: e.Real, ProbesTotal: e.Probes + sc,
+			CoverageRealAtBatchProbes: cv.RealAtTotal(w, s.BatchTotal) / real, ProbesToReal: map[string]*int64{},
 			Probes: e.Probes, Found: e.Found, Coverage: float64(e.Found) / total,
-			CoverageAtBatchProbes: cv.FoundAt(batchProbes) / total, ProbesTo: map[string]*int64{}}
+			CoverageAtBatchProbes: cv.FoundAt(atBatch) / total, ProbesTo: map[string]*int64{},
+			CoverageRealAtTargetX:  cv.RealAtTotal(w, s.ExhaustiveTotal/TargetX) / real,
+			ProbesTotalToBatchReal: nonNegative(cv.RealTotalTo(w, batchReal)),
+			ProbesTotalToReal99:    nonNegative(cv.RealTotalTo(w, 0.99*real))}
+		if sc > s.BatchTotal {
+			r.CoverageAtBatchProbes = 0
+		}
+		if n := cv.RealTotalTo(w, TargetReal*real); n > 0 {
+			r.BandwidthXAtTargetReal = float64(s.ExhaustiveTotal) / float64(n)
+		}
 		if r.ProbesTotal > 0 {
 			r.BandwidthX = float64(s.ExhaustiveTotal) / float64(r.ProbesTotal)
 		}
 		if e.Probes > 0 {
-			r.Precision = float64(e.Found-len(w.seedSet)) / float64(e.Probes)
+			r.Precision = float64(e.Found-cv.Points[0].Found) / float64(e.Probes)
 		}
 		for _, th := range thresholds {
 			r.ProbesTo[th.key] = nonNegative(cv.ProbesTo(th.v * total))
@@ -255,10 +311,12 @@ func nonNegative(n int64) *int64 {
 // WriteTable prints the summary as an aligned table, real coverage first.
 func WriteTable(wr io.Writer, s *Summary) error {
 	tw := tabwriter.NewWriter(wr, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "policy\treal cov\treal@batch\tprobes total\tbandwidth\tcoverage\tprobes\tprecision\treal 90%%\treal 95%%\treal 99%%\t\n")
+	fmt.Fprintf(tw, "policy\treal cov\treal@batch\treal@%dx\tx@%.1f%%\tto batch real\tprobes total\tbandwidth\tcoverage\tprobes\tprecision\treal 90%%\treal 95%%\treal 99%%\t\n",
+		TargetX, 100*TargetReal)
 	for _, name := range s.Order {
 		r := s.Policies[name]
-		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%s\t%.1fx\t%.4f\t%s\t%.3g\t%s\t%s\t%s\t\n", name, r.CoverageReal, r.CoverageRealAtBatchProbes,
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%.0fx\t%s\t%s\t%.1fx\t%.4f\t%s\t%.3g\t%s\t%s\t%s\t\n", name, r.CoverageReal, r.CoverageRealAtBatchProbes,
+			r.CoverageRealAtTargetX, r.BandwidthXAtTargetReal, humanP(r.ProbesTotalToBatchReal),
 			human(float64(r.ProbesTotal)), r.BandwidthX, r.Coverage, human(float64(r.Probes)), r.Precision,
 			humanP(r.ProbesToReal["0.90"]), humanP(r.ProbesToReal["0.95"]), humanP(r.ProbesToReal["0.99"]))
 	}
@@ -266,7 +324,8 @@ func WriteTable(wr io.Writer, s *Summary) error {
 		return err
 	}
 	_, err := fmt.Fprintf(wr, "(%d services in truth, %d of them real (hosts with at most %d ports); %d in the seed, which cost %s probes:\n"+
-		" counted in probes total, not in probes or real 90/95/99%%)\n",
+		" counted in probes total, not in probes or real 90/95/99%%; gps-stream-own takes and counts its own seed instead;\n"+
+		" real@Nx is real coverage at N times less bandwidth than exhaustive, x@C the bandwidth at real coverage C, seed included)\n",
 		s.Services, s.RealServices, PseudoPorts, s.Seed, human(float64(s.SeedCost)))
 	return err
 }
@@ -301,7 +360,7 @@ func writeCSV(wr io.Writer, w *World, curves []*Curve) error {
 	for _, cv := range curves {
 		for _, p := range cv.Sample(2000) {
 			if _, err := fmt.Fprintf(wr, "%s,%d,%d,%.6f,%d,%.6f,%d\n", cv.Name, p.Probes, p.Found, float64(p.Found)/float64(w.Services()),
-				p.Real, float64(p.Real)/real, p.Probes+w.SeedCost()); err != nil {
+				p.Real, float64(p.Real)/real, p.Probes+cv.SeedCost(w)); err != nil {
 				return err
 			}
 		}

@@ -21,6 +21,8 @@ var palette = map[string]color.Color{
 	"gps-stream": color.RGBA{213, 94, 0, 255},
 	"oracle":     color.RGBA{0, 158, 115, 255},
 	"pipeline":   color.RGBA{204, 121, 167, 255},
+
+	"gps-stream-own": color.RGBA{86, 180, 233, 255},
 }
 
 // plotCurves draws real coverage in two panels: against probes with the
@@ -30,10 +32,10 @@ func plotCurves(wr io.Writer, w *World, curves []*Curve, worldDir string) error 
 	name := filepath.Base(filepath.Clean(worldDir))
 	panels := []struct {
 		title, xlabel string
-		offset        uint64
+		withSeed      bool
 	}{
-		{"Real coverage vs bandwidth: %s (%d real services)", "probes, seed included (log scale)", w.SeedCost()},
-		{"Real coverage after the seed: %s (%d real services)", "probes after the seed (log scale)", 0},
+		{"Real coverage vs bandwidth: %s (%d real services)", "probes, seed included (log scale)", true},
+		{"Real coverage after the seed: %s (%d real services)", "probes after the seed (log scale)", false},
 	}
 	c := vgimg.PngCanvas{Canvas: vgimg.New(16*vg.Inch, 6*vg.Inch)}
 	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Inch / 4, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8,
@@ -51,7 +53,11 @@ func plotCurves(wr io.Writer, w *World, curves []*Curve, worldDir string) error 
 		p.Legend.Left = true
 		p.Add(plotter.NewGrid())
 		for _, cv := range curves {
-			xys := logSpaced(cv, w.RealServices(), pn.offset)
+			var offset uint64
+			if pn.withSeed {
+				offset = cv.SeedCost(w) // 0 for a policy whose curve counts its own seed
+			}
+			xys := logSpaced(cv, w.RealServices(), offset)
 			if len(xys) < 2 {
 				continue
 			}

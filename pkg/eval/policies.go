@@ -23,6 +23,30 @@ type Params struct {
 	Chunk       uint64  // addresses per sweep chunk, a power of two; 0: schedule.DefaultChunk
 	PriorWeight float64 // 0: 1
 	NoLearning  bool
+
+	// gps-stream-own (Explore), run when OwnSeed > 0: the share of the
+	// space it seeds at the start, in a cyclic order keyed by OwnSeedKey.
+	OwnSeed    float64
+	OwnSeedKey uint64
+	// RandShare is the most of its probes the random seed may take after
+	// the start, while it goes on sampling; SeedMax caps the random seed's
+	// share of the space (it also seeds, up to that, whenever nothing
+	// else is worth a probe).
+	RandShare float64
+	SeedMax   float64
+	// HostShare is the most of its probes it spends seeding hosts it
+	// found (0: none); it stops once HostWindow host seeds in a row taught
+	// no new port.
+	HostShare  float64
+	HostWindow int
+	// PortMin is the found services (on real-looking hosts) a port needs
+	// before it is swept over the space; 0: 1.
+	PortMin int
+	// MultiPredict predicts from all of a host's found services at once.
+	MultiPredict bool
+	// Floor stops it when the best pending work is worth less than this
+	// many services per probe.
+	Floor float64
 }
 
 // finder tracks what a policy has found.

@@ -73,6 +73,9 @@ const (
 	Probe Kind = iota + 1
 	// Chunk is Work.Port on the addresses First..Last, but the skipped.
 	Chunk
+	// Seed is every port 1..Work.Port of the address First (= Last): a
+	// sample that teaches the model what runs there (see PushSeed).
+	Seed
 )
 
 // Work is what the Scheduler releases. Every Work must be given back to
@@ -96,6 +99,14 @@ func (w Work) Targets() iter.Seq[Target] {
 	return func(yield func(Target) bool) {
 		if w.Kind == Probe {
 			yield(w.Target)
+			return
+		}
+		if w.Kind == Seed {
+			for p := 1; p <= int(w.Port); p++ {
+				if !yield(Target{Addr: w.First, Port: uint16(p)}) {
+					return
+				}
+			}
 			return
 		}
 		for a := uint64(w.First); a <= uint64(w.Last); a++ {
@@ -143,6 +154,7 @@ type Stats struct {
 	Chunks      int    // chunks released
 	Sweeps      int    // sweeps with a chunk released
 	Dropped     int    // predictions dropped: sent before, inside a released chunk, or pending at a higher probability
+	Seeds       int    // addresses seeded (every port)
 }
 
 // Scheduler holds pending work. Its methods are safe for concurrent use.
@@ -154,7 +166,8 @@ type Scheduler struct {
 	q        itemHeap
 	seq      uint64
 	sent     map[Target]struct{}
-	pending  map[Target]*item // single probes in the queue
+	pending  map[Target]*item    // single probes in the queue
+	seeded   map[uint32]struct{} // addresses pushed as seeds (released or pending)
 	sweeps   map[sweepKey]*sweep
 	bits     []int // distinct prefix lengths of the sweeps
 	tokens   map[any]int
@@ -179,7 +192,7 @@ func New(c Config) (*Scheduler, error) {
 	if c.PriorWeight < 0 || c.Rate < 0 {
 		return nil, fmt.Errorf("make scheduler: prior weight %g and rate %g must not be negative", c.PriorWeight, c.Rate)
 	}
-	s := &Scheduler{c: c, clock: c.Clock, sent: map[Target]struct{}{}, pending: map[Target]*item{}, sweeps: map[sweepKey]*sweep{},
+	s := &Scheduler{c: c, clock: c.Clock, sent: map[Target]struct{}{}, pending: map[Target]*item{}, seeded: map[uint32]struct{}{}, sweeps: map[sweepKey]*sweep{},
 		tokens: map[any]int{}, wake: make(chan struct{})}
 	if s.clock == nil {
 		s.clock = RealClock{}
@@ -212,7 +225,8 @@ type item struct {
 	yield float64
 	seq   uint64
 	probe Target
-	sw    *sweep // nil: a probe
+	sw    *sweep // nil: a probe or a seed
+	seed  bool   // probe.Addr on every port
 	token any
 	idx   int
 }
@@ -383,6 +397,10 @@ func (s *Scheduler) TryNext(ctx context.Context) (w Work, ok bool, err error) {
 func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
 	for s.q.Len() > 0 {
 		it := s.q[0]
+		if it.seed {
+			heap.Pop(&s.q)
+			return s.releaseSeed(it), true, dropped
+		}
 		if it.sw == nil {
 			heap.Pop(&s.q)
 			delete(s.pending, it.probe)
@@ -459,7 +477,7 @@ func cut(skip Skip, first, last uint32, n uint64) uint32 {
 // sweep's yield learns and its token completes.
 func (s *Scheduler) Report(w Work, hits int) {
 	s.mu.Lock()
-	if w.Kind == Probe {
+	if w.Kind == Probe || w.Kind == Seed {
 		s.tokens[w.Token]--
 		s.mu.Unlock()
 		s.doneIf(w.Token)
@@ -514,6 +532,9 @@ func (s *Scheduler) Sent(t Target) bool {
 func (s *Scheduler) sentOrSwept(t Target) bool {
 	if _, ok := s.sent[t]; ok {
 		return true
+	}
+	if _, ok := s.seeded[t.Addr]; ok {
+		return true // seeded, or about to be: the seed probes every port
 	}
 	for _, b := range s.bits {
 		x := s.sweeps[sweepKey{mask(t.Addr, b), b, t.Port}]
