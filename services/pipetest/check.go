@@ -20,6 +20,7 @@ import (
 func ReplayPredictions(results []wire.Result, hitrate float64) (map[gps.Target]bool, int) {
 	m := model.New()
 	found := map[uint32][]model.Found{}
+	at := map[uint32]int{}
 	best := map[gps.Target]float64{}
 	msgs := 0
 	for i := range results {
@@ -28,12 +29,16 @@ func ReplayPredictions(results []wire.Result, hitrate float64) (map[gps.Target]b
 		if err != nil {
 			continue
 		}
-		m.Add(&s)
+		isNew := m.Add(&s)
 		fs := model.AddFound(found[s.Addr], uint16(s.Port), m.Dict().Of(nil, &s, false))
 		found[s.Addr] = fs
 		if r.Phase == wire.PhaseSeed {
 			continue // seed hosts were scanned on every port
 		}
+		if at[s.Addr] > 0 && !isNew && !m.Stale(at[s.Addr]) {
+			continue // found again, the model barely changed: as the predictor
+		}
+		at[s.Addr] = m.Len()
 		for _, p := range m.Predict(fs, hitrate) {
 			t := gps.Target{Addr: s.Addr, Port: p.Port}
 			if q, ok := best[t]; !ok || p.Hitrate > q {

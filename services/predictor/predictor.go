@@ -220,7 +220,7 @@ type pendingAck struct {
 // apply adds a service to the model and the host, and publishes the host's
 // new predictions when the result is not of the seed; it returns how many.
 func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, seq uint64) (int, error) {
-	p.m.Add(svc)
+	isNew := p.m.Add(svc)
 	p.feats = p.m.Dict().Of(p.feats[:0], svc, false)
 	h := p.hosts[svc.Addr]
 	if h == nil {
@@ -232,6 +232,10 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 	if phase == wire.PhaseSeed {
 		return 0, nil
 	}
+	if h.at > 0 && !isNew && !p.m.Stale(h.at) {
+		return 0, nil // found again, and the model has not learned enough to change its predictions
+	}
+	h.at = p.m.Len()
 	preds := p.m.Predict(h.found, p.cfg.Hitrate)
 	if len(preds) == 0 {
 		return 0, nil
