@@ -271,7 +271,7 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 	var feats []features.ID
 	hosts := make(map[uint32][]model.Found) // what was found of each host, as the predictor keeps it
 	pushed := make(map[gps.Target]float64)  // the best probability each target was pushed at
-	predictedAt := make(map[uint32]int) // the model's size when each host was last predicted
+	predictedAt := make(map[uint32]int)     // the model's size when each host was last predicted
 	onFound := func(t gps.Target) {
 		isNew := false
 		for _, i := range w.byTarget[t] {

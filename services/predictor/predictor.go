@@ -196,6 +196,10 @@ func (p *predictor) Apply(ctx context.Context, it *resultpipe.Item) error {
 	// ack) only after the last.
 	for i := range it.Results {
 		r := &it.Results[i]
+		if r.Gone {
+			p.retract(&r.Svc)
+			continue
+		}
 		n, err := p.apply(ctx, &r.Svc, r.Phase, seq)
 		if err != nil {
 			p.failed = err // the model has the result, the bus not all of its predictions
@@ -215,6 +219,21 @@ func (p *predictor) Apply(ctx context.Context, it *resultpipe.Item) error {
 type pendingAck struct {
 	msg  jetstream.Msg
 	recv time.Time // when the reader got it
+}
+
+// retract takes a gone service out of the model and its host; a host with
+// nothing found left is forgotten (what was published for it too: it is
+// predicted afresh if it comes back). A gone result predicts nothing.
+func (p *predictor) retract(svc *row.Service) {
+	p.m.Remove(svc.Addr, uint16(svc.Port))
+	h := p.hosts[svc.Addr]
+	if h == nil {
+		return
+	}
+	if h.found = model.RemoveFound(h.found, uint16(svc.Port)); len(h.found) == 0 {
+		delete(p.hosts, svc.Addr)
+		p.st.Hosts.Add(-1)
+	}
 }
 
 // apply adds a service to the model and the host, and publishes the host's
