@@ -152,12 +152,14 @@ func TestClusterFaults(t *testing.T) {
 		"prober":    append([]string{"prober", "--world", world}, common...),
 		"modeler":   append(append([]string{"modeler", "--snapshot-every", "500"}, pipetest.ModelerWorldFlags(t, world)...), common...),
 		"predictor": append([]string{"predictor", "--snapshot-every", "500"}, common...),
+		"inventory": append([]string{"inventory", "serve"}, common...),
 	}
+	services := []string{"prober", "modeler", "predictor", "inventory"}
 	procs := map[string]*pipetest.Proc{}
-	for _, n := range []string{"prober", "modeler", "predictor"} {
+	for _, n := range services {
 		procs[n] = pipetest.Start(t, bin, n, args[n]...)
 	}
-	for _, n := range []string{"prober", "modeler", "predictor"} {
+	for _, n := range services {
 		addr := procs[n].TelemetryAddr(t)
 		servicetest.WaitWithin(t, time.Minute, n+" ready", func() bool {
 			code, _ := pipetest.Get(t, addr, "/readyz")
@@ -239,7 +241,7 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatalf("wait for the pipeline: %v", err)
 	}
 	t.Logf("idle %v in", time.Since(started).Round(time.Millisecond))
-	for _, n := range []string{"prober", "modeler", "predictor"} {
+	for _, n := range services {
 		procs[n].Stop(t)
 		t.Logf("%s: warnings %v", procs[n].Name, procs[n].Warnings())
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/services/all"
 	"github.com/gpsscan/gps/services/modeler"
 	"github.com/gpsscan/gps/services/pipetest"
@@ -40,9 +41,11 @@ func runSeparate(t *testing.T, bin, world, crash string) (*bus.Bus, pipetest.Out
 		"prober":    append([]string{"prober", "--world", world}, common...),
 		"modeler":   append(append([]string{"modeler", "--snapshot-every", "500"}, pipetest.ModelerWorldFlags(t, world)...), common...),
 		"predictor": append([]string{"predictor", "--snapshot-every", "500"}, common...),
+		"inventory": append([]string{"inventory", "serve"}, common...),
 	}
+	services := []string{"prober", "modeler", "predictor", "inventory"}
 	procs := map[string]*pipetest.Proc{}
-	for _, n := range []string{"prober", "modeler", "predictor"} {
+	for _, n := range services {
 		procs[n] = pipetest.Start(t, bin, n, args[n]...)
 	}
 	seeder := pipetest.Start(t, bin, "seeder", append([]string{"seeder", "--import", filepath.Join(world, "seed.jsonl")}, common...)...)
@@ -67,7 +70,7 @@ func runSeparate(t *testing.T, bin, world, crash string) (*bus.Bus, pipetest.Out
 		t.Fatalf("wait for the pipeline: %v", err)
 	}
 	checkTelemetry(t, procs["modeler"], "modeler")
-	for _, n := range []string{"prober", "modeler", "predictor"} {
+	for _, n := range services {
 		procs[n].Stop(t)
 	}
 	return b, pipetest.Collect(t, b)
@@ -97,8 +100,8 @@ func checkTelemetry(t *testing.T, p *pipetest.Proc, service string) {
 			series++
 		}
 	}
-	if series != 3 || total == 0 {
-		t.Errorf("%s /metrics: %d series of gps_results_in_total, %v results in all; want 3 phases, more than 0", service, series, total)
+	if series != len(telemetry.Phases()) || total == 0 {
+		t.Errorf("%s /metrics: %d series of gps_results_in_total, %v results in all; want %d phases, more than 0", service, series, total, len(telemetry.Phases()))
 	}
 }
 
@@ -164,6 +167,7 @@ func TestSeparateProcessesLive(t *testing.T) {
 			"--timeout", "1s", "--banner-wait", "250ms", "--keep-empty"}, common...)...),
 		pipetest.Start(t, bin, "modeler", append([]string{"modeler", "--step", strconv.Itoa(step)}, common...)...),
 		pipetest.Start(t, bin, "predictor", append([]string{"predictor"}, common...)...),
+		pipetest.Start(t, bin, "inventory", append([]string{"inventory", "serve"}, common...)...),
 	}
 	seeder := pipetest.Start(t, bin, "seeder", append([]string{"seeder", "--import", filepath.Join(world, "seed.jsonl")}, common...)...)
 	if err := seeder.Wait(); err != nil {
