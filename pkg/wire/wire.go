@@ -25,6 +25,7 @@ const (
 	PhaseSeed      = "seed"
 	PhasePriors    = "priors"
 	PhasePredicted = "predicted"
+	PhaseRefresh   = "refresh" // results of refresh probes of known services
 )
 
 // ErrBad marks a message that cannot be used (dead-lettered, not retried).
@@ -58,7 +59,7 @@ func short(err error) string {
 
 // ValidPhase reports whether p is a phase.
 func ValidPhase(p string) bool {
-	return p == PhaseSeed || p == PhasePriors || p == PhasePredicted
+	return p == PhaseSeed || p == PhasePriors || p == PhasePredicted || p == PhaseRefresh
 }
 
 // Result is one service found (or imported): subject gps.results.<phase>,
@@ -81,6 +82,9 @@ type Result struct {
 	// services against probes is read from RESULTS alone. 0 (absent) for
 	// imports and for messages of older probers.
 	Probes uint64 `json:"probes,omitempty"`
+	// Gone: the service ip:port did not answer its last gone-after refresh
+	// probes (phase refresh, data empty).
+	Gone bool `json:"gone,omitempty"`
 }
 
 // ResultFromRow turns a GPS row into a result.
