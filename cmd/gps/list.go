@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/wire"
+	"github.com/gpsscan/gps/services/inventory"
 	"github.com/gpsscan/gps/services/modeler"
 	"github.com/gpsscan/gps/services/predictor"
 	"github.com/gpsscan/gps/services/prober"
@@ -45,7 +46,9 @@ func writeServices(w io.Writer) error {
 			fmt.Sprintf("%s %s*, object %s/%s, %s", bus.StreamPredictions, wire.PredictionsPrefix, bus.SnapshotBucket, predictor.SnapshotObject, dlq(predictor.Service))},
 		{prober.Durable, fmt.Sprintf("%s and %s (durable %q, shared by every prober)", bus.StreamTargets, bus.StreamPredictions, prober.Durable),
 			fmt.Sprintf("%s %s*, %s", bus.StreamResults, wire.ResultsPrefix, dlq(prober.Durable))},
-		{"all", "the four above in one process (an embedded NATS server unless --nats)", ""},
+		{inventory.Service + " serve", fmt.Sprintf("%s (durable %q), key %s/%s", bus.StreamResults, inventory.Service, bus.ControlBucket, bus.KeyInventory),
+			fmt.Sprintf("%s %s*, bucket %s, key %s/%s, %s", bus.StreamInventory, wire.InventoryPrefix, bus.InventoryBucket, bus.ControlBucket, bus.KeyInventory, dlq(inventory.Service))},
+		{"all", "the five above in one process (an embedded NATS server unless --nats)", ""},
 	}
 	for _, r := range rows {
 		if _, err := fmt.Fprintf(tw, "%s\t%s\t%s\n", r[0], r[1], r[2]); err != nil {

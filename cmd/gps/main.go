@@ -36,9 +36,9 @@ func usageErr(format string, a ...any) error {
 }
 
 func commands() []command {
-	return []command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), labServeCmd(), evalCmd(),
+	return append([]command{demoCmd(), firstCmd(), remainingCmd(), labGenCmd(), labServeCmd(), evalCmd(),
 		seederCmd(), modelerCmd(), predictorCmd(), proberCmd(), allCmd(), watchCmd("predictions"), watchCmd("results"),
-		benchScannersCmd(), listCmd()}
+		benchScannersCmd(), listCmd()}, inventoryCmds()...)
 }
 
 func main() {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/lab"
 )
 
@@ -64,7 +65,7 @@ func TestList(t *testing.T) {
 	if err := writeServices(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"seeder", "modeler", "predictor", "prober", "all", "RESULTS", "TARGETS", "PREDICTIONS", "gps.dlq.modeler", "gps-snapshots/predictor"} {
+	for _, want := range []string{"seeder", "modeler", "predictor", "prober", "all", "RESULTS", "TARGETS", "PREDICTIONS", "gps.dlq.modeler", "gps-snapshots/predictor", "INVENTORY", "gps-inventory"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("gps list lacks %q:\n%s", want, out.String())
 		}
@@ -178,4 +179,16 @@ func wantUsageError(t *testing.T, args []string, want string) string {
 		t.Fatalf("stderr lacks %q:\n%s", want, stderr.String())
 	}
 	return stderr.String()
+}
+
+// TestInventoryCLI: `gps inventory` refuses a bad --state before it
+// connects, and exports a bucket (empty here) with status 0.
+func TestInventoryCLI(t *testing.T) {
+	wantUsageError(t, []string{"inventory", "--nats", "nats://127.0.0.1:1", "--state", "bogus"}, "--state")
+	wantUsageError(t, []string{"watch", "services", "--nats", "nats://127.0.0.1:1", "--event", "bogus"}, "--event")
+	b := bustest.New(t)
+	var stderr strings.Builder
+	if code := run([]string{"inventory", "--nats", b.ClientURL(), "--state", "all"}, &stderr); code != 0 {
+		t.Fatalf("gps inventory: exit %d: %s", code, stderr.String())
+	}
 }

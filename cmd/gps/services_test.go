@@ -121,7 +121,8 @@ func TestRunService(t *testing.T) {
 func TestServiceFlags(t *testing.T) {
 	for _, c := range commands() {
 		switch c.name {
-		case "seeder", "modeler", "predictor", "prober", "all", "watch predictions", "watch results":
+		case "seeder", "modeler", "predictor", "prober", "all", "watch predictions", "watch results",
+			"inventory", "inventory serve", "watch services":
 		default:
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/ipv4"
+	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/wire"
 )
@@ -76,6 +77,18 @@ type Result struct {
 	Svc   row.Service
 	Phase string
 	Time  time.Time // the result's time (its first publication)
+	Gone  bool      // the service is gone: retract it (wire.Result.Gone)
+}
+
+// ApplyTo applies the result to m: a live service is added (merged if
+// known), a gone one removed, so m counts the live services only. It
+// reports whether a gone service was there to remove.
+func (r *Result) ApplyTo(m *model.Model) bool {
+	if r.Gone {
+		return m.Remove(r.Svc.Addr, uint16(r.Svc.Port))
+	}
+	m.Add(&r.Svc)
+	return false
 }
 
 // Chunk is messages in stream order; done closes once they are decoded.
@@ -167,7 +180,7 @@ func DecodeMessage(data []byte, policy *ipv4.Policy) ([]Result, error) {
 		if policy != nil && !policy.Allowed(svc.Addr) {
 			return nil, fmt.Errorf("%w: result %d of %d: %s:%d %w", wire.ErrBad, i+1, len(rs), svc.IP, svc.Port, ErrRefused)
 		}
-		out[i] = Result{Svc: svc, Phase: rs[i].Phase, Time: rs[i].Time}
+		out[i] = Result{Svc: svc, Phase: rs[i].Phase, Time: rs[i].Time, Gone: rs[i].Gone}
 	}
 	return out, nil
 }

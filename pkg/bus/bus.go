@@ -31,14 +31,19 @@ const (
 	StreamResults     = "RESULTS"
 	StreamPredictions = "PREDICTIONS"
 	StreamDeadLetter  = "DEADLETTER"
+	StreamInventory   = "INVENTORY"
 	SnapshotBucket    = "gps-snapshots"
 	ControlBucket     = "gps-control"
+	InventoryBucket   = "gps-inventory"
 )
 
 // Keys of the control bucket.
 const (
 	KeySeed = "seed" // wire.SeedDone: the seeder finished
 	KeyPlan = "plan" // wire.PlanDone: the modeler published the priors plan
+	// KeyInventory: the RESULTS sequence up to which the inventory's
+	// bucket and events are complete (where it resumes).
+	KeyInventory = "inventory"
 )
 
 // Header names.
@@ -78,7 +83,7 @@ type Limits struct {
 
 // StreamNames are the streams Setup creates, in order.
 func StreamNames() []string {
-	return []string{StreamTargets, StreamResults, StreamPredictions, StreamDeadLetter}
+	return []string{StreamTargets, StreamResults, StreamPredictions, StreamDeadLetter, StreamInventory}
 }
 
 // limits returns the limits of a stream. The age limit for all streams does
@@ -201,6 +206,8 @@ func (b *Bus) Setup(ctx context.Context) error {
 			Description: "predicted services with probability and evidence"},
 		{Name: StreamDeadLetter, Subjects: []string{wire.DeadLetterPrefix + ">"}, Retention: jetstream.LimitsPolicy,
 			Description: "messages that could not be used, with the reason in Gps-Reason"},
+		{Name: StreamInventory, Subjects: []string{wire.InventoryPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+			Description: "service events of the inventory: new, changed, gone"},
 	}
 	for _, sc := range streams {
 		sc.Storage = jetstream.FileStorage
@@ -238,7 +245,26 @@ func (b *Bus) Setup(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("set up control bucket: %w", err)
 	}
+	if err := b.Retry(ctx, "set up inventory bucket", func(ctx context.Context) error {
+		_, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: InventoryBucket,
+			Description: "the latest state of every service (wire.ServiceState), key ip.port", Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas})
+		return err
+	}); err != nil {
+		return fmt.Errorf("set up inventory bucket: %w", err)
+	}
 	return nil
+}
+
+// Inventory opens the inventory key-value bucket.
+func (b *Bus) Inventory(ctx context.Context) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	if err := b.Retry(ctx, "open inventory bucket", func(ctx context.Context) (err error) {
+		kv, err = b.JS.KeyValue(ctx, InventoryBucket)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("open inventory bucket: %w", err)
+	}
+	return kv, nil
 }
 
 // Control opens the control key-value bucket.

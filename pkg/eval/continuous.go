@@ -132,12 +132,17 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 	groups := groupIndex(w, step)
 	var feats []features.ID
 	hosts := make(map[uint32][]model.Found)
+	predictedAt := make(map[uint32]int) // the model's size when each host was last predicted
 	onFound := func(t gps.Target, isNew, refresh bool) {
 		if isNew {
 			for _, i := range w.byTarget[t] {
 				m.Add(&w.Truth[i])
 			}
 		}
+		if at, ok := predictedAt[t.Addr]; ok && !isNew && !m.Stale(at) {
+			return // found again, and the model has not learned enough to change its predictions (as Stream)
+		}
+		predictedAt[t.Addr] = m.Len()
 		feats = feats[:0]
 		dict := m.Dict()
 		for _, i := range w.byTarget[t] {

@@ -270,10 +270,17 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 	}
 	var feats []features.ID
 	hosts := make(map[uint32][]model.Found) // what was found of each host, as the predictor keeps it
+	pushed := make(map[gps.Target]float64)  // the best probability each target was pushed at
+	predictedAt := make(map[uint32]int)     // the model's size when each host was last predicted
 	onFound := func(t gps.Target) {
+		isNew := false
 		for _, i := range w.byTarget[t] {
-			m.Add(&w.Truth[i])
+			isNew = m.Add(&w.Truth[i]) || isNew
 		}
+		if at, ok := predictedAt[t.Addr]; ok && !isNew && !m.Stale(at) {
+			return // found again, and the model has not learned enough to change its predictions
+		}
+		predictedAt[t.Addr] = m.Len()
 		feats = feats[:0]
 		dict := m.Dict() // after the Adds: it holds their strings
 		for _, i := range w.byTarget[t] {
@@ -287,9 +294,10 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		hosts[t.Addr] = found
 		for _, pr := range m.Predict(found, p.Hitrate) {
 			u := gps.Target{Addr: t.Addr, Port: pr.Port}
-			if f.found[u] {
-				continue
+			if f.found[u] || pr.Hitrate <= pushed[u] {
+				continue // the scheduler would drop it: as the predictor, publish a target again only higher
 			}
+			pushed[u] = pr.Hitrate
 			sched.Push(schedule.Target(u), pr.Hitrate, nil)
 		}
 	}

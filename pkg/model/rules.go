@@ -126,6 +126,19 @@ type Found struct {
 	Feats []features.ID
 }
 
+// Len is the number of distinct services (address, port) the model holds.
+func (m *Model) Len() int { return m.services }
+
+// Stale reports whether a host last predicted when the model held at
+// services must be predicted again from a service found again (not new):
+// once the model has grown by a tenth since. A rule of the host's services
+// may clear the hitrate only as the model learns, but a model that has
+// barely changed gives the same predictions, and predicting every service
+// found again from all of its host's would double the work of a scan. The
+// predictor and gps eval's replay both follow it, so that they predict
+// alike.
+func (m *Model) Stale(at int) bool { return m.services >= at+at/10+1 }
+
 // AddFound adds a service found on port with feats to a host's found
 // services: its features join those of the port when the port is there
 // (another result of the same service), else it is a new Found (feats

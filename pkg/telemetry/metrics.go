@@ -8,7 +8,8 @@ import (
 )
 
 // Label names. Their values are bounded: a service name (seeder, modeler,
-// predictor, prober), a phase (wire.PhaseSeed, PhasePriors, PhasePredicted)
+// predictor, prober), a phase (wire.PhaseSeed, PhasePriors, PhasePredicted,
+// PhaseRefresh)
 // or a stream name (bus.StreamTargets, ...). Never an address or a port.
 const (
 	LabelService = "service"
@@ -41,7 +42,9 @@ func MetricNames() []string {
 }
 
 // Phases are the values of the phase label.
-func Phases() []string { return []string{wire.PhaseSeed, wire.PhasePriors, wire.PhasePredicted} }
+func Phases() []string {
+	return []string{wire.PhaseSeed, wire.PhasePriors, wire.PhasePredicted, wire.PhaseRefresh}
+}
 
 // Metrics are the gps_* metrics the services share. Build one per registry
 // with NewMetrics and hand it to every service of the process (`gps all`

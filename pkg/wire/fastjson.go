@@ -157,8 +157,23 @@ func (d *fastDecoder) field(r *Result, key string) bool {
 		r.ASN, ok = d.int64Ptr()
 	case "time":
 		ok = d.time(&r.Time)
+	case "gone":
+		r.Gone, ok = d.bool()
 	}
 	return ok
+}
+
+// bool reads true or false (null is left to the general decoder).
+func (d *fastDecoder) bool() (bool, bool) {
+	switch {
+	case strings.HasPrefix(d.s[d.i:], "true"):
+		d.i += 4
+		return true, true
+	case strings.HasPrefix(d.s[d.i:], "false"):
+		d.i += 5
+		return false, true
+	}
+	return false, false
 }
 
 func (d *fastDecoder) null() bool {

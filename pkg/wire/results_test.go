@@ -298,3 +298,31 @@ func TestDecodeErrorsAreShort(t *testing.T) {
 func decodeResults(b []byte) error    { _, err := DecodeResults(b); return err }
 func decodeTargets(b []byte) error    { _, err := DecodeTargets(b); return err }
 func decodePrediction(b []byte) error { _, err := DecodePrediction(b); return err }
+
+// A gone result names the service it retracts: without ip or port it is bad.
+func TestGoneResult(t *testing.T) {
+	for _, c := range []struct {
+		name, msg string
+		ok        bool
+	}{
+		{"gone", `{"v":1,"ip":"127.1.2.3","port":80,"phase":"refresh","time":"2026-11-25T12:00:00Z","gone":true}`, true},
+		{"no ip", `{"v":1,"port":80,"phase":"refresh","time":"2026-11-25T12:00:00Z","gone":true}`, false},
+		{"no port", `{"v":1,"ip":"127.1.2.3","phase":"refresh","time":"2026-11-25T12:00:00Z","gone":true}`, false},
+		{"not a bool", `{"v":1,"ip":"127.1.2.3","port":80,"phase":"refresh","time":"2026-11-25T12:00:00Z","gone":1}`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rs, err := DecodeResults([]byte(c.msg))
+			if c.ok != (err == nil) {
+				t.Fatalf("DecodeResults: %v, want ok %v", err, c.ok)
+			}
+			if c.ok && (!rs[0].Gone || rs[0].Phase != PhaseRefresh) {
+				t.Errorf("decoded %+v: want gone, phase refresh", rs[0])
+			}
+			if c.ok {
+				if fast, ok := decodeLinesFast([]byte(c.msg)); !ok || !fast[0].Gone {
+					t.Errorf("fast decoder: %+v, %v: want it to read gone", fast, ok)
+				}
+			}
+		})
+	}
+}

@@ -20,12 +20,13 @@ import (
 // Version is the version of every message this package writes.
 const Version = 1
 
-// Phases of the pipeline: the seed scan, the priors plan, the predictions.
+// Phases of the pipeline: the seed scan, the priors plan, the predictions,
+// and the refresh probes of known services (continuous discovery).
 const (
 	PhaseSeed      = "seed"
 	PhasePriors    = "priors"
 	PhasePredicted = "predicted"
-	PhaseRefresh   = "refresh" // results of refresh probes of known services
+	PhaseRefresh   = "refresh"
 )
 
 // ErrBad marks a message that cannot be used (dead-lettered, not retried).
@@ -82,8 +83,10 @@ type Result struct {
 	// services against probes is read from RESULTS alone. 0 (absent) for
 	// imports and for messages of older probers.
 	Probes uint64 `json:"probes,omitempty"`
-	// Gone: the service ip:port did not answer its last gone-after refresh
-	// probes (phase refresh, data empty).
+	// Gone says the service did not answer its last gone-after refresh
+	// probes: consumers retract it (the model counts live services only).
+	// A gone result carries ip, port, phase, time, source and probes; its
+	// data is empty.
 	Gone bool `json:"gone,omitempty"`
 }
 

@@ -1,5 +1,5 @@
-// Package all runs the four services in one process, as `gps all`: the
-// seeder, modeler, predictor and prober, on one bus. With a world it runs
+// Package all runs the services in one process, as `gps all`: the
+// seeder, modeler, predictor, prober and inventory, on one bus. With a world it runs
 // the pipeline to the end (the seed imported, the plan swept, every
 // prediction probed) and sums up what it found.
 package all
@@ -20,6 +20,7 @@ import (
 	"github.com/gpsscan/gps/pkg/labserve"
 	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/pkg/telemetry"
+	"github.com/gpsscan/gps/services/inventory"
 	"github.com/gpsscan/gps/services/modeler"
 	"github.com/gpsscan/gps/services/predictor"
 	"github.com/gpsscan/gps/services/prober"
@@ -45,6 +46,7 @@ type Stats struct {
 	Modeler   modeler.Stats
 	Predictor predictor.Stats
 	Prober    prober.Stats
+	Inventory inventory.Stats
 }
 
 // Run runs every service until ctx ends or, with a world, until the pipeline
@@ -65,9 +67,9 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 		}
 		defer lab.Close()
 	}
-	// Ready once the three long-running services consume.
+	// Ready once the four long-running services consume.
 	var waiting atomic.Int32
-	waiting.Store(3)
+	waiting.Store(4)
 	ready := func() {
 		if waiting.Add(-1) == 0 && d.Ready != nil {
 			d.Ready()
@@ -79,6 +81,10 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 	})
 	g.Go(func() error {
 		return predictor.Run(gctx, predictor.Deps{Config: c.Predictor, Bus: d.Bus, Log: d.Log.With(zap.String("service", "predictor")), Stats: &st.Predictor,
+			Metrics: d.Metrics, Ready: ready})
+	})
+	g.Go(func() error {
+		return inventory.Run(gctx, inventory.Deps{Config: c.Inventory, Bus: d.Bus, Log: d.Log.With(zap.String("service", inventory.Service)), Stats: &st.Inventory,
 			Metrics: d.Metrics, Ready: ready})
 	})
 	spent := make(chan struct{})
@@ -198,7 +204,7 @@ var LabLive = prober.LiveConfig{Live: true, Engine: netprobe.EngineConnect, Rate
 // messages count as handled (bus.WaitIdle): the services' own.
 func Consumers() map[string][]string {
 	return map[string][]string{
-		bus.StreamResults:     {modeler.Service, predictor.Service},
+		bus.StreamResults:     {modeler.Service, predictor.Service, inventory.Service},
 		bus.StreamTargets:     {prober.Durable},
 		bus.StreamPredictions: {prober.Durable},
 	}

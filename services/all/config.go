@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/services/inventory"
 	"github.com/gpsscan/gps/services/modeler"
 	"github.com/gpsscan/gps/services/predictor"
 	"github.com/gpsscan/gps/services/prober"
@@ -41,6 +42,7 @@ type Config struct {
 	Modeler   modeler.Config
 	Predictor predictor.Config
 	Prober    prober.Config
+	Inventory inventory.Config
 	flags     *flag.FlagSet // where RegisterFlags registered: the flags given there win over the world's settings
 }
 
@@ -59,7 +61,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	own.StringVar(&c.Out, "out", "", "with --world: write summary.json, curves.csv and coverage.png as gps eval does, with the running pipeline's curve (policy \"pipeline\", from the probe counts on RESULTS) beside the replay's policies")
 	own.IntVar(&c.Cycles, "cycles", 0, "with --world: run cycles 0..N of the world (the seeder in cycles, cycle k of the world served in cycle k), one summary line a cycle, and with --out cycles.csv")
 	own.DurationVar(&c.Quiet, "quiet", DefaultQuiet, "how long the queues must stay empty before a world run is done")
-	sets := []*flag.FlagSet{own, flagSet(c.Seeder.RegisterFlags), flagSet(c.Modeler.RegisterFlags), flagSet(c.Predictor.RegisterFlags), flagSet(c.Prober.RegisterFlags)}
+	sets := []*flag.FlagSet{own, flagSet(c.Seeder.RegisterFlags), flagSet(c.Modeler.RegisterFlags), flagSet(c.Predictor.RegisterFlags), flagSet(c.Prober.RegisterFlags), flagSet(c.Inventory.RegisterFlags)}
 	merged := map[string]*fanout{}
 	var names []string
 	for _, s := range sets {
@@ -170,6 +172,7 @@ func (c Config) resolved() Config {
 	}
 	c.Modeler = c.Modeler.WithDefaults()
 	c.Predictor = c.Predictor.WithDefaults()
+	c.Inventory = c.Inventory.WithDefaults()
 	if c.Prober.Step == 0 {
 		c.Prober.Step = c.Modeler.Step // the prober refuses sweeps larger than the modeler's plan groups
 	}
@@ -247,6 +250,6 @@ func (c Config) Validate() error {
 	if r.seeds() {
 		errs = append(errs, r.Seeder.Validate())
 	}
-	errs = append(errs, r.Modeler.Validate(), r.Predictor.Validate(), r.Prober.Validate())
+	errs = append(errs, r.Modeler.Validate(), r.Predictor.Validate(), r.Prober.Validate(), r.Inventory.Validate())
 	return errors.Join(errs...)
 }

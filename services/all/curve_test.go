@@ -76,16 +76,11 @@ func runCurve(t *testing.T, dir string, pc prober.Config) (*eval.Curve, *eval.Wo
 // between two curves at every probe count either has, up to the shorter's
 // end, and where it is.
 func gap(a, b *eval.Curve, w *eval.World) (worst float64, at uint64) {
-	return gapFrom(a, b, w, 0)
-}
-
-// gapFrom is gap at the probe counts from from on.
-func gapFrom(a, b *eval.Curve, w *eval.World, from uint64) (worst float64, at uint64) {
 	end := min(a.End().Probes, b.End().Probes)
 	var xs []uint64
 	for _, c := range []*eval.Curve{a, b} {
 		for _, p := range c.Points {
-			if p.Probes >= from && p.Probes <= end {
+			if p.Probes <= end {
 				xs = append(xs, p.Probes)
 			}
 		}

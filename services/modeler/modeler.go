@@ -209,9 +209,10 @@ func (s *modeler) Apply(ctx context.Context, it *resultpipe.Item) error {
 		}
 	} else {
 		// Every result of the message, before its sequence counts as
-		// applied: a snapshot never holds part of a message.
+		// applied: a snapshot never holds part of a message. A gone
+		// result retracts its service: the model counts the live ones.
 		for i := range it.Results {
-			s.m.Add(&it.Results[i].Svc)
+			it.Results[i].ApplyTo(s.m)
 		}
 		s.CountResults(it.Results)
 		s.newest = it.Msg // acked cumulatively: see Applied

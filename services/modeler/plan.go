@@ -188,7 +188,7 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 			// skipped whole here too.
 			if rs, err := resultpipe.DecodeMessage(msg.Data(), s.Policy); err == nil {
 				for i := range rs {
-					m.Add(&rs[i].Svc)
+					rs[i].ApplyTo(m) // as Apply does: gone results retract
 					n++
 				}
 			}

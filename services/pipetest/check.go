@@ -20,7 +20,9 @@ import (
 func ReplayPredictions(results []wire.Result, hitrate float64) (map[gps.Target]bool, int) {
 	m := model.New()
 	found := map[uint32][]model.Found{}
+	at := map[uint32]int{}
 	best := map[gps.Target]float64{}
+	predicted := map[gps.Target]bool{}
 	msgs := 0
 	for i := range results {
 		r := &results[i]
@@ -28,25 +30,57 @@ func ReplayPredictions(results []wire.Result, hitrate float64) (map[gps.Target]b
 		if err != nil {
 			continue
 		}
-		m.Add(&s)
+		if r.Gone {
+			// Retracted, nothing predicted; a host with nothing found left
+			// is forgotten, what was published for it too.
+			m.Remove(s.Addr, uint16(s.Port))
+			if fs := model.RemoveFound(found[s.Addr], uint16(s.Port)); len(fs) > 0 {
+				found[s.Addr] = fs
+			} else {
+				delete(found, s.Addr)
+				delete(at, s.Addr)
+				for t := range best {
+					if t.Addr == s.Addr {
+						delete(best, t)
+					}
+				}
+			}
+			continue
+		}
+		isNew := m.Add(&s)
 		fs := model.AddFound(found[s.Addr], uint16(s.Port), m.Dict().Of(nil, &s, false))
 		found[s.Addr] = fs
 		if r.Phase == wire.PhaseSeed {
 			continue // seed hosts were scanned on every port
 		}
+		if at[s.Addr] > 0 && !isNew && !m.Stale(at[s.Addr]) {
+			continue // found again, the model barely changed: as the predictor
+		}
+		at[s.Addr] = m.Len()
 		for _, p := range m.Predict(fs, hitrate) {
 			t := gps.Target{Addr: s.Addr, Port: p.Port}
 			if q, ok := best[t]; !ok || p.Hitrate > q {
 				best[t] = p.Hitrate
+				predicted[t] = true
 				msgs++
 			}
 		}
 	}
-	predicted := make(map[gps.Target]bool, len(best))
-	for t := range best {
-		predicted[t] = true
-	}
 	return predicted, msgs
+}
+
+// ApplyResult applies r to m as the modeler does: a gone result removes its
+// service, any other is added.
+func ApplyResult(m *model.Model, r *wire.Result) {
+	s, err := r.Service()
+	if err != nil {
+		return
+	}
+	if r.Gone {
+		m.Remove(s.Addr, uint16(s.Port))
+		return
+	}
+	m.Add(&s)
 }
 
 // CheckExact checks what must hold in any run, crash or not: the modeler's
@@ -73,8 +107,7 @@ func CheckExact(t testing.TB, b *bus.Bus, o Outcome) {
 	}
 	want := model.New()
 	for i := range o.Results {
-		s, _ := o.Results[i].Service()
-		want.Add(&s)
+		ApplyResult(want, &o.Results[i])
 	}
 	if got.Version() != want.Version() {
 		t.Fatalf("modeler applied %d results, the stream has %d: a result counted twice or lost", got.Version(), want.Version())

@@ -196,6 +196,10 @@ func (p *predictor) Apply(ctx context.Context, it *resultpipe.Item) error {
 	// ack) only after the last.
 	for i := range it.Results {
 		r := &it.Results[i]
+		if r.Gone {
+			p.retract(&r.Svc)
+			continue
+		}
 		n, err := p.apply(ctx, &r.Svc, r.Phase, seq)
 		if err != nil {
 			p.failed = err // the model has the result, the bus not all of its predictions
@@ -217,10 +221,25 @@ type pendingAck struct {
 	recv time.Time // when the reader got it
 }
 
+// retract takes a gone service out of the model and its host; a host with
+// nothing found left is forgotten (what was published for it too: it is
+// predicted afresh if it comes back). A gone result predicts nothing.
+func (p *predictor) retract(svc *row.Service) {
+	p.m.Remove(svc.Addr, uint16(svc.Port))
+	h := p.hosts[svc.Addr]
+	if h == nil {
+		return
+	}
+	if h.found = model.RemoveFound(h.found, uint16(svc.Port)); len(h.found) == 0 {
+		delete(p.hosts, svc.Addr)
+		p.st.Hosts.Add(-1)
+	}
+}
+
 // apply adds a service to the model and the host, and publishes the host's
 // new predictions when the result is not of the seed; it returns how many.
 func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, seq uint64) (int, error) {
-	p.m.Add(svc)
+	isNew := p.m.Add(svc)
 	p.feats = p.m.Dict().Of(p.feats[:0], svc, false)
 	h := p.hosts[svc.Addr]
 	if h == nil {
@@ -232,6 +251,10 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 	if phase == wire.PhaseSeed {
 		return 0, nil
 	}
+	if h.at > 0 && !isNew && !p.m.Stale(h.at) {
+		return 0, nil // found again, and the model has not learned enough to change its predictions
+	}
+	h.at = p.m.Len()
 	preds := p.m.Predict(h.found, p.cfg.Hitrate)
 	if len(preds) == 0 {
 		return 0, nil

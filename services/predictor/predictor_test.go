@@ -195,6 +195,7 @@ func expectedAt(t testing.TB, rs []result, hitrate float64, seqs []uint64) map[t
 	t.Helper()
 	m := model.New()
 	found := make(map[uint32][]model.Found)
+	at := make(map[uint32]int) // the model's size when each host was last predicted
 	out := make(map[target]pred)
 	for i, x := range rs {
 		a, err := x.r.Validate()
@@ -202,13 +203,17 @@ func expectedAt(t testing.TB, rs []result, hitrate float64, seqs []uint64) map[t
 			t.Fatal(err)
 		}
 		svc := row.Service{Row: x.r, Addr: a}
-		m.Add(&svc)
+		isNew := m.Add(&svc)
 		feats := m.Dict().Of(nil, &svc, false)
 		fs := model.AddFound(found[a], uint16(x.r.Port), feats)
 		found[a] = fs
 		if x.phase == wire.PhaseSeed {
 			continue
 		}
+		if at[a] > 0 && !isNew && !m.Stale(at[a]) {
+			continue
+		}
+		at[a] = m.Len()
 		for _, p := range m.Predict(fs, hitrate) {
 			k := target{x.r.IP, int(p.Port)}
 			before, done := out[k]

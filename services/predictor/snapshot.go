@@ -31,9 +31,11 @@ const SnapshotObject = "predictor"
 // its port, the number of its features and the features as 8 bytes little
 // endian each) and the ports already predicted for it (the number, then the
 // ports, each followed by the probability it was last published at, as
-// float64 bits, 8 bytes little endian). Features are ids of the model's
+// float64 bits, 8 bytes little endian), then the model's size when it was
+// last predicted (hostState.at). Features are ids of the model's
 // dictionary. A snapshot of version 1 (snapMagicV1) has the ports alone:
-// they read as published at probability 1, so none is published again.
+// they read as published at probability 1, so none is published again, and
+// the hosts as never predicted.
 const (
 	snapMagic   = "GPSPRED\x02"
 	snapMagicV1 = "GPSPRED\x01"
@@ -52,6 +54,7 @@ type state struct {
 type hostState struct {
 	found     []model.Found
 	predicted []published
+	at        int // the model's size (Model.Len) when the host was last predicted; 0: never
 }
 
 // published is a port predicted for a host and the probability it was last
@@ -87,6 +90,7 @@ func encodeSnapshot(w io.Writer, seq uint64, st *state) error {
 			b = binary.AppendUvarint(b, uint64(x.port))
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x.p))
 		}
+		b = binary.AppendUvarint(b, uint64(h.at))
 	}
 	var hdr [24]byte
 	copy(hdr[:8], snapMagic)
@@ -182,6 +186,9 @@ func decodeHosts(sec []byte, v1 bool) (map[uint32]*hostState, error) {
 			if !v1 {
 				x.p = float()
 			}
+		}
+		if !v1 {
+			h.at = int(next(1 << 40))
 		}
 		hosts[a] = h
 	}

@@ -13,7 +13,7 @@ import (
 // from, with the probability each prediction was last published at.
 func TestSnapshotRoundTrip(t *testing.T) {
 	st := &state{m: model.New(), hosts: map[uint32]*hostState{
-		7: {found: []model.Found{{Port: 80, Feats: []features.ID{1, 2}}}, predicted: []published{{port: 443, p: 0.25}, {port: 8080, p: 1e-4}}},
+		7: {found: []model.Found{{Port: 80, Feats: []features.ID{1, 2}}}, predicted: []published{{port: 443, p: 0.25}, {port: 8080, p: 1e-4}}, at: 1234},
 		9: {found: []model.Found{{Port: 22}}},
 	}}
 	var buf bytes.Buffer
@@ -25,7 +25,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("decode: seq %d, %v", seq, err)
 	}
 	h := got.hosts[7]
-	if h == nil || len(h.predicted) != 2 || h.predicted[0] != (published{443, 0.25}) || h.predicted[1] != (published{8080, 1e-4}) {
+	if h == nil || len(h.predicted) != 2 || h.predicted[0] != (published{443, 0.25}) || h.predicted[1] != (published{8080, 1e-4}) || h.at != 1234 {
 		t.Fatalf("host 7 read back as %+v", h)
 	}
 	if h := got.hosts[9]; h == nil || len(h.found) != 1 || len(h.predicted) != 0 {

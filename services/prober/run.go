@@ -171,7 +171,7 @@ func run(ctx context.Context, d Deps) error {
 	g.Go(func() error { return ignoreCtx(gctx, p.ref.watch(gctx)) })
 	p.win = newWindow(0, 0)
 	if c.AwaitPredictions > 0 && c.Concurrency > 1 {
-		p.win = newWindow(schedule.DefaultChunk, uint64(max(c.ProbeConcurrency, 1)))
+		p.win = newWindow(1, uint64(max(c.ProbeConcurrency, 1)))
 	}
 	senders := sync.WaitGroup{}
 	for range c.Concurrency {

@@ -10,9 +10,11 @@ import (
 // as a served lab world does: while a sender awaits the predictions of a
 // hit, no sender takes new work, and at most cur probes are in flight, so a
 // prediction made from a hit waits behind at most one window of work taken
-// before the hit. The window opens like TCP's slow start: one chunk at
-// first, doubled after each wait for predictions, up to max, the engine's
-// probe concurrency (which it cannot exceed anyway). Without lockstep (an
+// before the hit. The window opens like TCP's slow start: one probe at
+// first (one work: before the first results nothing is known that would
+// reorder the work, and the replay takes one work at a time), doubled
+// after each wait for predictions, up to max, the engine's probe
+// concurrency (which it cannot exceed anyway). Without lockstep (an
 // Internet scan: its rate binds, not the order of a few hundred probes) the
 // window is open: max 0.
 type window struct {

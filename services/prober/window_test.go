@@ -27,7 +27,7 @@ func entered(w *window, n uint64) bool {
 // is taken while a sender awaits predictions, and each wait doubles the
 // window up to its max; a window of max 0 never waits.
 func TestWindow(t *testing.T) {
-	w := newWindow(256, 1024)
+	w := newWindow(256, 1024) // opened to 256 (a run starts at 1)
 	if !entered(w, 256) {
 		t.Fatal("the first work was not taken")
 	}

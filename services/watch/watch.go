@@ -1,5 +1,6 @@
 // Package watch prints a stream as JSON lines: the example of a downstream
-// consumer of gps.predictions.> or gps.results.>.
+// consumer of gps.predictions.>, gps.results.> or gps.inventory.> (the
+// service events).
 package watch
 
 import (
@@ -19,8 +20,8 @@ import (
 
 // Config says what to print.
 type Config struct {
-	What   string // "predictions" or "results"
-	Phase  string // only this phase ("" = all)
+	What   string // "predictions", "results" or "services"
+	Phase  string // only this phase, or for services this event ("" = all)
 	New    bool   // only messages published from now on
 	Follow bool   // keep waiting for more at the end of the stream
 	Limit  int    // stop after this many (0 = no limit)
@@ -28,7 +29,11 @@ type Config struct {
 
 // RegisterFlags registers the flags of Config.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Phase, "phase", "", "only this phase: seed, priors or predicted (default all)")
+	if c.What == "services" {
+		fs.StringVar(&c.Phase, "event", "", "only this event: new, changed or gone (default all)")
+	} else {
+		fs.StringVar(&c.Phase, "phase", "", "only this phase: seed, priors, predicted or refresh (default all)")
+	}
 	fs.BoolVar(&c.New, "new", false, "only messages published from now on (default: from the start of the stream)")
 	fs.BoolVar(&c.Follow, "follow", true, "keep waiting for new messages at the end of the stream")
 	fs.IntVar(&c.Limit, "limit", 0, "stop after this many messages (0: no limit)")
@@ -36,11 +41,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
+	if c.What == "services" {
+		if e := c.Phase; e != "" && e != wire.EventNew && e != wire.EventChanged && e != wire.EventGone {
+			return fmt.Errorf("--event %q: want new, changed or gone", e)
+		}
+		return nil
+	}
 	if c.What != "predictions" && c.What != "results" {
-		return fmt.Errorf("watch %q: want predictions or results", c.What)
+		return fmt.Errorf("watch %q: want predictions, results or services", c.What)
 	}
 	if c.Phase != "" && !wire.ValidPhase(c.Phase) {
-		return fmt.Errorf("--phase %q: want seed, priors or predicted", c.Phase)
+		return fmt.Errorf("--phase %q: want seed, priors, predicted or refresh", c.Phase)
 	}
 	return nil
 }
@@ -61,8 +72,11 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 	stream, prefix := bus.StreamPredictions, wire.PredictionsPrefix
-	if c.What == "results" {
+	switch c.What {
+	case "results":
 		stream, prefix = bus.StreamResults, wire.ResultsPrefix
+	case "services":
+		stream, prefix = bus.StreamInventory, wire.InventoryPrefix
 	}
 	filter := prefix + ">"
 	if c.Phase != "" {
