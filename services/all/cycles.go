@@ -2,6 +2,7 @@ package all
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -139,6 +140,17 @@ func (y *cycler) readResults(ctx context.Context, k int, seedProbes, proberBefor
 	if err != nil {
 		return fmt.Errorf("read cycle %d results: %w", k, err)
 	}
+	// The reader's consumer is removed when done rather than left on the
+	// server until its inactivity threshold.
+	defer func() {
+		if ci := c.CachedInfo(); ci != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := y.d.Bus.JS.DeleteConsumer(dctx, bus.StreamResults, ci.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				y.d.Log.Debug("remove the cycle's results reader", zap.Error(err))
+			}
+		}
+	}()
 	for {
 		mb, err := c.FetchNoWait(256)
 		if err != nil {
