@@ -145,7 +145,7 @@ func deadLetters(t *testing.T, b *bus.Bus) map[string]int {
 // consumersOf is the services that dead-letter a bad message on subject.
 func consumersOf(subject string) []string {
 	if strings.HasPrefix(subject, wire.ResultsPrefix) {
-		return []string{"modeler", "predictor"}
+		return []string{"modeler", "predictor", "inventory"}
 	}
 	return []string{"prober"}
 }
