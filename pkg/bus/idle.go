@@ -11,7 +11,8 @@ import (
 )
 
 // WaitIdle returns once the seed is in, the plan is published, and every
-// stream's consumers exist and have nothing pending or unacknowledged, with
+// stream's consumers (durable ones: readers are not the pipeline's work)
+// exist and have nothing pending or unacknowledged, with
 // no stream growing, for the quiet period. consumers names, for each
 // stream, the durable consumers it must have before its messages count as
 // handled: a service still starting (loading a world or a snapshot) has not
@@ -75,7 +76,10 @@ func (b *Bus) WaitIdle(ctx context.Context, quiet time.Duration, consumers map[s
 
 // pipelineState describes the streams and consumers; idle is true when every
 // stream with messages has its consumers and none has anything pending or
-// unacknowledged.
+// unacknowledged. Only the pipeline's consumers count (pipelineConsumer):
+// a reader following a stream (an ordered consumer of gps watch, of the
+// prober's refresher, of gps all measuring a cycle) is no work of the
+// pipeline, and one that stopped reading would keep it busy for ever.
 func (b *Bus) pipelineState(ctx context.Context, consumers map[string][]string) (string, bool, error) {
 	idle := true
 	state := ""
@@ -98,6 +102,9 @@ func (b *Bus) pipelineState(ctx context.Context, consumers map[string][]string) 
 		}
 		for ci := range lister.Info() {
 			delete(missing, ci.Name)
+			if !pipelineConsumer(ci, consumers[s]) {
+				continue
+			}
 			if ci.NumPending > 0 || ci.NumAckPending > 0 || ci.NumRedelivered > 0 && ci.NumAckPending > 0 {
 				idle = false
 			}
@@ -112,4 +119,20 @@ func (b *Bus) pipelineState(ctx context.Context, consumers map[string][]string) 
 		}
 	}
 	return state, idle, nil
+}
+
+// pipelineConsumer reports whether ci is work of the pipeline: a durable
+// consumer, or one named in names. An ephemeral consumer (an ordered
+// consumer reading a stream) is not: its pending messages are not
+// unhandled work, and it lingers on the server after its reader is done.
+func pipelineConsumer(ci *jetstream.ConsumerInfo, names []string) bool {
+	if ci.Config.Durable != "" {
+		return true
+	}
+	for _, n := range names {
+		if n == ci.Name {
+			return true
+		}
+	}
+	return false
 }

@@ -34,11 +34,11 @@ const (
 // MetricNames returns the name of every metric Metrics registers (for a
 // histogram, its base name: Prometheus adds _bucket, _sum and _count).
 func MetricNames() []string {
-	return []string{
+	return append([]string{
 		NameResultsIn, NamePredictionsOut, NameProbesSent, NameDeadLettered,
 		NameModelKeys, NameModelHosts, NameModelBytes, NameConsumerPending,
 		NamePredictionLatency, NameMessageHandle,
-	}
+	}, cycleNames()...)
 }
 
 // Phases are the values of the phase label.
@@ -81,13 +81,15 @@ type Metrics struct {
 	// MessageHandle observes the time a service took to handle one message
 	// (from receipt to ack), by service.
 	MessageHandle *prometheus.HistogramVec
+	// Cycles are the metrics of a continuous run (cycles.go).
+	Cycles *CycleMetrics
 }
 
 // NewMetrics registers the metrics on reg with promauto.With(reg). A nil
 // reg registers nothing (the metrics still work), for tests.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		ResultsIn: f.NewCounterVec(prometheus.CounterOpts{
 			Name: NameResultsIn,
 			Help: "Results consumed from the RESULTS stream, by consuming service and phase.",
@@ -131,6 +133,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9), // 100 µs .. 6.6 s
 		}, []string{LabelService}),
 	}
+	m.Cycles = newCycleMetrics(f)
+	return m
 }
 
 // Init creates the series of service at zero for every phase, so that a

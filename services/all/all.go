@@ -92,14 +92,42 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 		return prober.Run(gctx, prober.Deps{Config: c.Prober, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober,
 			Metrics: d.Metrics, Ready: ready, OnBudget: func() { close(spent) }})
 	})
+	var cyc *cycler
+	if c.World != "" && c.Cycles > 0 {
+		base, err := eval.LoadWorld(c.World)
+		if err != nil {
+			return nil, nil, fmt.Errorf("run all cycles: %w", err)
+		}
+		cycleSeeder(&c, base)
+		cyc = &cycler{d: d, c: c, st: st, base: base, inv: eval.NewPipelineInventory(c.World, base), next: make(chan struct{})}
+	}
 	if c.seeds() {
 		g.Go(func() error {
+			if cyc != nil {
+				return seeder.Run(gctx, seeder.Deps{Config: c.Seeder, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder,
+					Metrics: d.Metrics, NextCycle: func(ctx context.Context, _ bus.Cycle) error {
+						select {
+						case <-cyc.next:
+							return nil
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					}})
+			}
 			return seeder.Run(gctx, seeder.Deps{Config: c.Seeder, Bus: d.Bus, Log: d.Log.With(zap.String("service", "seeder")), Stats: &st.Seeder,
 				Metrics: d.Metrics})
 		})
 	}
 	if c.World == "" {
 		return nil, st, ignoreCanceled(g.Wait())
+	}
+	if cyc != nil {
+		err := cyc.run(gctx)
+		stop()
+		if werr := ignoreCanceled(g.Wait()); err == nil {
+			err = werr
+		}
+		return nil, st, ignoreCanceled(err)
 	}
 	// A world run: wait until the pipeline is idle (or the prober's budget
 	// is spent), then stop the services.

@@ -33,7 +33,10 @@ type Config struct {
 	// and coverage.png as gps eval does: the pipeline's curve, read from
 	// RESULTS, beside the replay's policies on the same world and
 	// parameters. Empty: none.
-	Out       string
+	Out string
+	// Cycles, with a world with cycles, runs the pipeline over cycles
+	// 0..Cycles of the world (cycles.go); 0: one pass.
+	Cycles    int
 	Quiet     time.Duration // how long every queue must stay empty before a world run counts as done; 0: 1s
 	Seeder    seeder.Config
 	Modeler   modeler.Config
@@ -56,6 +59,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	own := flag.NewFlagSet("all", flag.ContinueOnError)
 	own.StringVar(&c.World, "world", "", "")
 	own.StringVar(&c.Out, "out", "", "with --world: write summary.json, curves.csv and coverage.png as gps eval does, with the running pipeline's curve (policy \"pipeline\", from the probe counts on RESULTS) beside the replay's policies")
+	own.IntVar(&c.Cycles, "cycles", 0, "with --world: run cycles 0..N of the world (the seeder in cycles, cycle k of the world served in cycle k), one summary line a cycle, and with --out cycles.csv")
 	own.DurationVar(&c.Quiet, "quiet", DefaultQuiet, "how long the queues must stay empty before a world run is done")
 	sets := []*flag.FlagSet{own, flagSet(c.Seeder.RegisterFlags), flagSet(c.Modeler.RegisterFlags), flagSet(c.Predictor.RegisterFlags), flagSet(c.Prober.RegisterFlags), flagSet(c.Inventory.RegisterFlags)}
 	merged := map[string]*fanout{}

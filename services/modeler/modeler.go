@@ -67,6 +67,7 @@ type modeler struct {
 
 	seed      *wire.SeedDone
 	planned   bool
+	cycleN    int       // the cycle a re-plan is due for (cycle.go)
 	lastCheck time.Time // of the consumer, for a seed whose last messages are gone
 }
 
@@ -310,10 +311,16 @@ func (s *modeler) setSeed(ctx context.Context, e jetstream.KeyValueEntry) error 
 	s.Log.Info("seed done", zap.Int("results", sd.Results), zap.Uint64("last_seq", sd.LastSeq),
 		zap.Uint64("seq", s.Seq), zap.Bool("planned", s.planned))
 	if s.planned {
-		return nil
+		due, err := s.cycleDue(ctx)
+		if err != nil || !due {
+			return err
+		}
 	}
 	switch {
 	case s.Seq == sd.LastSeq:
+		return s.plan(ctx, s.m, s.Seq)
+	case s.Seq > sd.LastSeq && s.cycleN > 0:
+		// A later cycle plans from the model as it is: everything known.
 		return s.plan(ctx, s.m, s.Seq)
 	case s.Seq > sd.LastSeq:
 		// The model went past the seed (a restart from a later snapshot

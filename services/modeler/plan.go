@@ -89,11 +89,22 @@ func planParts(m *model.Model, rows []model.ModelRow, step int, hitrate float64,
 // sequence seq), publishes it to TARGETS and records it under KeyPlan.
 func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	started := time.Now()
+	cyc, inCycles, err := s.currentCycle(ctx)
+	if err != nil {
+		return err
+	}
 	rows := m.Rows(s.cfg.Hitrate)
-	gpsPlan, extra := planParts(m, rows, s.cfg.Step, s.cfg.Hitrate, !s.cfg.NoExtraSweeps)
+	later := inCycles && cyc.N > 0
+	gpsPlan, extra := planParts(m, rows, s.cfg.Step, s.cfg.Hitrate, !s.cfg.NoExtraSweeps && !later)
 	plan := append(gpsPlan, extra...)
 	now := time.Now().UTC()
-	msgs := PlanTargets(plan, s.cfg.PlanBatch, s.cfg.SeedFrac, seedHosts(m), now)
+	seedFrac, skip, idPrefix := s.cfg.SeedFrac, seedHosts(m), "plan:"
+	if later {
+		// The model holds everything known, not a seed sample: the plan's
+		// prior rests on the whole group, and no host is left out.
+		seedFrac, skip, idPrefix = 1, nil, fmt.Sprintf("plan@%d:", cyc.N)
+	}
+	msgs := PlanTargets(plan, s.cfg.PlanBatch, seedFrac, skip, now)
 	pub := newPublisher(s.Bus)
 	subject := wire.TargetsSubject(wire.PhasePriors)
 	var probes uint64
@@ -105,7 +116,7 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 		if err != nil {
 			return fmt.Errorf("encode plan message %d: %w", i, err)
 		}
-		if err := pub.publish(ctx, subject, "plan:"+strconv.Itoa(i), data); err != nil {
+		if err := pub.publish(ctx, subject, idPrefix+strconv.Itoa(i), data); err != nil {
 			return fmt.Errorf("publish plan: %w", err)
 		}
 	}
@@ -121,6 +132,11 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 		return err
 	}); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("record plan: %w", err)
+	}
+	if inCycles {
+		if err := s.recordPlanCycle(ctx, cyc.N, now); err != nil {
+			return err
+		}
 	}
 	s.planned = true
 	s.st.Planned.Store(true)

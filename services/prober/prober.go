@@ -105,8 +105,22 @@ type Config struct {
 	// scheduler (the lockstep of a simulated run: see await). 0: no wait;
 	// on a world the flag's default is DefaultAwaitPredictions.
 	AwaitPredictions time.Duration
+	// GoneAfter is the refresh probes in a row a known service may miss
+	// before it is published gone (refresh.go); 0: DefaultGoneAfter.
+	GoneAfter int
+	// RefreshYield is the scheduler's yield of refresh probes; 0: the share
+	// of the cycle before's refreshes that answered.
+	RefreshYield float64
 	LiveConfig
 }
+
+// Defaults of the refresh of known services.
+const (
+	DefaultGoneAfter = 1 // as gps eval's continuous policy
+	// initialSurvival is the refresh yield before any refresh answered
+	// (gps eval's continuous policy's).
+	initialSurvival = 0.95
+)
 
 // RegisterFlags registers the prober's flags on fs with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
@@ -116,6 +130,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BlockFile, "block-file", "", "file of blocked prefixes (the IANA special-purpose ranges are always blocked)")
 	fs.IntVar(&c.Concurrency, "concurrency", 0, fmt.Sprintf("senders, each probing one work (a probe or a sweep chunk) at a time in the scheduler's order (0: %d, with --live %d)", DefaultConcurrency, DefaultLiveConcurrency))
 	fs.Uint64Var(&c.Budget, "budget", 0, "probes: stop sending after this many, the work of highest expected yield first (0: no limit)")
+	fs.IntVar(&c.GoneAfter, "gone-after", DefaultGoneAfter, "in cycles: refresh probes in a row a known service may miss before it is published gone")
+	fs.Float64Var(&c.RefreshYield, "refresh-yield", 0, "in cycles: the scheduler's yield of refresh probes (0: the share of the cycle before's refreshes that answered)")
 	fs.DurationVar(&c.AwaitPredictions, "await-predictions", -1, fmt.Sprintf("after a probe or chunk that found services, wait up to this long for their predictions to reach the prober before sending more (lockstep with the predictor; -1: %v with --world, 0 live)", DefaultAwaitPredictions))
 	fs.DurationVar(&c.Latency, "latency", 0, "world: simulated round trip of a probe")
 	fs.Float64Var(&c.Loss, "loss", 0, "world: probability that a service does not answer (0..1)")
@@ -206,6 +222,14 @@ type Stats struct {
 	Targets     atomic.Uint64 // target messages handled (acked or dead-lettered)
 	BudgetSpent atomic.Bool   // the probe budget is spent: nothing more is sent
 	Predictions atomic.Uint64 // prediction messages handled (acked or dead-lettered)
+	// Cycles (refresh.go).
+	Known        atomic.Int64  // known services it refreshes
+	Refreshed    atomic.Uint64 // refresh probes answered
+	Missed       atomic.Uint64 // refresh probes not answered
+	Gone         atomic.Uint64 // gone results published
+	RefreshCycle atomic.Int64  // the cycle whose refreshes were pushed; -1: none
+	RefreshDone  atomic.Int64  // the cycle whose refreshes are all probed; -1: none
+	CycleProbes  atomic.Uint64 // Probes when the refreshes of RefreshCycle were pushed
 }
 
 // Deps are what Run needs.

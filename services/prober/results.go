@@ -2,6 +2,7 @@ package prober
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -108,7 +109,13 @@ func (r *results) sendDue(ctx context.Context) {
 
 // send publishes the batch; r.mu is held.
 func (r *results) send(ctx context.Context) error {
-	id := r.batch.ID("res")
+	// Later cycles find services again (refreshes, sweeps): their ids name
+	// the cycle, so the server does not take them for a retried publish.
+	prefix := "res"
+	if n := r.p.cycleN.Load(); n > 0 || r.phase == wire.PhaseRefresh {
+		prefix = fmt.Sprintf("res@%d", n)
+	}
+	id := r.batch.ID(prefix)
 	return r.async.Publish(ctx, wire.ResultsSubject(r.phase), id, r.batch.Take())
 }
 

@@ -164,6 +164,11 @@ func run(ctx context.Context, d Deps) error {
 		return nil
 	})
 	g.Go(func() error { p.keepHeldAlive(hctx); return nil })
+	p.st.RefreshCycle.Store(-1)
+	p.st.RefreshDone.Store(-1)
+	p.ref = newRefresher(p)
+	g.Go(func() error { return ignoreCtx(gctx, p.ref.read(gctx)) })
+	g.Go(func() error { return ignoreCtx(gctx, p.ref.watch(gctx)) })
 	p.win = newWindow(0, 0)
 	if c.AwaitPredictions > 0 && c.Concurrency > 1 {
 		p.win = newWindow(1, uint64(max(c.ProbeConcurrency, 1)))
@@ -229,7 +234,18 @@ type prober struct {
 	win       *window // the probes in flight, in lockstep
 
 	// lockstep (await)
-	predSeen   atomic.Uint64 // highest PREDICTIONS stream sequence taken in
+	predSeen atomic.Uint64 // highest PREDICTIONS stream sequence taken in
+
+	ref        *refresher   // the known services of a continuous run
+	cycleN     atomic.Int64 // the cycle the prober is in
 	predictor  jetstream.Consumer
 	predStream jetstream.Stream
+}
+
+// ignoreCtx is err, or nil once ctx ended.
+func ignoreCtx(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

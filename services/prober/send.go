@@ -30,6 +30,8 @@ type held struct {
 	n       int    // targets in the message
 	refused []string
 	large   []string // sweeps larger than a plan group
+	refresh bool     // the refreshes of a cycle (refresh.go): no message
+	cycle   int      // of the refreshes
 
 	mu      sync.Mutex
 	started bool  // some of its work was released
@@ -92,6 +94,12 @@ func (p *prober) heldNow() []*held {
 // refused, or nak'ed for a retry after a failure.
 func (p *prober) done(token any) {
 	h := token.(*held)
+	if h.refresh {
+		p.st.RefreshDone.Store(int64(h.cycle))
+		p.log.Info("cycle: refreshes probed", zap.Int("cycle", h.cycle), zap.Uint64("answered", p.st.Refreshed.Load()),
+			zap.Uint64("missed", p.st.Missed.Load()), zap.Uint64("gone", p.st.Gone.Load()))
+		return
+	}
 	if !h.settle() {
 		return // released on stop
 	}
@@ -319,6 +327,9 @@ func (p *prober) do(ctx context.Context, ws ...schedule.Work) {
 		stamp := p.sent.Add(w.Probes)
 		n, err := p.probeWork(ctx, w, res, h.phase, stamp)
 		p.probes(h.phase, w.Probes)
+		if h.refresh && err == nil {
+			err = p.ref.outcome(ctx, w.Target, n > 0, stamp)
+		}
 		hits[i] = n
 		found = found || n > 0
 		errs = append(errs, err)

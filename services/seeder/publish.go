@@ -109,9 +109,12 @@ type resultBatcher struct {
 	pub      *publisher
 	batch    wire.ResultBatch
 	firstRep uint32 // n of the batch's first row
+	idPrefix string // "seed"; a cycle's seed "seed@<cycle>", so cycles are not de-duplicated against each other
 }
 
-func newResultBatcher(pub *publisher) *resultBatcher { return &resultBatcher{pub: pub} }
+func newResultBatcher(pub *publisher) *resultBatcher {
+	return &resultBatcher{pub: pub, idPrefix: "seed"}
+}
 
 // add adds a result, rep earlier rows of its (ip, port) in the file,
 // sending the batch when it is full.
@@ -140,7 +143,7 @@ func (r *resultBatcher) add(ctx context.Context, res *wire.Result, rep uint32) e
 func (r *resultBatcher) send(ctx context.Context) error {
 	ip, port := r.batch.First()
 	n := r.batch.Len()
-	id := fmt.Sprintf("seed:%s:%d:%d", ip, port, r.firstRep)
+	id := fmt.Sprintf("%s:%s:%d:%d", r.idPrefix, ip, port, r.firstRep)
 	if n > 1 {
 		id = fmt.Sprintf("%s:%d:%x", id, n, r.batch.Sum())
 	}

@@ -36,6 +36,9 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Ready != nil {
 		d.Ready()
 	}
+	if d.Config.Cycle > 0 {
+		return runCycles(ctx, &d)
+	}
 	if d.Config.Import != "" {
 		return runImport(ctx, &d)
 	}

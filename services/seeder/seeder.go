@@ -34,6 +34,7 @@ package seeder
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -85,6 +86,15 @@ type Config struct {
 	Shards    int      // sample: number of seeders splitting the targets (default 1)
 	Shard     int      // sample: this seeder's shard, 0..Shards-1
 	Batch     int      // targets per message (sample), results in flight (import); default 1000
+
+	// Cycle, when set, runs the seeder forever in cycles of this length
+	// (cycles.go); 0: one pass.
+	Cycle time.Duration
+	// CycleSeedFrac is the seed fraction of a cycle; 0: SeedFrac.
+	CycleSeedFrac float64
+	// World, in cycles, answers the seed's probes from a lab world's truth
+	// at the current cycle; empty: the seed is published as targets.
+	World string
 }
 
 // RegisterFlags registers the seeder's flags on fs with their defaults.
@@ -102,6 +112,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Shards, "shards", 1, "sample: number of seeders splitting the targets")
 	fs.IntVar(&c.Shard, "shard", 0, "sample: this seeder's shard (0..shards-1)")
 	fs.IntVar(&c.Batch, "batch", DefaultBatch, "targets per message (sample), results in flight (import)")
+	fs.DurationVar(&c.Cycle, "cycle", 0, "run forever in cycles of this length, each seeding afresh (0: one pass)")
+	fs.Float64Var(&c.CycleSeedFrac, "cycle-seed-frac", 0, "with --cycle: fraction of the allowed addresses seeded each cycle (0: --seed-frac)")
 }
 
 // WithDefaults returns c with every zero field set to its default (for a
@@ -134,7 +146,13 @@ func (c Config) Validate() error {
 	if c.Shards < 1 || c.Shard < 0 || c.Shard >= c.Shards {
 		p.Addf("--shard %d of --shards %d: want 0 <= shard < shards", c.Shard, c.Shards)
 	}
-	if c.Import != "" {
+	if c.Cycle < 0 || !(c.CycleSeedFrac >= 0 && c.CycleSeedFrac <= 1) {
+		p.Addf("--cycle %v --cycle-seed-frac %v: want >= 0 and 0..1", c.Cycle, c.CycleSeedFrac)
+	}
+	if c.Cycle > 0 && (c.Shards != 1 || len(c.Allow) == 0 && c.AllowFile == "") {
+		p.Addf("--cycle runs as one seeder with an allow list (--allow or --allow-file)")
+	}
+	if c.Import != "" && c.Cycle == 0 {
 		if c.Shards != 1 {
 			p.Addf("--import runs as one seeder: shards %d", c.Shards)
 		}
@@ -214,6 +232,10 @@ type Deps struct {
 	// count, so it only creates its series (Init).
 	Metrics *telemetry.Metrics
 	Ready   func() // optional: called once the streams are set up
+	// NextCycle, with Config.Cycle, blocks until the cycle after cur may
+	// begin; nil: until cur.Started + Config.Cycle. gps all --cycles
+	// advances on its own signal.
+	NextCycle func(ctx context.Context, cur bus.Cycle) error
 }
 
 func (d *Deps) fill() {
