@@ -167,8 +167,8 @@ func run(ctx context.Context, d Deps) error {
 	p.st.RefreshCycle.Store(-1)
 	p.st.RefreshDone.Store(-1)
 	p.ref = newRefresher(p)
-	g.Go(func() error { return ignoreCtx(gctx, p.ref.read(gctx)) })
-	g.Go(func() error { return ignoreCtx(gctx, p.ref.watch(gctx)) })
+	g.Go(func() error { p.retrying(gctx, "read known services", p.ref.read); return nil })
+	g.Go(func() error { p.retrying(gctx, "watch the cycle", p.ref.watch); return nil })
 	p.win = newWindow(0, 0)
 	if c.AwaitPredictions > 0 && c.Concurrency > 1 {
 		p.win = newWindow(1, uint64(max(c.ProbeConcurrency, 1)))
@@ -243,9 +243,19 @@ type prober struct {
 }
 
 // ignoreCtx is err, or nil once ctx ended.
-func ignoreCtx(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
+// retrying runs fn until ctx ends, again after retryDelay whenever it fails
+// (a server of the cluster went away under its consumer or watcher): the
+// refresh of a continuous run must not stop the prober, nor stop for good.
+func (p *prober) retrying(ctx context.Context, what string, fn func(context.Context) error) {
+	for ctx.Err() == nil {
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn(what+": retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(retryDelay):
+		}
 	}
-	return err
 }
