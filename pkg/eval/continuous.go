@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/schedule"
@@ -130,26 +129,17 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 	}
 
 	groups := groupIndex(w, step)
-	var feats []features.ID
-	hosts := make(map[uint32][]model.Found)
-	predictedAt := make(map[uint32]int) // the model's size when each host was last predicted
+	hosts := newHostTracker(w, m)
 	onFound := func(t gps.Target, isNew, refresh bool) {
 		if isNew {
 			for _, i := range w.byTarget[t] {
 				m.Add(&w.Truth[i])
 			}
 		}
-		if at, ok := predictedAt[t.Addr]; ok && !isNew && !m.Stale(at) {
-			return // found again, and the model has not learned enough to change its predictions (as Stream)
+		found, ok := hosts.answered(t, isNew)
+		if !ok {
+			return
 		}
-		predictedAt[t.Addr] = m.Len()
-		feats = feats[:0]
-		dict := m.Dict()
-		for _, i := range w.byTarget[t] {
-			feats = dict.Of(feats, &w.Truth[i], false)
-		}
-		found := model.AddFound(hosts[t.Addr], t.Port, feats)
-		hosts[t.Addr] = found
 		if refresh && len(found) > PseudoPorts {
 			// A pseudo-service host: the model keeps no rule of its, and
 			// predicting its hundreds of ports again at every answer of

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gpsscan/gps/pkg/features"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/model"
 	"github.com/gpsscan/gps/pkg/row"
@@ -268,30 +267,21 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 			panic(fmt.Sprintf("gps-stream: %v", err)) // a plan row is a valid sweep
 		}
 	}
-	var feats []features.ID
-	hosts := make(map[uint32][]model.Found) // what was found of each host, as the predictor keeps it
-	pushed := make(map[gps.Target]float64)  // the best probability each target was pushed at
-	predictedAt := make(map[uint32]int)     // the model's size when each host was last predicted
+	hosts := newHostTracker(w, m)
+	pushed := make(map[gps.Target]float64) // the best probability each target was pushed at
 	onFound := func(t gps.Target) {
 		isNew := false
 		for _, i := range w.byTarget[t] {
 			isNew = m.Add(&w.Truth[i]) || isNew
 		}
-		if at, ok := predictedAt[t.Addr]; ok && !isNew && !m.Stale(at) {
-			return // found again, and the model has not learned enough to change its predictions
-		}
-		predictedAt[t.Addr] = m.Len()
-		feats = feats[:0]
-		dict := m.Dict() // after the Adds: it holds their strings
-		for _, i := range w.byTarget[t] {
-			feats = dict.Of(feats, &w.Truth[i], false)
-		}
 		// From all of the host's services found so far with the model as
 		// it is now: a rule of an earlier service may clear the hitrate
 		// only now. A target predicted again goes up in the scheduler if
 		// its probability rose, and is dropped if not.
-		found := model.AddFound(hosts[t.Addr], t.Port, feats)
-		hosts[t.Addr] = found
+		found, ok := hosts.answered(t, isNew)
+		if !ok {
+			return
+		}
 		for _, pr := range m.Predict(found, p.Hitrate) {
 			u := gps.Target{Addr: t.Addr, Port: pr.Port}
 			if f.found[u] || pr.Hitrate <= pushed[u] {
