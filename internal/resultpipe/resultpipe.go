@@ -78,6 +78,7 @@ type Result struct {
 	Phase string
 	Time  time.Time // the result's time (its first publication)
 	Gone  bool      // the service is gone: retract it (wire.Result.Gone)
+	Cycle int       // the cycle it was found in (wire.Result.Cycle)
 }
 
 // ApplyTo applies the result to m: a live service is added (merged if
@@ -180,7 +181,7 @@ func DecodeMessage(data []byte, policy *ipv4.Policy) ([]Result, error) {
 		if policy != nil && !policy.Allowed(svc.Addr) {
 			return nil, fmt.Errorf("%w: result %d of %d: %s:%d %w", wire.ErrBad, i+1, len(rs), svc.IP, svc.Port, ErrRefused)
 		}
-		out[i] = Result{Svc: svc, Phase: rs[i].Phase, Time: rs[i].Time, Gone: rs[i].Gone}
+		out[i] = Result{Svc: svc, Phase: rs[i].Phase, Time: rs[i].Time, Gone: rs[i].Gone, Cycle: rs[i].Cycle}
 	}
 	return out, nil
 }

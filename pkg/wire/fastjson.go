@@ -159,6 +159,8 @@ func (d *fastDecoder) field(r *Result, key string) bool {
 		ok = d.time(&r.Time)
 	case "gone":
 		r.Gone, ok = d.bool()
+	case "cycle":
+		r.Cycle, ok = d.int()
 	}
 	return ok
 }

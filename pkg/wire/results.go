@@ -84,6 +84,9 @@ func (r *Result) check() error {
 	if !ValidPhase(r.Phase) {
 		return fmt.Errorf("%w: result phase %s", ErrBad, quote(r.Phase))
 	}
+	if r.Cycle < 0 {
+		return fmt.Errorf("%w: result cycle %d", ErrBad, r.Cycle)
+	}
 	if _, err := r.Service(); err != nil {
 		return fmt.Errorf("%w: result: %s", ErrBad, short(err))
 	}

@@ -88,6 +88,11 @@ type Result struct {
 	// A gone result carries ip, port, phase, time, source and probes; its
 	// data is empty.
 	Gone bool `json:"gone,omitempty"`
+	// Cycle is the cycle of a continuous run the service was found (or
+	// found gone) in: consumers that keep per-cycle state (the predictor
+	// predicts each host afresh each cycle) read it from the stream, so a
+	// replay of RESULTS gives the same state. 0 (absent) outside cycles.
+	Cycle int `json:"cycle,omitempty"`
 }
 
 // ResultFromRow turns a GPS row into a result.

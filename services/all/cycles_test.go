@@ -25,8 +25,9 @@ import (
 
 // TestAllCycles: `gps all --world W --cycles 3` on a small world with churn
 // prints one line a cycle, and each cycle's fresh real coverage is near
-// gps eval's continuous policy's on the same world (within 10 points;
-// GPS_TEST_LOG=FILE writes the services' development log there).
+// gps eval's continuous policy's on the same world (within 1 point, as
+// issue #17 asks; GPS_TEST_LOG=FILE writes the services' development log
+// there).
 func TestAllCycles(t *testing.T) {
 	const cycles = 3 // cycles 0..3
 	dir := world(t, lab.Config{Seed: 7, Hosts: 2000, Slash16s: 2, SeedFrac: 0.05, Cycles: cycles})
@@ -72,9 +73,10 @@ func TestAllCycles(t *testing.T) {
 			cont[r.Cycle] = r.CoverageReal
 		}
 	}
-	// Loose: the pipeline plans on its own clock (a plan a cycle, the
-	// predictor's throttle) where the replay is in lockstep.
-	const bound = 0.10
+	// The pipeline predicts each host afresh each cycle and plans extra
+	// sweeps for the cycle's own seed, as the replay does; what is left is
+	// the order of the work within a cycle.
+	const bound = 0.01
 	for k, r := range pipe {
 		e, ok := cont[k]
 		if !ok {

@@ -1,15 +1,26 @@
 package modeler
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/gpsscan/gps/internal/resultpipe"
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/wire"
 )
+
+// cycleSeedLead is how long before its cycle's start (the seeder's clock)
+// a cycle's seed results are looked for on the stream (the server's
+// clock): a bound on the clocks' skew. What is read is kept only if it is
+// of the cycle (wire.Result.Cycle), so reading early costs time only.
+const cycleSeedLead = 10 * time.Minute
 
 // In a continuous run (seeder --cycle) every cycle's seed ends with a new
 // seed record; the modeler then publishes a new plan from its model as it
@@ -53,4 +64,74 @@ func (s *modeler) recordPlanCycle(ctx context.Context, n int, t time.Time) error
 		return fmt.Errorf("record plan cycle %d: %w", n, err)
 	}
 	return nil
+}
+
+// cycleSeed reads cycle c's seed results off RESULTS: the services the
+// cycle's plan explains with extra sweeps, on the hosts its sweeps leave
+// out (the seed probed every port of them). It reads the stream, not the
+// modeler's memory, so a modeler restarted mid-cycle plans the same. The
+// targets are in address, port order, distinct.
+func (s *modeler) cycleSeed(ctx context.Context, c bus.Cycle) ([]gps.Target, error) {
+	start := c.Started.Add(-cycleSeedLead)
+	cons, err := s.Bus.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.ResultsSubject(wire.PhaseSeed)},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
+	if err != nil {
+		return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
+	}
+	defer func() {
+		if ci := cons.CachedInfo(); ci != nil {
+			_ = s.Bus.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamResults, ci.Name)
+		}
+	}()
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
+	}
+	var seed []gps.Target
+	for pending := info.NumPending; pending > 0; {
+		mb, err := cons.Fetch(s.cfg.Fetch, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
+		}
+		got := 0
+		for msg := range mb.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			pending = md.NumPending
+			// A bad message was dead-lettered whole by the live run:
+			// skipped whole here too.
+			rs, err := resultpipe.DecodeMessage(msg.Data(), s.Policy)
+			if err != nil {
+				continue
+			}
+			for _, r := range rs {
+				if r.Cycle == c.N && !r.Gone {
+					seed = append(seed, gps.Target{Addr: r.Svc.Addr, Port: uint16(r.Svc.Port)})
+				}
+			}
+		}
+		if err := mb.Error(); err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, ctx.Err())
+		}
+		if got == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, ctx.Err())
+		}
+	}
+	slices.SortFunc(seed, func(a, b gps.Target) int { return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(a.Port, b.Port)) })
+	return slices.Compact(seed), nil
+}
+
+// targetAddrs are the distinct addresses of ts, which are sorted.
+func targetAddrs(ts []gps.Target) []uint32 {
+	addrs := make([]uint32, 0, len(ts))
+	for _, t := range ts {
+		if n := len(addrs); n == 0 || addrs[n-1] != t.Addr {
+			addrs = append(addrs, t.Addr)
+		}
+	}
+	return addrs
 }

@@ -96,14 +96,22 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 	rows := m.Rows(s.cfg.Hitrate)
 	later := inCycles && cyc.N > 0
 	gpsPlan, extra := planParts(m, rows, s.cfg.Step, s.cfg.Hitrate, !s.cfg.NoExtraSweeps && !later)
-	plan := append(gpsPlan, extra...)
-	now := time.Now().UTC()
 	seedFrac, skip, idPrefix := s.cfg.SeedFrac, seedHosts(m), "plan:"
 	if later {
 		// The model holds everything known, not a seed sample: the plan's
-		// prior rests on the whole group, and no host is left out.
-		seedFrac, skip, idPrefix = 1, nil, fmt.Sprintf("plan@%d:", cyc.N)
+		// prior rests on the whole group. The extra sweeps explain the
+		// cycle's own seed, whose hosts the sweeps leave out.
+		seed, err := s.cycleSeed(ctx, cyc)
+		if err != nil {
+			return err
+		}
+		if !s.cfg.NoExtraSweeps {
+			extra = gps.Unexplained(rows, gpsPlan, seed, s.cfg.Step, s.cfg.Hitrate)
+		}
+		seedFrac, skip, idPrefix = 1, targetAddrs(seed), fmt.Sprintf("plan@%d:", cyc.N)
 	}
+	plan := append(gpsPlan, extra...)
+	now := time.Now().UTC()
 	msgs := PlanTargets(plan, s.cfg.PlanBatch, seedFrac, skip, now)
 	pub := newPublisher(s.Bus)
 	subject := wire.TargetsSubject(wire.PhasePriors)

@@ -23,12 +23,18 @@ func ReplayPredictions(results []wire.Result, hitrate float64) (map[gps.Target]b
 	at := map[uint32]int{}
 	best := map[gps.Target]float64{}
 	predicted := map[gps.Target]bool{}
-	msgs := 0
+	msgs, cycle := 0, 0
 	for i := range results {
 		r := &results[i]
 		s, err := r.Service()
 		if err != nil {
 			continue
+		}
+		if r.Cycle > cycle {
+			// A new cycle predicts every host afresh, as the predictor.
+			cycle = r.Cycle
+			clear(best)
+			clear(at)
 		}
 		if r.Gone {
 			// Retracted, nothing predicted; a host with nothing found left

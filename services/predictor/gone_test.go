@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +126,66 @@ func TestGone(t *testing.T) {
 	if len(stored) != msgs || pipetest.SymDiff(got, want) != 0 {
 		t.Errorf("%d prediction messages of %d targets, the replay publishes %d of %d (%d differ)",
 			len(stored), len(got), msgs, len(want), pipetest.SymDiff(got, want))
+	}
+}
+
+// TestCyclePredictsAfresh: the first result of a new cycle (wire.Result.Cycle)
+// makes the predictor predict every host afresh, as the replay's continuous
+// policy does with a scheduler of its own each cycle: a refresh in cycle 1
+// publishes its host's predictions again, under new message ids, though
+// their probabilities did not rise. What it publishes is what
+// pipetest.ReplayPredictions says.
+func TestCyclePredictsAfresh(t *testing.T) {
+	cycle0, _ := goneScenario(t)
+	rs := slices.Clone(cycle0)
+	for _, r := range cycle0 {
+		if r.Phase == wire.PhasePriors { // each host's first service
+			r.Phase, r.Cycle = wire.PhaseRefresh, 1
+			rs = append(rs, r)
+		}
+	}
+	_, before := pipetest.ReplayPredictions(cycle0, predictor.DefaultHitrate)
+	want, msgs := pipetest.ReplayPredictions(rs, predictor.DefaultHitrate)
+	if msgs <= before {
+		t.Fatalf("the oracle publishes nothing in cycle 1 (%d messages, %d in cycle 0)", msgs, before)
+	}
+	b := bustest.New(t)
+	var last uint64
+	for i := range rs {
+		data, err := json.Marshal(&rs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := b.JS.Publish(context.Background(), wire.ResultsSubject(rs[i].Phase), data, jetstream.WithMsgID(fmt.Sprint("cycle-test:", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = a.Sequence
+	}
+	r := servicetest.Start(t, func(ctx context.Context, st *predictor.Stats) error {
+		return predictor.Run(ctx, predictor.Deps{Bus: b, Log: zaptest.NewLogger(t), Stats: st})
+	})
+	servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
+	r.Stop(t)
+	stored := servicetest.Stored(t, b, bus.StreamPredictions)
+	got := map[gps.Target]bool{}
+	again := 0
+	for _, m := range stored {
+		p, err := wire.DecodePrediction(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := row.ParseAddr(p.IP)
+		got[gps.Target{Addr: a, Port: uint16(p.Port)}] = true
+		if strings.HasSuffix(m.Header.Get(jetstream.MsgIDHeader), "#1") {
+			again++
+		}
+	}
+	if len(stored) != msgs || pipetest.SymDiff(got, want) != 0 {
+		t.Errorf("%d prediction messages of %d targets, the replay publishes %d of %d (%d differ)",
+			len(stored), len(got), msgs, len(want), pipetest.SymDiff(got, want))
+	}
+	if again != msgs-before {
+		t.Errorf("%d predictions published in cycle 1, want %d", again, msgs-before)
 	}
 }

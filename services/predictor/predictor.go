@@ -196,6 +196,9 @@ func (p *predictor) Apply(ctx context.Context, it *resultpipe.Item) error {
 	// ack) only after the last.
 	for i := range it.Results {
 		r := &it.Results[i]
+		if r.Cycle > p.cycle {
+			p.newCycle(r.Cycle)
+		}
 		if r.Gone {
 			p.retract(&r.Svc)
 			continue
@@ -219,6 +222,18 @@ func (p *predictor) Apply(ctx context.Context, it *resultpipe.Item) error {
 type pendingAck struct {
 	msg  jetstream.Msg
 	recv time.Time // when the reader got it
+}
+
+// newCycle starts cycle n, read off its first result: every host is
+// predicted afresh (the prober's scheduler forgot what it sent, and the
+// world may have changed since), as the replay's continuous policy
+// predicts each cycle with a scheduler of its own. What a host has found
+// stays.
+func (p *predictor) newCycle(n int) {
+	p.cycle = n
+	for _, h := range p.hosts {
+		h.predicted, h.at = h.predicted[:0], 0
+	}
 }
 
 // retract takes a gone service out of the model and its host; a host with
@@ -276,6 +291,9 @@ func (p *predictor) apply(ctx context.Context, svc *row.Service, phase string, s
 		id := "pred:" + ip + ":" + strconv.Itoa(int(x.Port))
 		if i >= 0 {
 			id += "@" + strconv.FormatFloat(x.Hitrate, 'g', -1, 64)
+		}
+		if p.cycle > 0 {
+			id += "#" + strconv.Itoa(p.cycle) // a cycle's predictions are new messages
 		}
 		data, err := json.Marshal(wire.Prediction{V: wire.Version, IP: ip, Port: int(x.Port), Probability: x.Hitrate,
 			Evidence:     wire.Evidence{Port: int(x.Evidence.Port), Feature: p.m.Dict().String(x.Feat), Count: x.Count, Support: x.Support},

@@ -32,12 +32,15 @@ const SnapshotObject = "predictor"
 // endian each) and the ports already predicted for it (the number, then the
 // ports, each followed by the probability it was last published at, as
 // float64 bits, 8 bytes little endian), then the model's size when it was
-// last predicted (hostState.at). Features are ids of the model's
-// dictionary. A snapshot of version 1 (snapMagicV1) has the ports alone:
+// last predicted (hostState.at); after the hosts, the cycle of a
+// continuous run the predictor is in. Features are ids of the model's
+// dictionary. A snapshot of version 2 (snapMagicV2) has no cycle: it
+// reads as cycle 0. One of version 1 (snapMagicV1) has the ports alone:
 // they read as published at probability 1, so none is published again, and
 // the hosts as never predicted.
 const (
-	snapMagic   = "GPSPRED\x02"
+	snapMagic   = "GPSPRED\x03"
+	snapMagicV2 = "GPSPRED\x02"
 	snapMagicV1 = "GPSPRED\x01"
 )
 
@@ -49,6 +52,7 @@ var ErrSnapshot = errors.New("bad snapshot")
 type state struct {
 	m     *model.Model
 	hosts map[uint32]*hostState
+	cycle int // the highest cycle of a result applied
 }
 
 type hostState struct {
@@ -92,6 +96,7 @@ func encodeSnapshot(w io.Writer, seq uint64, st *state) error {
 		}
 		b = binary.AppendUvarint(b, uint64(h.at))
 	}
+	b = binary.AppendUvarint(b, uint64(st.cycle))
 	var hdr [24]byte
 	copy(hdr[:8], snapMagic)
 	binary.BigEndian.PutUint64(hdr[8:], seq)
@@ -115,7 +120,7 @@ func decodeSnapshot(r io.Reader) (*state, uint64, error) {
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return nil, 0, fmt.Errorf("%w: header: %v", ErrSnapshot, err)
 	}
-	if m := string(hdr[:8]); m != snapMagic && m != snapMagicV1 {
+	if m := string(hdr[:8]); m != snapMagic && m != snapMagicV2 && m != snapMagicV1 {
 		return nil, 0, fmt.Errorf("%w: magic %q, want %q", ErrSnapshot, hdr[:8], snapMagic)
 	}
 	seq := binary.BigEndian.Uint64(hdr[8:])
@@ -127,7 +132,7 @@ func decodeSnapshot(r io.Reader) (*state, uint64, error) {
 	if _, err := io.ReadFull(br, sec); err != nil {
 		return nil, 0, fmt.Errorf("%w: hosts: %v", ErrSnapshot, err)
 	}
-	hosts, err := decodeHosts(sec, string(hdr[:8]) == snapMagicV1)
+	hosts, cycle, err := decodeHosts(sec, string(hdr[:8]))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -139,10 +144,11 @@ func decodeSnapshot(r io.Reader) (*state, uint64, error) {
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrSnapshot, err)
 	}
-	return &state{m: m, hosts: hosts}, seq, nil
+	return &state{m: m, hosts: hosts, cycle: cycle}, seq, nil
 }
 
-func decodeHosts(sec []byte, v1 bool) (map[uint32]*hostState, error) {
+func decodeHosts(sec []byte, magic string) (map[uint32]*hostState, int, error) {
+	v1 := magic == snapMagicV1
 	r := bytes.NewReader(sec)
 	var err error
 	float := func() float64 {
@@ -192,13 +198,17 @@ func decodeHosts(sec []byte, v1 bool) (map[uint32]*hostState, error) {
 		}
 		hosts[a] = h
 	}
+	cycle := 0
+	if magic == snapMagic {
+		cycle = int(next(1 << 31))
+	}
 	if err == nil && r.Len() != 0 {
 		err = fmt.Errorf("%d bytes left over", r.Len())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: hosts: %v", ErrSnapshot, err)
+		return nil, 0, fmt.Errorf("%w: hosts: %v", ErrSnapshot, err)
 	}
-	return hosts, nil
+	return hosts, cycle, nil
 }
 
 // loadSnapshot reads the predictor's snapshot; found is false when there is none.

@@ -15,7 +15,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	st := &state{m: model.New(), hosts: map[uint32]*hostState{
 		7: {found: []model.Found{{Port: 80, Feats: []features.ID{1, 2}}}, predicted: []published{{port: 443, p: 0.25}, {port: 8080, p: 1e-4}}, at: 1234},
 		9: {found: []model.Found{{Port: 22}}},
-	}}
+	}, cycle: 5}
 	var buf bytes.Buffer
 	if err := encodeSnapshot(&buf, 42, st); err != nil {
 		t.Fatal(err)
@@ -30,6 +30,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	if h := got.hosts[9]; h == nil || len(h.found) != 1 || len(h.predicted) != 0 {
 		t.Fatalf("host 9 read back as %+v", h)
+	}
+	if got.cycle != 5 {
+		t.Fatalf("cycle read back as %d, want 5", got.cycle)
 	}
 }
 

@@ -200,7 +200,7 @@ func (r *refresher) outcome(ctx context.Context, t schedule.Target, answered boo
 	}
 	ip := row.FormatAddr(t.Addr)
 	res := wire.Result{V: wire.Version, IP: ip, Port: int(t.Port), Phase: wire.PhaseRefresh, Time: r.p.now(), Source: "probe",
-		Probes: stamp, Gone: true}
+		Probes: stamp, Gone: true, Cycle: cycle}
 	data, err := json.Marshal(&res)
 	if err != nil {
 		return fmt.Errorf("encode gone %s:%d: %w", ip, t.Port, err)

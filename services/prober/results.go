@@ -54,6 +54,7 @@ func (r *results) add(ctx context.Context, rw row.Row, wantPort uint16, in ipv4.
 	}
 	res := wire.ResultFromRow(rw, phase, r.p.now(), "probe")
 	res.Probes = stamp
+	res.Cycle = int(r.p.cycleN.Load())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {

@@ -197,6 +197,7 @@ func seedFromWorld(ctx context.Context, d *Deps, n int, addrs []uint32) error {
 		i, _ := slices.BinarySearchFunc(truth, a, func(s row.Service, a uint32) int { return cmp.Compare(s.Addr, a) })
 		for ; i < len(truth) && truth[i].Addr == a; i++ {
 			res := wire.ResultFromRow(truth[i].Row, wire.PhaseSeed, now, "probe")
+			res.Cycle = n
 			if err := rb.add(ctx, &res, 0); err != nil {
 				return fmt.Errorf("seed from world: %w", err)
 			}
