@@ -121,3 +121,40 @@ func (b *Bus) WatchCycle(ctx context.Context, fn func(Cycle) error) error {
 		}
 	}
 }
+
+// ProberConsumer is the probers' durable consumer on TARGETS and
+// PREDICTIONS: a producer that must know its targets were probed waits
+// for its ack floor (WaitAcked).
+const ProberConsumer = "prober"
+
+// WaitAcked waits until the durable consumer on stream has acknowledged
+// every message up to and including seq (its ack floor), asking every poll;
+// a consumer not created yet is waited for. progress, if set, is called
+// about every half minute while it waits, with how long it has.
+func (b *Bus) WaitAcked(ctx context.Context, stream, consumer string, seq uint64, poll time.Duration, progress func(waited time.Duration, floor uint64)) error {
+	started, told := time.Now(), time.Now()
+	var floor uint64
+	for {
+		c, err := b.JS.Consumer(ctx, stream, consumer)
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = c.Info(ctx); err == nil {
+				if floor = info.AckFloor.Stream; floor >= seq {
+					return nil
+				}
+			}
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !Transient(err) {
+			return fmt.Errorf("wait for %s to ack %s up to %d: %w", consumer, stream, seq, err)
+		}
+		if progress != nil && time.Since(told) >= 30*time.Second {
+			told = time.Now()
+			progress(time.Since(started), floor)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to ack %s up to %d: %w", consumer, stream, seq, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}

@@ -78,7 +78,7 @@ const (
 	// largest sweeps, are /16s.
 	DefaultStep = 16
 	// Durable is the consumer name of the probers on TARGETS and PREDICTIONS.
-	Durable = "prober"
+	Durable = bus.ProberConsumer
 )
 
 // ErrConfig is wrapped by every error of Config.Validate.

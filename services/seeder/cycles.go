@@ -262,12 +262,27 @@ func seedTargets(ctx context.Context, d *Deps, n int, addrs []uint32) error {
 	if err := pub.flush(ctx); err != nil {
 		return fmt.Errorf("seed targets: %w", err)
 	}
+	// The seed is done when it is answered: a prober acks a targets
+	// message once its results are stored, so the modeler, which plans on
+	// the seed record, sees the whole seed of the cycle.
+	d.Log.Info("cycle seed published: waiting for the probers", zap.Int("cycle", n), zap.Int("messages", msgs), zap.Uint64("last_seq", pub.maxSeq))
+	err = d.Bus.WaitAcked(ctx, bus.StreamTargets, bus.ProberConsumer, pub.maxSeq, seedPoll, func(waited time.Duration, floor uint64) {
+		d.Log.Info("waiting for the probers to answer the cycle's seed", zap.Int("cycle", n), zap.Uint64("last_seq", pub.maxSeq),
+			zap.Uint64("ack_floor", floor), zap.Duration("waited", waited))
+	})
+	if err != nil {
+		return fmt.Errorf("seed targets: %w", err)
+	}
 	return nil
 }
 
+// seedPoll is how often the seeder asks whether the probers answered a
+// cycle's seed targets.
+const seedPoll = 250 * time.Millisecond
+
 // markSeedDone writes the seed record the modeler plans on: the RESULTS
-// sequence the cycle's seed reached. With targets the probers' results
-// are still to come: the record says what is stored now.
+// sequence the cycle's seed reached (with targets, once the probers have
+// answered them).
 func markSeedDone(ctx context.Context, d *Deps) error {
 	s, err := d.Bus.JS.Stream(ctx, bus.StreamResults)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
 )
 
 // runCyclesUntil runs the seeder in cycles and stops it once cycle stop is
@@ -39,6 +41,43 @@ func runCyclesUntil(t *testing.T, b *bus.Bus, c Config, stop int) {
 	}
 }
 
+// prober stands in for the probers: it acks every targets message on
+// their consumer (as a prober does once the results are stored) until the
+// test ends, and keeps a copy of each (TARGETS is a work queue: an acked
+// message leaves the stream).
+type prober struct {
+	mu   sync.Mutex
+	msgs []*jetstream.RawStreamMsg
+}
+
+func probeAll(t *testing.T, b *bus.Bus) *prober {
+	t.Helper()
+	p := &prober{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cons, err := b.Consumer(ctx, bus.StreamTargets, bus.ProberConsumer, []string{wire.TargetsPrefix + ">"}, 0, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		p.mu.Lock()
+		p.msgs = append(p.msgs, &jetstream.RawStreamMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		p.mu.Unlock()
+		_ = m.DoubleAck(ctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Stop(); cancel() })
+	return p
+}
+
+// probed is every targets message acked so far.
+func (p *prober) probed() []*jetstream.RawStreamMsg {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.msgs)
+}
+
 func cycleRecord(t *testing.T, b *bus.Bus) bus.Cycle {
 	t.Helper()
 	var c bus.Cycle
@@ -51,10 +90,10 @@ func cycleRecord(t *testing.T, b *bus.Bus) bus.Cycle {
 
 // seededByCycle groups the stored seed targets' addresses by the cycle of
 // their message id (seedt@N:i).
-func seededByCycle(t *testing.T, b *bus.Bus) map[string][]uint32 {
+func seededByCycle(t *testing.T, msgs []*jetstream.RawStreamMsg) map[string][]uint32 {
 	t.Helper()
 	out := map[string][]uint32{}
-	for _, m := range servicetest.Stored(t, b, bus.StreamTargets) {
+	for _, m := range msgs {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		n, _, ok := strings.Cut(strings.TrimPrefix(id, "seedt@"), ":")
 		if !ok || !strings.HasPrefix(id, "seedt@") {
@@ -85,13 +124,14 @@ func TestCyclesResume(t *testing.T) {
 	}
 	const per = 64 // 0.25 x 256 addresses a cycle
 	b := bustest.New(t)
+	p := probeAll(t, b)
 
 	runCyclesUntil(t, b, c, 1)
 	first := cycleRecord(t, b)
 	if first.N != 1 || !first.SeedDone || first.Walked != 2*per || first.RandSeed != 5 {
 		t.Fatalf("after cycles 0 and 1: %+v", first)
 	}
-	stored := len(servicetest.Stored(t, b, bus.StreamTargets))
+	stored := len(p.probed())
 
 	// Restarted: cycle 1 is seeded already; cycle 2 is the next stretch.
 	runCyclesUntil(t, b, c, 2)
@@ -99,7 +139,7 @@ func TestCyclesResume(t *testing.T) {
 	if second.N != 2 || !second.SeedDone || second.Walked != 3*per || second.RandSeed != first.RandSeed {
 		t.Fatalf("after the restart: %+v", second)
 	}
-	by := seededByCycle(t, b)
+	by := seededByCycle(t, p.probed())
 	if len(by) != 3 {
 		t.Fatalf("seeded cycles %v, want 0, 1 and 2", len(by))
 	}
@@ -119,7 +159,7 @@ func TestCyclesResume(t *testing.T) {
 			seen[a] = k
 		}
 	}
-	perCycle := len(servicetest.Stored(t, b, bus.StreamTargets)) - stored
+	perCycle := len(p.probed()) - stored
 	if perCycle != stored/2 {
 		t.Fatalf("the restart stored %d messages, want one cycle's %d (cycle 1 not again)", perCycle, stored/2)
 	}
@@ -130,12 +170,55 @@ func TestCyclesResume(t *testing.T) {
 	if err := b.PutJSON(context.Background(), bus.KeyCycle, second); err != nil {
 		t.Fatal(err)
 	}
-	before := len(servicetest.Stored(t, b, bus.StreamTargets))
+	before := len(p.probed())
 	runCyclesUntil(t, b, c, 2)
 	if got := cycleRecord(t, b); got.N != 2 || !got.SeedDone || got.Walked != 3*per {
 		t.Fatalf("after re-seeding cycle 2: %+v", got)
 	}
-	if after := len(servicetest.Stored(t, b, bus.StreamTargets)); after != before {
+	if after := len(p.probed()); after != before {
 		t.Fatalf("re-seeding cycle 2 stored %d more messages, want 0 (de-duplicated)", after-before)
 	}
+}
+
+// TestCycleSeedAnswered: a cycle's seed published as targets is done (the
+// cycle record's seed_done, the seed record the modeler plans on) only
+// once the probers have answered it: acked every message of it.
+func TestCycleSeedAnswered(t *testing.T) {
+	c := Config{Allow: []string{"127.1.0.0/24"}, Ports: "80,443", Seed: 5, Batch: 16, Cycle: time.Hour, CycleSeedFrac: 0.25}
+	b := bustest.New(t)
+	done := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		done <- Run(ctx, Deps{Config: c, Bus: b, Log: zaptest.NewLogger(t),
+			NextCycle: func(ctx context.Context, _ bus.Cycle) error { cancel(); return ctx.Err() }})
+	}()
+	servicetest.WaitFor(t, "the seed published", func() bool { return len(servicetest.Stored(t, b, bus.StreamTargets)) == 8 })
+	time.Sleep(time.Second) // ample for the seeder to record a seed it did not wait for
+	if got := cycleRecord(t, b); got.SeedDone {
+		t.Fatalf("cycle 0's seed is done before any prober answered it: %+v", got)
+	}
+	if _, err := readSeedRecord(b); err == nil {
+		t.Fatal("the seed record is written before any prober answered the seed")
+	}
+	probeAll(t, b)
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v", err)
+	}
+	if got := cycleRecord(t, b); !got.SeedDone {
+		t.Fatalf("cycle 0's seed is not done once answered: %+v", got)
+	}
+	if _, err := readSeedRecord(b); err != nil {
+		t.Fatalf("seed record once answered: %v", err)
+	}
+}
+
+// readSeedRecord reads the seed record of the control bucket.
+func readSeedRecord(b *bus.Bus) (wire.SeedDone, error) {
+	var sd wire.SeedDone
+	ok, err := b.GetJSON(context.Background(), bus.KeySeed, &sd)
+	if err == nil && !ok {
+		err = errors.New("no seed record")
+	}
+	return sd, err
 }
