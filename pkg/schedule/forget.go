@@ -8,7 +8,11 @@ package schedule
 func (s *Scheduler) Forget() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.sent)
+	for k, x := range s.probes {
+		if x == sentMark {
+			delete(s.probes, k)
+		}
+	}
 	pendingSeeds := map[uint32]struct{}{}
 	for _, it := range s.q {
 		if it.seed {
