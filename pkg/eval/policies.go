@@ -74,11 +74,14 @@ func (f *finder) probe(t gps.Target) (found bool, real int) {
 	return true, 0
 }
 
+// mark marks t found and reports whether it is a service not found before.
+// Most probes find nothing: the world is asked first, and what was found
+// (the seed and the finds, all of the world) only about what it holds.
 func (f *finder) mark(t gps.Target) bool {
-	if f.found[t] {
+	if _, ok := f.w.byTarget[t]; !ok {
 		return false
 	}
-	if _, ok := f.w.byTarget[t]; !ok {
+	if f.found[t] {
 		return false
 	}
 	f.found[t] = true
