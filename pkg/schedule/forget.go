@@ -14,9 +14,9 @@ func (s *Scheduler) Forget() {
 		}
 	}
 	pendingSeeds := map[uint32]struct{}{}
-	for _, it := range s.q {
-		if it.seed {
-			pendingSeeds[it.probe.Addr] = struct{}{}
+	for _, e := range s.q {
+		if e.it.seed {
+			pendingSeeds[e.it.probe.Addr] = struct{}{}
 		}
 	}
 	s.seeded = pendingSeeds

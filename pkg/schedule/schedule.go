@@ -18,7 +18,6 @@
 package schedule
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -262,7 +261,7 @@ func (s *Scheduler) Push(t Target, p float64, token any) {
 		s.addToken(token)
 		x.token, x.yield, x.seq = token, p, s.seq
 		s.seq++
-		heap.Fix(&s.q, x.idx)
+		s.q.fix(x.idx)
 		s.wakeUp()
 	default:
 		s.stats.Dropped++
@@ -336,7 +335,7 @@ func (s *Scheduler) Close(token any) {
 func (s *Scheduler) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.q.Len()
+	return len(s.q)
 }
 
 // Stats returns what the Scheduler has done so far.
@@ -403,14 +402,14 @@ func (s *Scheduler) TryNext(ctx context.Context) (w Work, ok bool, err error) {
 
 // pick pops work until one is worth releasing; s.mu is held.
 func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
-	for s.q.Len() > 0 {
-		it := s.q[0]
+	for len(s.q) > 0 {
+		it := s.q[0].it
 		if it.seed {
-			heap.Pop(&s.q)
+			s.q.pop()
 			return s.releaseSeed(it), true, dropped
 		}
 		if it.sw == nil {
-			heap.Pop(&s.q)
+			s.q.pop()
 			k := targetKey(it.probe)
 			if s.swept(it.probe) { // pending, so not sent
 				delete(s.probes, k)
@@ -433,7 +432,7 @@ func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
 		}
 		x.next++
 		if x.next == x.n {
-			heap.Pop(&s.q)
+			s.q.pop()
 			x.item = nil
 		}
 		first := x.Prefix + uint32(c*x.size)
@@ -498,7 +497,7 @@ func (s *Scheduler) Report(w Work, hits int) {
 	x.probed += float64(w.Probes)
 	if x.item != nil {
 		x.item.yield = s.yieldOf(x)
-		heap.Fix(&s.q, x.item.idx)
+		s.q.fix(x.item.idx)
 	}
 	var done []any
 	s.checkSweepDone(x, &done)
@@ -582,7 +581,7 @@ func (s *Scheduler) doneIf(t any) {
 func (s *Scheduler) push(it *item) {
 	it.seq = s.seq
 	s.seq++
-	heap.Push(&s.q, it)
+	s.q.push(it)
 	s.wakeUp()
 }
 
@@ -623,32 +622,5 @@ func inverse(a uint64) uint64 {
 	for range 5 {
 		x *= 2 - a*x
 	}
-	return x
-}
-
-type itemHeap []*item
-
-func (h itemHeap) Len() int { return len(h) }
-func (h itemHeap) Less(i, j int) bool {
-	if h[i].yield != h[j].yield {
-		return h[i].yield > h[j].yield
-	}
-	return h[i].seq < h[j].seq
-}
-func (h itemHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *itemHeap) Push(x any) {
-	it := x.(*item)
-	it.idx = len(*h)
-	*h = append(*h, it)
-}
-func (h *itemHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	x.idx = -1
 	return x
 }
