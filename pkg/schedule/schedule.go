@@ -176,7 +176,9 @@ type Scheduler struct {
 	start    time.Time
 	released uint64
 	stats    Stats
-	wake     chan struct{} // closed and replaced on every push
+	// wake is closed on the next push, made when a caller of Next waits
+	// (nil: none waits): a replay, which never waits, makes none.
+	wake chan struct{}
 }
 
 // New returns an empty Scheduler.
@@ -194,7 +196,7 @@ func New(c Config) (*Scheduler, error) {
 		return nil, fmt.Errorf("make scheduler: prior weight %g and rate %g must not be negative", c.PriorWeight, c.Rate)
 	}
 	s := &Scheduler{c: c, clock: c.Clock, probes: map[uint64]*item{}, seeded: map[uint32]struct{}{}, sweeps: map[uint64]*sweep{},
-		tokens: map[any]int{}, wake: make(chan struct{})}
+		tokens: map[any]int{}}
 	if s.clock == nil {
 		s.clock = RealClock{}
 	}
@@ -351,6 +353,9 @@ func (s *Scheduler) Stats() Stats {
 func (s *Scheduler) Next(ctx context.Context) (Work, error) {
 	for {
 		s.mu.Lock()
+		if s.wake == nil {
+			s.wake = make(chan struct{})
+		}
 		wake := s.wake
 		s.mu.Unlock()
 		w, ok, err := s.TryNext(ctx)
@@ -587,8 +592,10 @@ func (s *Scheduler) push(it *item) {
 
 // wakeUp wakes the callers of Next waiting for work; s.mu is held.
 func (s *Scheduler) wakeUp() {
-	close(s.wake)
-	s.wake = make(chan struct{})
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
+	}
 }
 
 func mask(addr uint32, b int) uint32 {
