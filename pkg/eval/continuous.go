@@ -136,17 +136,17 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 				m.Add(&w.Truth[i])
 			}
 		}
-		found, ok := hosts.answered(t, isNew)
+		host, ok := hosts.answered(t, isNew)
 		if !ok {
 			return
 		}
-		if refresh && len(found) > PseudoPorts {
+		if refresh && len(host.found) > PseudoPorts {
 			// A pseudo-service host: the model keeps no rule of its, and
 			// predicting its hundreds of ports again at every answer of
 			// their refresh is quadratic.
 			return
 		}
-		for _, pr := range m.Predict(found, hitrate) {
+		for _, pr := range m.Predict(host.found, hitrate) {
 			u := gps.Target{Addr: t.Addr, Port: pr.Port}
 			if inv.held[u] == nil {
 				sched.Push(schedule.Target(u), pr.Hitrate, nil)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -149,7 +150,10 @@ func Run(c Config, stdout io.Writer, log *zap.Logger) (*Summary, error) {
 }
 
 // Replay replays the world under every policy; it returns their curves and
-// gps-batch's probes (where coverage_at_batch_probes is read).
+// gps-batch's probes (where coverage_at_batch_probes is read). The long
+// replays (gps-batch, gps-stream, gps-stream-own) run at once, each on its
+// own goroutine: they share only the world, which none of them changes,
+// and each curve is what it would be alone.
 func Replay(w *World, p Params, log *zap.Logger) ([]*Curve, uint64) {
 	timed := func(name string, f func() *Curve) *Curve {
 		t := time.Now()
@@ -160,11 +164,11 @@ func Replay(w *World, p Params, log *zap.Logger) ([]*Curve, uint64) {
 		return cv
 	}
 	var br *BatchResult
-	curves := []*Curve{
-		timed("exhaustive", func() *Curve { return Exhaustive(w, p) }),
-		timed("popularity", func() *Curve { return Popularity(w, p) }),
-		timed("gps-batch", func() *Curve { br = Batch(w, p); return br.Curve }),
-		timed("gps-stream", func() *Curve {
+	var batch, stream, own *Curve
+	var wg sync.WaitGroup
+	wg.Go(func() { batch = timed("gps-batch", func() *Curve { br = Batch(w, p); return br.Curve }) })
+	wg.Go(func() {
+		stream = timed("gps-stream", func() *Curve {
 			t, last := time.Now(), time.Now()
 			cv, st := Stream(w, p, func(pt Point) {
 				if time.Since(last) < progressEvery {
@@ -178,17 +182,28 @@ func Replay(w *World, p Params, log *zap.Logger) ([]*Curve, uint64) {
 				zap.Int("hits", st.Hits), zap.Int("dropped", st.Dropped), zap.Int("model_services", st.ModelServices),
 				zap.Duration("sim_time_at_100kpps", st.SimTime))
 			return cv
-		}),
-		timed("oracle", func() *Curve { return Oracle(w, p) }),
-	}
+		})
+	})
 	if p.OwnSeed > 0 {
-		curves = append(curves, timed("gps-stream-own", func() *Curve {
-			cv, st := Explore(w, p)
-			log.Info("gps-stream-own done", zap.Int("random_seeds", st.RandomSeeds), zap.Int("random_hosts", st.RandomHosts),
-				zap.Int("host_seeds", st.HostSeeds), zap.Int("learned_ports", st.LearnedPorts), zap.Int("sweeps", st.Sweeps),
-				zap.Int("chunks", st.Chunks), zap.Int("predictions", st.Predictions), zap.Int("dropped", st.Dropped))
-			return cv
-		}))
+		wg.Go(func() {
+			own = timed("gps-stream-own", func() *Curve {
+				cv, st := Explore(w, p)
+				log.Info("gps-stream-own done", zap.Int("random_seeds", st.RandomSeeds), zap.Int("random_hosts", st.RandomHosts),
+					zap.Int("host_seeds", st.HostSeeds), zap.Int("learned_ports", st.LearnedPorts), zap.Int("sweeps", st.Sweeps),
+					zap.Int("chunks", st.Chunks), zap.Int("predictions", st.Predictions), zap.Int("dropped", st.Dropped))
+				return cv
+			})
+		})
+	}
+	curves := []*Curve{
+		timed("exhaustive", func() *Curve { return Exhaustive(w, p) }),
+		timed("popularity", func() *Curve { return Popularity(w, p) }),
+	}
+	oracle := timed("oracle", func() *Curve { return Oracle(w, p) })
+	wg.Wait()
+	curves = append(curves, batch, stream, oracle)
+	if own != nil {
+		curves = append(curves, own)
 	}
 	return curves, br.Curve.End().Probes
 }

@@ -13,29 +13,55 @@ import (
 type hostTracker struct {
 	w     *World
 	m     *model.Model
-	found map[uint32][]model.Found
-	at    map[uint32]int // the model's size when each host was last predicted
+	hosts map[uint32]*trackedHost
 	feats []features.ID
 }
 
+// trackedHost is one host's state, all in one place: a replay looks it up
+// once per service answered.
+type trackedHost struct {
+	found []model.Found
+	at    int // the model's size when the host was last predicted
+	// pushed is the best probability each port was pushed at, for a
+	// replay that pushes a target again only higher (as the predictor
+	// publishes); nil until the first push.
+	pushed map[uint16]float64
+}
+
 func newHostTracker(w *World, m *model.Model) *hostTracker {
-	return &hostTracker{w: w, m: m, found: make(map[uint32][]model.Found), at: make(map[uint32]int)}
+	return &hostTracker{w: w, m: m, hosts: make(map[uint32]*trackedHost)}
 }
 
 // answered records that t answered (isNew: it is new to the model, whose
-// Adds are done) and returns the host's services to predict from, or ok
-// false when the host need not be predicted again.
-func (h *hostTracker) answered(t gps.Target, isNew bool) (found []model.Found, ok bool) {
-	if at, seen := h.at[t.Addr]; seen && !isNew && !h.m.Stale(at) {
+// Adds are done) and returns the host, whose found services to predict
+// from, or ok false when the host need not be predicted again.
+func (h *hostTracker) answered(t gps.Target, isNew bool) (host *trackedHost, ok bool) {
+	host = h.hosts[t.Addr]
+	if host == nil {
+		host = &trackedHost{}
+		h.hosts[t.Addr] = host
+	} else if !isNew && !h.m.Stale(host.at) {
 		return nil, false // found again, and the model has not learned enough to change its predictions
 	}
-	h.at[t.Addr] = h.m.Len()
+	host.at = h.m.Len()
 	h.feats = h.feats[:0]
 	dict := h.m.Dict() // after the Adds: it holds their strings
 	for _, i := range h.w.byTarget[t] {
 		h.feats = dict.Of(h.feats, &h.w.Truth[i], false)
 	}
-	found = model.AddFound(h.found[t.Addr], t.Port, h.feats)
-	h.found[t.Addr] = found
-	return found, true
+	host.found = model.AddFound(host.found, t.Port, h.feats)
+	return host, true
+}
+
+// raise records a push of port at probability p, and reports false when
+// the port was pushed at p or higher before.
+func (host *trackedHost) raise(port uint16, p float64) bool {
+	if p <= host.pushed[port] {
+		return false
+	}
+	if host.pushed == nil {
+		host.pushed = make(map[uint16]float64)
+	}
+	host.pushed[port] = p
+	return true
 }

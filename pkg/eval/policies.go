@@ -74,11 +74,14 @@ func (f *finder) probe(t gps.Target) (found bool, real int) {
 	return true, 0
 }
 
+// mark marks t found and reports whether it is a service not found before.
+// Most probes find nothing: the world is asked first, and what was found
+// (the seed and the finds, all of the world) only about what it holds.
 func (f *finder) mark(t gps.Target) bool {
-	if f.found[t] {
+	if _, ok := f.w.byTarget[t]; !ok {
 		return false
 	}
-	if _, ok := f.w.byTarget[t]; !ok {
+	if f.found[t] {
 		return false
 	}
 	f.found[t] = true
@@ -268,7 +271,6 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		}
 	}
 	hosts := newHostTracker(w, m)
-	pushed := make(map[gps.Target]float64) // the best probability each target was pushed at
 	onFound := func(t gps.Target) {
 		isNew := false
 		for _, i := range w.byTarget[t] {
@@ -278,16 +280,18 @@ func Stream(w *World, p Params, progress func(Point)) (*Curve, StreamStats) {
 		// it is now: a rule of an earlier service may clear the hitrate
 		// only now. A target predicted again goes up in the scheduler if
 		// its probability rose, and is dropped if not.
-		found, ok := hosts.answered(t, isNew)
+		host, ok := hosts.answered(t, isNew)
 		if !ok {
 			return
 		}
-		for _, pr := range m.Predict(found, p.Hitrate) {
+		for _, pr := range m.Predict(host.found, p.Hitrate) {
+			// The scheduler would drop it: as the predictor, publish a
+			// target again only higher (a found one is never pushed, so
+			// what raise records for it does not matter).
 			u := gps.Target{Addr: t.Addr, Port: pr.Port}
-			if f.found[u] || pr.Hitrate <= pushed[u] {
-				continue // the scheduler would drop it: as the predictor, publish a target again only higher
+			if !host.raise(pr.Port, pr.Hitrate) || f.found[u] {
+				continue
 			}
-			pushed[u] = pr.Hitrate
 			sched.Push(schedule.Target(u), pr.Hitrate, nil)
 		}
 	}

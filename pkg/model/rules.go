@@ -168,7 +168,13 @@ func RemoveFound(found []Found, port uint16) []Found {
 // highest first, then port.
 func (m *Model) Predict(found []Found, minHitrate float64) []Prediction {
 	m.sync()
-	best := make(map[uint16]Evidence)
+	// The best evidence of each port sits in a dense index by port, not a
+	// map: a query touches hundreds of ports, and a replay asks millions.
+	sc := predictPool.Get().(*predictScratch)
+	at, best := sc.at, sc.best[:0]
+	for _, fs := range found {
+		at[fs.Port] = foundPort
+	}
 	for _, fs := range found {
 		for _, f := range fs.Feats {
 			k, ok := m.lookup(fs.Port, f)
@@ -181,23 +187,33 @@ func (m *Model) Predict(found []Found, minHitrate float64) []Prediction {
 				if c.N < MinCount {
 					continue
 				}
+				i := at[c.Port]
+				if i == foundPort {
+					continue
+				}
 				e := Evidence{Port: fs.Port, Feat: f, Count: c.N, Support: s, Hitrate: float64(c.N) / float64(s)}
 				if e.Hitrate <= minHitrate {
 					continue
 				}
-				if cur, ok := best[c.Port]; !ok || m.better(e, cur) {
-					best[c.Port] = e
+				if i == 0 {
+					best = append(best, Prediction{Port: c.Port, Evidence: e})
+					at[c.Port] = int32(len(best))
+				} else if m.better(e, best[i-1].Evidence) {
+					best[i-1].Evidence = e
 				}
 			}
 		}
 	}
-	out := make([]Prediction, 0, len(best))
-	for p, e := range best {
-		if slices.ContainsFunc(found, func(f Found) bool { return f.Port == p }) {
-			continue
-		}
-		out = append(out, Prediction{Port: p, Evidence: e})
+	for _, fs := range found {
+		at[fs.Port] = 0
 	}
+	for _, b := range best {
+		at[b.Port] = 0
+	}
+	out := make([]Prediction, len(best))
+	copy(out, best)
+	sc.best = best[:0]
+	predictPool.Put(sc)
 	slices.SortFunc(out, func(a, b Prediction) int {
 		if a.Hitrate != b.Hitrate {
 			if a.Hitrate > b.Hitrate {
@@ -209,6 +225,19 @@ func (m *Model) Predict(found []Found, minHitrate float64) []Prediction {
 	})
 	return out
 }
+
+// predictScratch is one Predict's working space: at holds, by port, the
+// index + 1 in best of the port's best evidence so far (0: none,
+// foundPort: a found port, never predicted), and is all zeros between
+// calls. Queries may run concurrently, hence a pool.
+type predictScratch struct {
+	at   []int32
+	best []Prediction
+}
+
+const foundPort = -1
+
+var predictPool = sync.Pool{New: func() any { return &predictScratch{at: make([]int32, 1<<16)} }}
 
 func cmpU32(a, b uint32) int {
 	switch {

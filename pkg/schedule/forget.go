@@ -8,11 +8,15 @@ package schedule
 func (s *Scheduler) Forget() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.sent)
+	for k, x := range s.probes {
+		if x == sentMark {
+			delete(s.probes, k)
+		}
+	}
 	pendingSeeds := map[uint32]struct{}{}
-	for _, it := range s.q {
-		if it.seed {
-			pendingSeeds[it.probe.Addr] = struct{}{}
+	for _, e := range s.q {
+		if e.it.seed {
+			pendingSeeds[e.it.probe.Addr] = struct{}{}
 		}
 	}
 	s.seeded = pendingSeeds

@@ -8,17 +8,16 @@
 // One Scheduler serves the prober (a real clock) and the offline replay of
 // gps eval (a simulated clock), so that the two cannot drift apart.
 //
-// Memory: one item per pending prediction (about 120 bytes with its index
+// Memory: one item per pending prediction (about 120 bytes with its map
 // entry, which keeps one per target), one record per
 // sweep (about 200 bytes, whatever the sweep's size), one counter per
-// pending token, and the set of single probes released so far (about 40
-// bytes each, kept for the Scheduler's life so that no target is sent
+// pending token, and a map entry per single probe released so far (about
+// 40 bytes each, kept for the Scheduler's life so that no target is sent
 // twice). Sweeps keep no per-address state: which chunks are released is
 // a cursor into a fixed permutation of the sweep's chunks.
 package schedule
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -162,20 +161,24 @@ type Scheduler struct {
 	c     Config
 	clock Clock
 
-	mu       sync.Mutex
-	q        itemHeap
-	seq      uint64
-	sent     map[Target]struct{}
-	pending  map[Target]*item    // single probes in the queue
+	mu  sync.Mutex
+	q   itemHeap
+	seq uint64
+	// probes holds the single probes by target (targetKey): a pending
+	// one's item, or sentMark once released. One map, so that a push or a
+	// release looks a target up once.
+	probes   map[uint64]*item
 	seeded   map[uint32]struct{} // addresses pushed as seeds (released or pending)
-	sweeps   map[sweepKey]*sweep
-	bits     []int // distinct prefix lengths of the sweeps
+	sweeps   map[uint64]*sweep   // by sweepKey
+	bits     []int               // distinct prefix lengths of the sweeps
 	tokens   map[any]int
 	started  bool
 	start    time.Time
 	released uint64
 	stats    Stats
-	wake     chan struct{} // closed and replaced on every push
+	// wake is closed on the next push, made when a caller of Next waits
+	// (nil: none waits): a replay, which never waits, makes none.
+	wake chan struct{}
 }
 
 // New returns an empty Scheduler.
@@ -192,18 +195,23 @@ func New(c Config) (*Scheduler, error) {
 	if c.PriorWeight < 0 || c.Rate < 0 {
 		return nil, fmt.Errorf("make scheduler: prior weight %g and rate %g must not be negative", c.PriorWeight, c.Rate)
 	}
-	s := &Scheduler{c: c, clock: c.Clock, sent: map[Target]struct{}{}, pending: map[Target]*item{}, seeded: map[uint32]struct{}{}, sweeps: map[sweepKey]*sweep{},
-		tokens: map[any]int{}, wake: make(chan struct{})}
+	s := &Scheduler{c: c, clock: c.Clock, probes: map[uint64]*item{}, seeded: map[uint32]struct{}{}, sweeps: map[uint64]*sweep{},
+		tokens: map[any]int{}}
 	if s.clock == nil {
 		s.clock = RealClock{}
 	}
 	return s, nil
 }
 
-type sweepKey struct {
-	prefix uint32
-	bits   int
-	port   uint16
+// sentMark is the probes entry of a single probe released.
+var sentMark = &item{}
+
+// targetKey is t as a map key: an integer hashes faster than a struct.
+func targetKey(t Target) uint64 { return uint64(t.Addr)<<16 | uint64(t.Port) }
+
+// sweepKey is a sweep's (prefix, bits, port) as a map key.
+func sweepKey(prefix uint32, bits int, port uint16) uint64 {
+	return uint64(prefix)<<24 | uint64(bits)<<16 | uint64(port)
 }
 
 type sweep struct {
@@ -238,14 +246,15 @@ type item struct {
 func (s *Scheduler) Push(t Target, p float64, token any) {
 	s.mu.Lock()
 	var done any
-	switch x := s.pending[t]; {
-	case s.sentOrSwept(t):
+	k := targetKey(t)
+	switch x := s.probes[k]; {
+	case x == sentMark || s.swept(t):
 		s.stats.Dropped++
 		done = token
 	case x == nil:
 		s.addToken(token)
 		it := &item{yield: p, probe: t, token: token}
-		s.pending[t] = it
+		s.probes[k] = it
 		s.push(it)
 	case p > x.yield:
 		s.stats.Dropped++
@@ -254,7 +263,7 @@ func (s *Scheduler) Push(t Target, p float64, token any) {
 		s.addToken(token)
 		x.token, x.yield, x.seq = token, p, s.seq
 		s.seq++
-		heap.Fix(&s.q, x.idx)
+		s.q.fix(x.idx)
 		s.wakeUp()
 	default:
 		s.stats.Dropped++
@@ -272,7 +281,7 @@ func (s *Scheduler) PushSweep(sw Sweep, token any) error {
 			sw.Prefix, sw.Bits, sw.Port, sw.PriorProbes, sw.PriorHits)
 	}
 	sw.Prefix = mask(sw.Prefix, sw.Bits)
-	k := sweepKey{sw.Prefix, sw.Bits, sw.Port}
+	k := sweepKey(sw.Prefix, sw.Bits, sw.Port)
 	s.mu.Lock()
 	if _, dup := s.sweeps[k]; dup {
 		s.mu.Unlock()
@@ -328,7 +337,7 @@ func (s *Scheduler) Close(token any) {
 func (s *Scheduler) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.q.Len()
+	return len(s.q)
 }
 
 // Stats returns what the Scheduler has done so far.
@@ -344,6 +353,9 @@ func (s *Scheduler) Stats() Stats {
 func (s *Scheduler) Next(ctx context.Context) (Work, error) {
 	for {
 		s.mu.Lock()
+		if s.wake == nil {
+			s.wake = make(chan struct{})
+		}
 		wake := s.wake
 		s.mu.Unlock()
 		w, ok, err := s.TryNext(ctx)
@@ -395,22 +407,23 @@ func (s *Scheduler) TryNext(ctx context.Context) (w Work, ok bool, err error) {
 
 // pick pops work until one is worth releasing; s.mu is held.
 func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
-	for s.q.Len() > 0 {
-		it := s.q[0]
+	for len(s.q) > 0 {
+		it := s.q[0].it
 		if it.seed {
-			heap.Pop(&s.q)
+			s.q.pop()
 			return s.releaseSeed(it), true, dropped
 		}
 		if it.sw == nil {
-			heap.Pop(&s.q)
-			delete(s.pending, it.probe)
-			if s.sentOrSwept(it.probe) {
+			s.q.pop()
+			k := targetKey(it.probe)
+			if s.swept(it.probe) { // pending, so not sent
+				delete(s.probes, k)
 				s.stats.Dropped++
 				s.tokens[it.token]-- // the count is checked in doneIf
 				dropped = append(dropped, it.token)
 				continue
 			}
-			s.sent[it.probe] = struct{}{}
+			s.probes[k] = sentMark
 			s.released++
 			s.stats.Probes++
 			s.stats.Predictions++
@@ -424,7 +437,7 @@ func (s *Scheduler) pick(dropped []any) (Work, bool, []any) {
 		}
 		x.next++
 		if x.next == x.n {
-			heap.Pop(&s.q)
+			s.q.pop()
 			x.item = nil
 		}
 		first := x.Prefix + uint32(c*x.size)
@@ -489,7 +502,7 @@ func (s *Scheduler) Report(w Work, hits int) {
 	x.probed += float64(w.Probes)
 	if x.item != nil {
 		x.item.yield = s.yieldOf(x)
-		heap.Fix(&s.q, x.item.idx)
+		s.q.fix(x.item.idx)
 	}
 	var done []any
 	s.checkSweepDone(x, &done)
@@ -523,21 +536,18 @@ func (s *Scheduler) yieldOf(x *sweep) float64 {
 func (s *Scheduler) Sent(t Target) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.sent[t]
-	return ok
+	return s.probes[targetKey(t)] == sentMark
 }
 
-// sentOrSwept reports whether t was sent before or lies in a released chunk
-// of a sweep of its port; s.mu is held.
-func (s *Scheduler) sentOrSwept(t Target) bool {
-	if _, ok := s.sent[t]; ok {
-		return true
-	}
+// swept reports whether t is seeded or lies in a released chunk of a sweep
+// of its port; s.mu is held. With a single probe sent before, it is what
+// drops a prediction of t.
+func (s *Scheduler) swept(t Target) bool {
 	if _, ok := s.seeded[t.Addr]; ok {
 		return true // seeded, or about to be: the seed probes every port
 	}
 	for _, b := range s.bits {
-		x := s.sweeps[sweepKey{mask(t.Addr, b), b, t.Port}]
+		x := s.sweeps[sweepKey(mask(t.Addr, b), b, t.Port)]
 		if x == nil || x.next == 0 {
 			continue
 		}
@@ -576,14 +586,16 @@ func (s *Scheduler) doneIf(t any) {
 func (s *Scheduler) push(it *item) {
 	it.seq = s.seq
 	s.seq++
-	heap.Push(&s.q, it)
+	s.q.push(it)
 	s.wakeUp()
 }
 
 // wakeUp wakes the callers of Next waiting for work; s.mu is held.
 func (s *Scheduler) wakeUp() {
-	close(s.wake)
-	s.wake = make(chan struct{})
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
+	}
 }
 
 func mask(addr uint32, b int) uint32 {
@@ -617,32 +629,5 @@ func inverse(a uint64) uint64 {
 	for range 5 {
 		x *= 2 - a*x
 	}
-	return x
-}
-
-type itemHeap []*item
-
-func (h itemHeap) Len() int { return len(h) }
-func (h itemHeap) Less(i, j int) bool {
-	if h[i].yield != h[j].yield {
-		return h[i].yield > h[j].yield
-	}
-	return h[i].seq < h[j].seq
-}
-func (h itemHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *itemHeap) Push(x any) {
-	it := x.(*item)
-	it.idx = len(*h)
-	*h = append(*h, it)
-}
-func (h *itemHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	x.idx = -1
 	return x
 }

@@ -1,9 +1,6 @@
 package schedule
 
-import (
-	"slices"
-	"sort"
-)
+import "slices"
 
 // Addrs is a Skip of a sorted, duplicate-free list of addresses: 4 bytes an
 // address.
@@ -21,19 +18,32 @@ func (a Addrs) Contains(addr uint32) bool {
 	return ok
 }
 
-// Count is how many of first..last are in the list.
+// Count is how many of first..last are in the list. A replay asks it of
+// every chunk: slices.BinarySearch, unlike sort.Search, calls no closure.
 func (a Addrs) Count(first, last uint32) uint64 {
-	i := sort.Search(len(a), func(i int) bool { return a[i] >= first })
-	j := sort.Search(len(a), func(i int) bool { return a[i] > last })
-	return uint64(max(j-i, 0))
+	i, j := a.span(first, last)
+	return uint64(j - i)
 }
 
 // Within is the part of the list inside first..last (no copy); nil if none.
 func (a Addrs) Within(first, last uint32) Addrs {
-	i := sort.Search(len(a), func(i int) bool { return a[i] >= first })
-	j := sort.Search(len(a), func(i int) bool { return a[i] > last })
-	if i >= j {
+	i, j := a.span(first, last)
+	if i == j {
 		return nil
 	}
 	return a[i:j:j]
+}
+
+// span is the indexes i..j-1 of the list inside first..last (i == j: none).
+func (a Addrs) span(first, last uint32) (i, j int) {
+	if first > last {
+		return 0, 0
+	}
+	i, _ = slices.BinarySearch(a, first)
+	j, found := slices.BinarySearch(a[i:], last)
+	j += i
+	if found {
+		j++
+	}
+	return i, j
 }
