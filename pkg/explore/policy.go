@@ -66,6 +66,13 @@ type Config struct {
 	PortMin int
 }
 
+// Default is the policy with the default knobs, seeding ownSeed of the
+// space at the start.
+func Default(ownSeed float64) Config {
+	return Config{OwnSeed: ownSeed, Key: DefaultKey, RandShare: DefaultRandShare, SeedMax: DefaultSeedMax,
+		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin}
+}
+
 // Validate checks c; the error names the flag.
 func (c Config) Validate() error {
 	switch {

@@ -19,8 +19,7 @@ func newTestPolicy(t *testing.T, c Config, sp *Space) (*Policy, *schedule.Schedu
 }
 
 func testConfig() Config {
-	return Config{OwnSeed: DefaultOwnSeed, Key: DefaultKey, RandShare: DefaultRandShare, SeedMax: DefaultSeedMax,
-		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin}
+	return Default(DefaultOwnSeed)
 }
 
 // TestLearnedPortIsSwept: a port found by the random seed is swept over

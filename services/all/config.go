@@ -158,11 +158,16 @@ func (c Config) given(name string) bool {
 	return found
 }
 
-// seeds reports whether the seeder runs: on a world, or with a seed to import
-// or an allow list to sample.
+// seeds reports whether the seeder runs: on a world (unless the prober
+// takes its own seed), or with a seed to import or an allow list to sample.
 func (c Config) seeds() bool {
-	return c.World != "" || c.Seeder.Import != "" || len(c.Seeder.Allow) > 0 || c.Seeder.AllowFile != ""
+	return c.World != "" && !c.ownSeed() || c.Seeder.Import != "" || len(c.Seeder.Allow) > 0 || c.Seeder.AllowFile != ""
 }
+
+// ownSeed reports whether the prober takes its own seed (--own-seed): then
+// no fixed seed is imported (a world's seed.jsonl is gps-batch's), the
+// modeler makes no plan, and the prober's policy sweeps what it learns.
+func (c Config) ownSeed() bool { return c.Prober.Own.OwnSeed > 0 }
 
 // resolved is c with what the world means for each service filled in
 // (Config), and the services' defaults.
@@ -189,7 +194,10 @@ func (c Config) resolved() Config {
 			}
 		}
 	}
-	if c.World != "" && c.Seeder.Import == "" {
+	if c.ownSeed() {
+		c.Modeler.NoPlan = true
+	}
+	if c.World != "" && c.Seeder.Import == "" && !c.ownSeed() {
 		c.Seeder.Import = lab.WorldFile(c.World, lab.SeedFile)
 	}
 	c.Seeder = c.Seeder.WithDefaults()
@@ -249,6 +257,9 @@ func (c Config) Validate() error {
 	}
 	if r.seeds() {
 		errs = append(errs, r.Seeder.Validate())
+	}
+	if r.ownSeed() && r.Cycles > 0 {
+		errs = append(errs, errors.New("--own-seed: not with --cycles (the own seed runs one pass)"))
 	}
 	errs = append(errs, r.Modeler.Validate(), r.Predictor.Validate(), r.Prober.Validate(), r.Inventory.Validate())
 	return errors.Join(errs...)

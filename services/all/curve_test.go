@@ -16,6 +16,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/services/all"
 	"github.com/gpsscan/gps/services/modeler"
@@ -159,6 +160,72 @@ func TestPipelineCurveMatchesReplay(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			pipe, w, s := runCurve(t, dir, prober.Config{})
 			checkCurve(t, pipe, w, s)
+		})
+	}
+}
+
+// checkOwnCurve compares the pipeline's curve, the prober taking its own
+// seed, with the replay's gps-stream-own: within maxGap at every probe
+// count, and the summary's pipeline line is that curve with no fixed seed
+// added.
+func checkOwnCurve(t *testing.T, pipe *eval.Curve, w *eval.World, s *eval.Summary, o explore.Config) {
+	t.Helper()
+	p := eval.Params{Hitrate: 1e-5, Step: 16, OwnSeed: o.OwnSeed, OwnSeedKey: o.Key, RandShare: o.RandShare, SeedMax: o.SeedMax,
+		HostShare: o.HostShare, HostWindow: o.HostWindow, PortMin: o.PortMin, MultiPredict: true}
+	replay, st := eval.Explore(w, p)
+	worst, at := gap(pipe, replay, w)
+	re, pe := replay.End(), pipe.End()
+	t.Logf("max gap to gps-stream-own %.4f at %d probes; pipeline end %d probes %.4f (real %.4f), replay end %d probes %.4f (real %.4f); replay: %d random seeds, %d host seeds, %d learned ports",
+		worst, at, pe.Probes, float64(pe.Found)/float64(w.Services()), float64(pe.Real)/float64(max(w.RealServices(), 1)),
+		re.Probes, float64(re.Found)/float64(w.Services()), float64(re.Real)/float64(max(w.RealServices(), 1)),
+		st.RandomSeeds, st.HostSeeds, st.LearnedPorts)
+	if worst > maxGap {
+		t.Errorf("the pipeline's coverage is %.4f from gps-stream-own's at %d probes: more than %.2f", worst, at, maxGap)
+	}
+	if d := math.Abs(float64(pe.Found-re.Found)) / float64(w.Services()); d > maxGap {
+		t.Errorf("the pipeline ends with %d services, the replay with %d", pe.Found, re.Found)
+	}
+	r, ok := s.Policies["pipeline"]
+	if !ok || r.Probes != pe.Probes || r.Found != pe.Found || r.ProbesTotal != pe.Probes || r.BandwidthX <= 0 {
+		t.Errorf("summary.json's pipeline line %+v, want the curve's end %+v with no fixed seed", r, pe)
+	}
+	if own, ok := s.Policies["gps-stream-own"]; !ok || own.CoverageRealAtTargetX <= 0 {
+		t.Errorf("summary.json has no replay of gps-stream-own beside the pipeline (%+v)", own)
+	}
+}
+
+// TestPipelineOwnSeedCurveMatchesReplay: with --own-seed the prober takes
+// its own seed and sweeps what it learns (no fixed seed imported, no
+// plan), and the pipeline's curve is the replay's gps-stream-own curve
+// within two points at every probe count, on a lab world and the real
+// worlds.
+func TestPipelineOwnSeedCurveMatchesReplay(t *testing.T) {
+	o := explore.Default(explore.DefaultOwnSeed)
+	t.Run("lab", func(t *testing.T) {
+		dir := world(t, lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2})
+		pipe, w, s := runCurve(t, dir, prober.Config{Own: o})
+		checkOwnCurve(t, pipe, w, s, o)
+	})
+	for _, name := range []string{"msc-random", "yyrnet", "ipscan-norway"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(realWorlds, name, "world")
+			if _, err := os.Stat(filepath.Join(dir, lab.TruthFile)); err != nil {
+				t.Skipf("no real world %s beside the repository (%v)", dir, err)
+			}
+			if testing.Short() && name != "yyrnet" {
+				t.Skipf("%s is large: skipped under -short", name)
+			}
+			pipe, w, s := runCurve(t, dir, prober.Config{Own: o})
+			checkOwnCurve(t, pipe, w, s, o)
+		})
+	}
+	for dir := range strings.SplitSeq(*curveWorlds, ",") {
+		if dir == "" {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			pipe, w, s := runCurve(t, dir, prober.Config{Own: o})
+			checkOwnCurve(t, pipe, w, s, o)
 		})
 	}
 }
