@@ -1,0 +1,110 @@
+package prober
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/gpsscan/gps/internal/servicetest"
+	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/bus/bustest"
+	"github.com/gpsscan/gps/pkg/explore"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/wire"
+)
+
+// services answers from a set of services, one probe at a time (it is no
+// HostScanner: a seed goes port by port, as live); it counts the probes
+// of each address.
+type services struct {
+	mu     sync.Mutex
+	svc    map[uint64]bool
+	probes map[uint32]int
+}
+
+func (s *services) Probe(_ context.Context, addr uint32, port uint16) (row.Row, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.probes[addr]++
+	if !s.svc[uint64(addr)<<16|uint64(port)] {
+		return row.Row{}, false, nil
+	}
+	return row.Row{IP: row.FormatAddr(addr), Port: int(port), Fingerprint: "fake"}, true, nil
+}
+
+func (s *services) Sweep(ctx context.Context, prefix uint32, bits int, port uint16, fn func(row.Row)) (uint64, error) {
+	for a := uint64(prefix); a < uint64(prefix)+1<<(32-bits); a++ {
+		if r, ok, _ := s.Probe(ctx, uint32(a), port); ok {
+			fn(r)
+		}
+	}
+	return 1 << (32 - bits), nil
+}
+
+// TestOwnSeed: with --own-seed the prober seeds the first address of the
+// cyclic order on every port (one probe a port), sweeps the ports that
+// random seed found over the space, seeds the host the sweep found, and
+// publishes each find with its phase: seed for seeds, priors for sweeps.
+// It then seeds random addresses up to --seed-max and says it is idle.
+func TestOwnSeed(t *testing.T) {
+	sp, err := explore.ParseSpace([]string{"127.1.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := explore.Default(1.0 / 65536) // one address at the start
+	o.SeedMax = 3.0 / 65536
+	order := explore.NewCyclic(sp.Size(), o.Key)
+	a := sp.Addr(order.Next())
+	b := a ^ 0x0100 // another host of the /16
+	resp := &services{probes: map[uint32]int{}, svc: map[uint64]bool{}}
+	for _, s := range []struct {
+		addr uint32
+		port uint16
+	}{{a, 4242}, {a, 80}, {b, 4242}, {b, 22}} {
+		resp.svc[uint64(s.addr)<<16|uint64(s.port)] = true
+	}
+	bb := bustest.New(t)
+	st := start(t, bb, Deps{Config: Config{Allow: []string{"127.1.0.0/16"}, Concurrency: 1, Own: o, OwnSpace: []string{"127.1.0.0/16"}},
+		Responder: resp})
+	servicetest.WaitFor(t, "the own seed done", st.OwnIdle.Load)
+	phases := map[string]string{}
+	if err := bb.EachMessage(context.Background(), bus.StreamResults, func(data []byte) {
+		rs, err := wire.DecodeResults(data)
+		if err != nil {
+			t.Errorf("bad result: %v", err)
+		}
+		for _, r := range rs {
+			if k := r.IP + ":" + strconv.Itoa(r.Port); phases[k] == "" {
+				phases[k] = r.Phase // the first find (a host seed publishes its host's services again)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ia, ib := row.FormatAddr(a), row.FormatAddr(b)
+	want := map[string]string{ia + ":4242": wire.PhaseSeed, ia + ":80": wire.PhaseSeed, ib + ":4242": wire.PhasePriors, ib + ":22": wire.PhaseSeed}
+	for k, v := range want {
+		if phases[k] != v {
+			t.Errorf("%s: phase %q, want %q (results %v)", k, phases[k], v, phases)
+		}
+	}
+	resp.mu.Lock()
+	defer resp.mu.Unlock()
+	if n := resp.probes[a]; n != 65535 {
+		t.Errorf("the random seed probed %s %d times, want every port once (65535)", ia, n)
+	}
+	if n := resp.probes[b]; n != 65535+2 {
+		t.Errorf("%s probed %d times, want once by each sweep (4242, 80) and every port by its host seed, which waits for them", ib, n)
+	}
+	var seeds []uint32
+	for addr, n := range resp.probes {
+		if n >= 65535 {
+			seeds = append(seeds, addr)
+		}
+	}
+	if len(seeds) != 4 || !slices.Contains(seeds, a) || !slices.Contains(seeds, b) {
+		t.Errorf("seeded %d addresses, want the 3 random seeds of --seed-max and the found host", len(seeds))
+	}
+}
