@@ -126,6 +126,8 @@ type Policy struct {
 	hostSeeds            int
 	hostSeedProbes       uint64
 	newPortSeeds         []bool // per host seed: did it teach a port not known before
+
+	randIndexOf map[uint32]int // while restoring: the random seed's addresses, by place in the order
 }
 
 // Stats say what the policy did.

@@ -186,7 +186,14 @@ func run(ctx context.Context, d Deps) error {
 		p.win = newWindow(1, uint64(max(c.ProbeConcurrency, 1)))
 	}
 	if p.own != nil {
-		p.own.pol.Start()
+		// A restart takes up the earlier run's policy from RESULTS.
+		restored, err := p.own.restore(gctx, d.Bus, &p.sent, log)
+		if err != nil {
+			return fmt.Errorf("run prober: %w", err)
+		}
+		if !restored {
+			p.own.pol.Start()
+		}
 	}
 	senders := sync.WaitGroup{}
 	for range c.Concurrency {
