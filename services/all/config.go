@@ -25,8 +25,10 @@ const DefaultQuiet = time.Second
 // and the prober answers from its truth.jsonl or, with Prober.Live, probes
 // the world served as real listeners on 127.0.0.0/8, with the lab's tuning
 // (LabLive), its pfx2as.tsv and the allow list 127.0.0.0/8 for whatever the
-// command line does not set. Unless --min-probability is given, the prober
-// drops the predictions at or below the predictor's hitrate.
+// command line does not set. With Prober.Own.OwnSeed (--own-seed) the
+// prober takes its own seed of the world's /16s instead (ownSeed). Unless
+// --min-probability is given, the prober drops the predictions at or below
+// the predictor's hitrate.
 type Config struct {
 	World string // a world directory to run on to the end (see above); empty: run until stopped
 	// Out, with a world, is where the run writes summary.json, curves.csv
@@ -90,7 +92,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func usage(name string) string {
 	switch name {
 	case "world":
-		return "world `directory`: import DIR/seed.jsonl as the seed (unless --import) and answer probes from DIR/truth.jsonl; the run ends when the pipeline is idle"
+		return "world `directory`: import DIR/seed.jsonl as the seed (unless --import or --own-seed) and answer probes from DIR/truth.jsonl; the run ends when the pipeline is idle"
 	case "live":
 		return "probe for real (the allow list applies); with --world: serve the world as real TCP listeners on its 127.0.0.0/8 addresses and probe them, with the lab's settings for --rate, --probe-concurrency, --timeout, --banner-wait, --retries, --keep-empty and --pfx2as unless given"
 	case "hitrate":

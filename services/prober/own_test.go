@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -167,5 +168,29 @@ func TestOwnSeedRestart(t *testing.T) {
 	}
 	if p1, p2 := first.Probes.Load(), second.Probes.Load(); p2 != 2*65535+2*(65536-2) {
 		t.Errorf("the restart sent %d probes (the first run %d), want the 2 empty random seeds and the 2 sweeps (less the 2 seeded hosts) again", p2, p1)
+	}
+}
+
+// TestOwnSeedConfigErrors: a bad own seed is refused with the flag named,
+// and a space outside the allow list when the prober starts.
+func TestOwnSeedConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		own   explore.Config
+		space []string
+		want  string
+	}{
+		{explore.Default(2), []string{"127.1.0.0/16"}, "--own-seed 2"},
+		{explore.Default(0.001), []string{"127.1.0.0/24"}, "--own-space"},
+		{explore.Config{OwnSeed: 0.001, HostWindow: -1}, []string{"127.1.0.0/16"}, "--host-window -1"},
+	} {
+		err := Config{World: "w", Own: c.own, OwnSpace: c.space}.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("own %+v space %v: %v, want an error naming %s", c.own, c.space, err, c.want)
+		}
+	}
+	err := Run(t.Context(), Deps{Config: Config{Allow: []string{"127.1.0.0/16"}, Own: explore.Default(0.001), OwnSpace: []string{"127.2.0.0/16"}},
+		Bus: bustest.New(t), Log: zaptest.NewLogger(t), Responder: &services{}})
+	if err == nil || !strings.Contains(err.Error(), "127.2.0.0/16 is not inside the allow policy") {
+		t.Errorf("a space outside the allow list: %v", err)
 	}
 }
