@@ -48,9 +48,10 @@ func (c Config) validateOwn(bad func(string, ...any)) {
 // afresh (docs/small-seed.md).
 type own struct {
 	pol                 *explore.Policy
+	sched               *schedule.Scheduler
 	random, host, sweep *held
-	senders             int32
-	idle                atomic.Int32 // senders waiting, the policy having nothing left to seed
+	exhausted           atomic.Bool  // a sender found nothing pending and nothing to seed, and no work was taken since
+	inflight            atomic.Int32 // works taken and not yet done
 	st                  *Stats
 }
 
@@ -67,7 +68,7 @@ func newOwn(c Config, pol *ipv4.Policy, sched *schedule.Scheduler, seeded *explo
 		}
 	}
 	o := &own{random: &held{own: true, phase: wire.PhaseSeed}, host: &held{own: true, phase: wire.PhaseSeed},
-		sweep: &held{own: true, phase: wire.PhasePriors}, senders: int32(c.Concurrency), st: st}
+		sweep: &held{own: true, phase: wire.PhasePriors}, sched: sched, st: st}
 	o.pol = explore.New(c.Own, sp, sched, seeded, explore.Tokens{Random: o.random, Host: o.host, Sweep: o.sweep})
 	return o, nil
 }
@@ -75,23 +76,43 @@ func newOwn(c Config, pol *ipv4.Policy, sched *schedule.Scheduler, seeded *explo
 // next is the scheduler's next work; when nothing is pending the policy
 // seeds more, and when it has nothing more to seed the sender waits for
 // work from the bus.
-func (o *own) next(ctx context.Context, sched *schedule.Scheduler) (schedule.Work, error) {
+func (o *own) next(ctx context.Context) (schedule.Work, error) {
 	for {
-		w, ok, err := sched.TryNext(ctx)
+		w, ok, err := o.sched.TryNext(ctx)
 		if err != nil || ok {
+			o.taken(ok)
 			return w, err
 		}
 		if o.pol.Refill() {
 			continue
 		}
-		if o.idle.Add(1) == o.senders {
-			o.st.OwnIdle.Store(true)
-		}
-		w, err = sched.Next(ctx)
-		o.st.OwnIdle.Store(false)
-		o.idle.Add(-1)
+		o.exhausted.Store(true)
+		o.update()
+		w, err = o.sched.Next(ctx)
+		o.taken(err == nil)
 		return w, err
 	}
+}
+
+// taken records that a sender took work (when ok).
+func (o *own) taken(ok bool) {
+	if ok {
+		o.exhausted.Store(false)
+		o.st.OwnIdle.Store(false)
+	}
+}
+
+// begin and end bracket the probing of n works taken.
+func (o *own) begin(n int) { o.inflight.Add(int32(n)) }
+func (o *own) end(n int) {
+	o.inflight.Add(-int32(n))
+	o.update()
+}
+
+// update sets Stats.OwnIdle: the policy has nothing left to seed, nothing
+// is pending and no work is being probed.
+func (o *own) update() {
+	o.st.OwnIdle.Store(o.exhausted.Load() && o.inflight.Load() == 0 && o.sched.Len() == 0)
 }
 
 // learn takes in what w found (found: every service it answered with,

@@ -237,6 +237,9 @@ func (p *prober) send(ctx, hctx context.Context) {
 			n += w.Probes
 		}
 		p.win.taken(n)
+		if p.own != nil {
+			p.own.begin(len(ws))
+		}
 		if errors.Is(err, schedule.ErrBudget) {
 			p.spent.Do(func() {
 				p.log.Info("probe budget spent", zap.Uint64("budget", p.c.Budget), zap.Uint64("probes", p.st.Probes.Load()))
@@ -252,6 +255,9 @@ func (p *prober) send(ctx, hctx context.Context) {
 		}
 		p.do(hctx, ws...)
 		p.win.done(n)
+		if p.own != nil {
+			p.own.end(len(ws))
+		}
 	}
 }
 
@@ -297,7 +303,7 @@ func (p *prober) drain(hctx context.Context) {
 func (p *prober) take(ctx context.Context) ([]schedule.Work, error) {
 	next := p.sched.Next
 	if p.own != nil {
-		next = func(ctx context.Context) (schedule.Work, error) { return p.own.next(ctx, p.sched) }
+		next = p.own.next
 	}
 	w, err := next(ctx)
 	if err != nil {
