@@ -166,6 +166,18 @@ func run(ctx context.Context, d Deps) error {
 		time.AfterFunc(c.DrainTimeout, hcancel)
 	})
 	defer stopDrain()
+	if p.own != nil {
+		// A restart takes up the earlier run's policy from RESULTS, before
+		// any prediction is pulled (the seeded hosts and pseudo-hosts drop
+		// theirs).
+		restored, err := p.own.restore(ctx, d.Bus, &p.sent, log)
+		if err != nil {
+			return fmt.Errorf("run prober: %w", err)
+		}
+		if !restored {
+			p.own.pol.Start()
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) })
@@ -184,16 +196,6 @@ func run(ctx context.Context, d Deps) error {
 	p.win = newWindow(0, 0)
 	if c.AwaitPredictions > 0 && c.Concurrency > 1 {
 		p.win = newWindow(1, uint64(max(c.ProbeConcurrency, 1)))
-	}
-	if p.own != nil {
-		// A restart takes up the earlier run's policy from RESULTS.
-		restored, err := p.own.restore(gctx, d.Bus, &p.sent, log)
-		if err != nil {
-			return fmt.Errorf("run prober: %w", err)
-		}
-		if !restored {
-			p.own.pol.Start()
-		}
 	}
 	senders := sync.WaitGroup{}
 	for range c.Concurrency {
