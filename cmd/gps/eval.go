@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/schedule"
 )
@@ -31,13 +32,13 @@ func evalCmd() command {
 			fs.Uint64Var(&c.Cycle.Budget, "cycle-budget", 0, "continuous: probes a cycle after the seed (0: no limit)")
 			fs.Float64Var(&c.Cycle.RefreshYield, "refresh-yield", 0, "continuous: yield of a refresh probe in the scheduler (0: the last cycle's survival rate)")
 			fs.IntVar(&c.Cycle.GoneAfter, "gone-after", eval.DefaultGoneAfter, "continuous: failed refreshes in a row after which a service is gone")
-			fs.Float64Var(&c.OwnSeed, "own-seed", 0.0002, "gps-stream-own: share of the space it seeds (every port) at the start; 0: not run")
-			fs.Uint64Var(&c.OwnSeedKey, "own-seed-key", 1, "gps-stream-own: key of the cyclic order its seed takes addresses in")
-			fs.Float64Var(&c.RandShare, "rand-share", 0.1, "gps-stream-own: most of its probes its random seed may take as it goes on")
-			fs.Float64Var(&c.SeedMax, "seed-max", 0.003, "gps-stream-own: most of the space its random seed may take")
-			fs.Float64Var(&c.HostShare, "host-share", 0.1, "gps-stream-own: most of its probes spent seeding hosts it found")
-			fs.IntVar(&c.HostWindow, "host-window", 200, "gps-stream-own: stop seeding found hosts once this many in a row taught no new port")
-			fs.IntVar(&c.PortMin, "port-min", 2, "gps-stream-own: found services a port needs before it is swept over the space")
+			fs.Float64Var(&c.OwnSeed, "own-seed", explore.DefaultOwnSeed, "gps-stream-own: share of the space it seeds (every port) at the start; 0: not run")
+			fs.Uint64Var(&c.OwnSeedKey, "own-seed-key", explore.DefaultKey, "gps-stream-own: key of the cyclic order its seed takes addresses in")
+			fs.Float64Var(&c.RandShare, "rand-share", explore.DefaultRandShare, "gps-stream-own: most of its probes its random seed may take as it goes on")
+			fs.Float64Var(&c.SeedMax, "seed-max", explore.DefaultSeedMax, "gps-stream-own: most of the space its random seed may take")
+			fs.Float64Var(&c.HostShare, "host-share", explore.DefaultHostShare, "gps-stream-own: most of its probes spent seeding hosts it found")
+			fs.IntVar(&c.HostWindow, "host-window", explore.DefaultHostWindow, "gps-stream-own: stop seeding found hosts once this many in a row taught no new port")
+			fs.IntVar(&c.PortMin, "port-min", explore.DefaultPortMin, "gps-stream-own: found services a port needs before it is swept over the space")
 			fs.BoolVar(&c.MultiPredict, "multi-predict", true, "gps-stream-own: predict from all found services of a host at once")
 			fs.Float64Var(&c.Floor, "floor", 0, "gps-stream-own: stop when the best pending work is worth fewer services per probe")
 			return func(ctx context.Context, log *zap.Logger) error {

@@ -19,6 +19,14 @@ import (
 // made its consumer yet, and its stream looks idle. A look that fails while the
 // cluster is unavailable (Transient) is tried again.
 func (b *Bus) WaitIdle(ctx context.Context, quiet time.Duration, consumers map[string][]string, log *zap.Logger) error {
+	return b.WaitIdleWhen(ctx, quiet, consumers, log, nil)
+}
+
+// WaitIdleWhen is WaitIdle for a pipeline with no plan record (a prober
+// that takes its own seed): done, when not nil, says instead whether the
+// work outside the streams is done, and the streams count as idle only
+// while it is.
+func (b *Bus) WaitIdleWhen(ctx context.Context, quiet time.Duration, consumers map[string][]string, log *zap.Logger, done func() bool) error {
 	kv, err := b.Control(ctx)
 	if err != nil {
 		return err
@@ -37,11 +45,17 @@ func (b *Bus) WaitIdle(ctx context.Context, quiet time.Duration, consumers map[s
 		// Each look bounded on its own: a request lost while a cluster
 		// elects a leader must not wait for ctx's deadline.
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		_, err := kv.Get(rctx, KeyPlan)
+		var err error
+		if done == nil {
+			_, err = kv.Get(rctx, KeyPlan)
+		}
 		var state string
 		var idle bool
 		if err == nil {
 			state, idle, err = b.pipelineState(rctx, consumers)
+			if done != nil && !done() {
+				idle = false
+			}
 		}
 		cancel()
 		switch {

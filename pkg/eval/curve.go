@@ -55,6 +55,11 @@ func (c *Curve) RealTotalTo(w *World, target float64) int64 {
 	return n + int64(c.SeedCost(w))
 }
 
+// CountsOwnSeed marks c as a policy that took and counted its own seed
+// (the pipeline with the prober's own seed): no fixed seed is added to its
+// probes_total.
+func (c *Curve) CountsOwnSeed() { c.ownSeed = true }
+
 func newCurve(name string, seedFound, seedReal int, budget uint64) *Curve {
 	return &Curve{Name: name, Points: []Point{{0, seedFound, seedReal}}, budget: budget}
 }

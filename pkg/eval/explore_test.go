@@ -45,33 +45,6 @@ func TestExploreChargesItsSeed(t *testing.T) {
 	}
 }
 
-// TestLearnedPortIsSwept: a port found by the random seed is swept over
-// every /16 of the space at once; one found on a found host waits for a
-// second find (PortMin 2).
-func TestLearnedPortIsSwept(t *testing.T) {
-	w, err := LoadWorld(makeWorld(t, lab.Config{Seed: 5, Hosts: 2000, Slash16s: 3, SeedFrac: 0.02}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newExplorer(w, ownParams())
-	a, b := uint32(127<<24|1<<16|5), uint32(127<<24|2<<16|9)
-	e.learn(schedule.Work{Kind: schedule.Seed, First: a, Last: a, Port: 65535, Token: hostSeed},
-		[]gps.Target{{Addr: a, Port: 4242}})
-	if e.swept[4242] || e.sched.Len() != 0 {
-		t.Fatalf("one find on a host seed: swept %v, %d queued; want nothing yet", e.swept[4242], e.sched.Len())
-	}
-	e.learn(schedule.Work{Kind: schedule.Probe, First: b, Last: b, Port: 4242}, []gps.Target{{Addr: b, Port: 4242}})
-	if !e.swept[4242] || e.sched.Len() < w.NSlash16 {
-		t.Fatalf("second find: swept %v, %d queued; want %d sweeps", e.swept[4242], e.sched.Len(), w.NSlash16)
-	}
-	n := e.sched.Len()
-	e.learn(schedule.Work{Kind: schedule.Seed, First: b + 1, Last: b + 1, Port: 65535, Token: randomSeed},
-		[]gps.Target{{Addr: b + 1, Port: 777}})
-	if !e.swept[777] || e.sched.Len() < n+w.NSlash16 {
-		t.Fatalf("random seed find: swept %v, %d queued; want %d more sweeps", e.swept[777], e.sched.Len(), w.NSlash16)
-	}
-}
-
 // TestSpaceIsTheWorlds: the space has the world's NSlash16 /16s, those of
 // its truth among them.
 func TestSpaceIsTheWorlds(t *testing.T) {
@@ -80,15 +53,15 @@ func TestSpaceIsTheWorlds(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp := newSpace(w)
-	if len(sp.slash16s) != w.NSlash16 || sp.size() != w.Addresses() {
-		t.Fatalf("space of %d /16s (%d addresses), want %d", len(sp.slash16s), sp.size(), w.NSlash16)
+	if len(sp.Slash16s()) != w.NSlash16 || sp.Size() != w.Addresses() {
+		t.Fatalf("space of %d /16s (%d addresses), want %d", len(sp.Slash16s()), sp.Size(), w.NSlash16)
 	}
 	for tg := range w.byTarget {
 		i := 0
-		for i < len(sp.slash16s) && sp.slash16s[i] != tg.Addr&^0xffff {
+		for i < len(sp.Slash16s()) && sp.Slash16s()[i] != tg.Addr&^0xffff {
 			i++
 		}
-		if i == len(sp.slash16s) || sp.addr(uint64(i)<<16|uint64(tg.Addr&0xffff)) != tg.Addr {
+		if i == len(sp.Slash16s()) || sp.Addr(uint64(i)<<16|uint64(tg.Addr&0xffff)) != tg.Addr {
 			t.Fatalf("%v is not in the space", tg)
 		}
 	}

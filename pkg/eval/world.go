@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/pfx2as"
@@ -36,7 +37,7 @@ type World struct {
 // PseudoPorts is the most ports a real host answers on: a host answering on
 // more is a pseudo-service host (a middlebox or tarpit that accepts every
 // connection), which GPS's ground truth leaves out.
-const PseudoPorts = 10
+const PseudoPorts = explore.PseudoPorts
 
 // Services is the number of distinct services in truth.
 func (w *World) Services() int { return len(w.byTarget) }

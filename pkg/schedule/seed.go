@@ -27,6 +27,15 @@ func (s *Scheduler) PushSeed(addr uint32, yield float64, token any) {
 	}
 }
 
+// MarkSeeded records addr as seeded without queueing its seed (it was
+// probed before a restart): a later seed of it and predictions on it are
+// dropped.
+func (s *Scheduler) MarkSeeded(addr uint32) {
+	s.mu.Lock()
+	s.seeded[addr] = struct{}{}
+	s.mu.Unlock()
+}
+
 // Seeded reports whether addr was pushed as a seed.
 func (s *Scheduler) Seeded(addr uint32) bool {
 	s.mu.Lock()

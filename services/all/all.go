@@ -17,6 +17,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/labserve"
 	"github.com/gpsscan/gps/pkg/netprobe"
 	"github.com/gpsscan/gps/pkg/telemetry"
@@ -87,6 +88,14 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 		return inventory.Run(gctx, inventory.Deps{Config: c.Inventory, Bus: d.Bus, Log: d.Log.With(zap.String("service", inventory.Service)), Stats: &st.Inventory,
 			Metrics: d.Metrics, Ready: ready})
 	})
+	if c.ownSeed() && c.World != "" && len(c.Prober.OwnSpace) == 0 {
+		// The own seed's space is the world's, as the replay's.
+		w, err := eval.LoadWorld(c.World)
+		if err != nil {
+			return nil, nil, fmt.Errorf("run all: the own seed's space: %w", err)
+		}
+		c.Prober.OwnSpace = w.Space().Prefixes()
+	}
 	spent := make(chan struct{})
 	g.Go(func() error {
 		return prober.Run(gctx, prober.Deps{Config: c.Prober, Bus: d.Bus, Log: d.Log.With(zap.String("service", "prober")), Stats: &st.Prober,
@@ -132,7 +141,11 @@ func Run(ctx context.Context, d Deps) (*eval.RunSummary, *Stats, error) {
 	// A world run: wait until the pipeline is idle (or the prober's budget
 	// is spent), then stop the services.
 	doneErr := make(chan error, 1)
-	go func() { doneErr <- d.Bus.WaitIdle(gctx, c.Quiet, Consumers(), d.Log) }()
+	var ownDone func() bool // the prober's own seed has nothing left to do
+	if c.ownSeed() {
+		ownDone = st.Prober.OwnIdle.Load
+	}
+	go func() { doneErr <- d.Bus.WaitIdleWhen(gctx, c.Quiet, Consumers(), d.Log, ownDone) }()
 	var idleErr error
 	select {
 	case idleErr = <-doneErr:
@@ -170,6 +183,12 @@ func writeCurves(ctx context.Context, d Deps, c Config, probes uint64) error {
 	if err != nil {
 		return fmt.Errorf("write curves: %w", err)
 	}
+	if c.ownSeed() {
+		// Beside the replay of the same policy; the pipeline's probes
+		// count its own seed, not the world's.
+		ec.Params = ownParams(ec.Params, c.Prober.Own)
+		pipe.CountsOwnSeed()
+	}
 	curves, batchProbes := eval.Replay(w, ec.Params, d.Log)
 	stdout := d.Stdout
 	if stdout == nil {
@@ -182,6 +201,15 @@ func writeCurves(ctx context.Context, d Deps, c Config, probes uint64) error {
 	d.Log.Info("curves written", zap.String("out", c.Out), zap.Uint64("pipeline_probes", e.Probes), zap.Int("pipeline_found", e.Found),
 		zap.Int("outside_world", outside))
 	return nil
+}
+
+// ownParams are p with the replay's gps-stream-own run as the prober's
+// own seed is (the replay's other knobs at gps eval's defaults, as the
+// prober's scheduler and the predictor are).
+func ownParams(p eval.Params, o explore.Config) eval.Params {
+	p.OwnSeed, p.OwnSeedKey, p.RandShare, p.SeedMax = o.OwnSeed, o.Key, o.RandShare, o.SeedMax
+	p.HostShare, p.HostWindow, p.PortMin, p.MultiPredict = o.HostShare, o.HostWindow, o.PortMin, true
+	return p
 }
 
 func ignoreCanceled(err error) error {

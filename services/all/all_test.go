@@ -22,6 +22,7 @@ import (
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
@@ -262,7 +263,49 @@ func TestLiveMatchesSimulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a live scan of a served lab world (about 15 s)")
 	}
-	dir := world(t, lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05})
+	liveMatchesSimulated(t, lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05}, prober.Config{})
+}
+
+// TestLiveOwnSeedMatchesSimulated: the same with the prober's own seed,
+// whose seeds go live one probe a port through the engine and its gate
+// (no host seeds, and a few random ones: each is 65,535 probes).
+func TestLiveOwnSeedMatchesSimulated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a live scan of a served lab world with seeds of every port (about 30 s)")
+	}
+	lc := lab.Config{Seed: 7, Hosts: 2000, Slash16s: 1, SeedFrac: 0.05}
+	w, err := eval.LoadWorld(world(t, lc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The random seed goes as far as its first address that answers on a
+	// real-looking host, whose ports are then swept.
+	o := explore.Default(1.0 / 65536)
+	o.HostShare = 0
+	sp, ports := w.Space(), map[uint32]int{}
+	for _, s := range w.Truth {
+		ports[s.Addr]++
+	}
+	hosts := map[uint32]bool{}
+	for a, n := range ports {
+		hosts[a] = n <= explore.PseudoPorts
+	}
+	best := 200
+	for key := range uint64(64) {
+		order, n := explore.NewCyclic(sp.Size(), key), 1
+		for ; n < best && !hosts[sp.Addr(order.Next())]; n++ {
+		}
+		if n < best {
+			o.Key, best = key, n
+		}
+	}
+	o.SeedMax = float64(best) / float64(sp.Size())
+	t.Logf("%d random seeds (key %d)", best, o.Key)
+	liveMatchesSimulated(t, lc, prober.Config{Own: o})
+}
+
+func liveMatchesSimulated(t *testing.T, lc lab.Config, pc prober.Config) {
+	dir := world(t, lc)
 	w, err := eval.LoadWorld(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -273,13 +316,15 @@ func TestLiveMatchesSimulated(t *testing.T) {
 	run := func(live bool) (*eval.RunSummary, *eval.Curve) {
 		t.Helper()
 		b := bustest.New(t)
-		sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Quiet: time.Second, Modeler: modeler.Config{Hitrate: 1e-5, Step: 24}, Predictor: predictor.Config{Hitrate: 1e-5}, Prober: prober.Config{AwaitPredictions: 5 * time.Second, LiveConfig: prober.LiveConfig{Live: live}}},
+		pc := pc
+		pc.AwaitPredictions, pc.LiveConfig = 5*time.Second, prober.LiveConfig{Live: live}
+		sum, st, err := all.Run(ctx, all.Deps{Config: all.Config{World: dir, Quiet: time.Second, Modeler: modeler.Config{Hitrate: 1e-5, Step: 24}, Predictor: predictor.Config{Hitrate: 1e-5}, Prober: pc},
 			Bus: b, Log: zap.NewNop()})
 		if err != nil {
 			t.Fatalf("live=%v: %v", live, err)
 		}
 		t.Logf("live=%v: %s; prober found %d", live, sum.JSON(), st.Prober.Found.Load())
-		if sum.ServicesFound == 0 || sum.Predictions == 0 {
+		if sum.ServicesFound == 0 || sum.Predictions == 0 && pc.Own.OwnSeed == 0 {
 			t.Fatalf("live=%v: a degenerate run: %+v", live, sum)
 		}
 		c, _, err := eval.PipelineCurve(ctx, b, w, st.Prober.Probes.Load(), 0)

@@ -25,8 +25,10 @@ const DefaultQuiet = time.Second
 // and the prober answers from its truth.jsonl or, with Prober.Live, probes
 // the world served as real listeners on 127.0.0.0/8, with the lab's tuning
 // (LabLive), its pfx2as.tsv and the allow list 127.0.0.0/8 for whatever the
-// command line does not set. Unless --min-probability is given, the prober
-// drops the predictions at or below the predictor's hitrate.
+// command line does not set. With Prober.Own.OwnSeed (--own-seed) the
+// prober takes its own seed of the world's /16s instead (ownSeed). Unless
+// --min-probability is given, the prober drops the predictions at or below
+// the predictor's hitrate.
 type Config struct {
 	World string // a world directory to run on to the end (see above); empty: run until stopped
 	// Out, with a world, is where the run writes summary.json, curves.csv
@@ -90,7 +92,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func usage(name string) string {
 	switch name {
 	case "world":
-		return "world `directory`: import DIR/seed.jsonl as the seed (unless --import) and answer probes from DIR/truth.jsonl; the run ends when the pipeline is idle"
+		return "world `directory`: import DIR/seed.jsonl as the seed (unless --import or --own-seed) and answer probes from DIR/truth.jsonl; the run ends when the pipeline is idle"
 	case "live":
 		return "probe for real (the allow list applies); with --world: serve the world as real TCP listeners on its 127.0.0.0/8 addresses and probe them, with the lab's settings for --rate, --probe-concurrency, --timeout, --banner-wait, --retries, --keep-empty and --pfx2as unless given"
 	case "hitrate":
@@ -158,11 +160,16 @@ func (c Config) given(name string) bool {
 	return found
 }
 
-// seeds reports whether the seeder runs: on a world, or with a seed to import
-// or an allow list to sample.
+// seeds reports whether the seeder runs: on a world (unless the prober
+// takes its own seed), or with a seed to import or an allow list to sample.
 func (c Config) seeds() bool {
-	return c.World != "" || c.Seeder.Import != "" || len(c.Seeder.Allow) > 0 || c.Seeder.AllowFile != ""
+	return c.World != "" && !c.ownSeed() || c.Seeder.Import != "" || len(c.Seeder.Allow) > 0 || c.Seeder.AllowFile != ""
 }
+
+// ownSeed reports whether the prober takes its own seed (--own-seed): then
+// no fixed seed is imported (a world's seed.jsonl is gps-batch's), the
+// modeler makes no plan, and the prober's policy sweeps what it learns.
+func (c Config) ownSeed() bool { return c.Prober.Own.OwnSeed > 0 }
 
 // resolved is c with what the world means for each service filled in
 // (Config), and the services' defaults.
@@ -189,7 +196,10 @@ func (c Config) resolved() Config {
 			}
 		}
 	}
-	if c.World != "" && c.Seeder.Import == "" {
+	if c.ownSeed() {
+		c.Modeler.NoPlan = true
+	}
+	if c.World != "" && c.Seeder.Import == "" && !c.ownSeed() {
 		c.Seeder.Import = lab.WorldFile(c.World, lab.SeedFile)
 	}
 	c.Seeder = c.Seeder.WithDefaults()
@@ -249,6 +259,9 @@ func (c Config) Validate() error {
 	}
 	if r.seeds() {
 		errs = append(errs, r.Seeder.Validate())
+	}
+	if r.ownSeed() && r.Cycles > 0 {
+		errs = append(errs, errors.New("--own-seed: not with --cycles (the own seed runs one pass)"))
 	}
 	errs = append(errs, r.Modeler.Validate(), r.Predictor.Validate(), r.Prober.Validate(), r.Inventory.Validate())
 	return errors.Join(errs...)

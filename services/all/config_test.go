@@ -113,3 +113,20 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnSeedConfig: --own-seed on a world imports no seed (the world's is
+// gps-batch's), runs no seeder, makes the modeler plan nothing, and is
+// refused with --cycles; without it the world's seed is imported as before.
+func TestOwnSeedConfig(t *testing.T) {
+	c := parse(t, "--world", "W", "--own-seed", "0.001", "--seed-max", "0.01").resolved()
+	if c.seeds() || c.Seeder.Import != "" || !c.Modeler.NoPlan || c.Prober.Own.OwnSeed != 0.001 || c.Prober.Own.SeedMax != 0.01 {
+		t.Errorf("--own-seed: seeder runs %v importing %q, modeler no-plan %v, prober own %+v", c.seeds(), c.Seeder.Import, c.Modeler.NoPlan, c.Prober.Own)
+	}
+	c = parse(t, "--world", "W").resolved()
+	if !c.seeds() || c.Seeder.Import != lab.WorldFile("W", lab.SeedFile) || c.Modeler.NoPlan || c.Prober.Own.OwnSeed != 0 {
+		t.Errorf("no --own-seed: seeder runs %v importing %q, modeler no-plan %v, own seed %v", c.seeds(), c.Seeder.Import, c.Modeler.NoPlan, c.Prober.Own.OwnSeed)
+	}
+	if err := parse(t, "--world", "W", "--own-seed", "0.001", "--cycles", "2").Validate(); err == nil || !strings.Contains(err.Error(), "--own-seed") {
+		t.Errorf("--own-seed --cycles: %v, want refused", err)
+	}
+}

@@ -1,6 +1,7 @@
 package all_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/services/all"
 	"github.com/gpsscan/gps/services/modeler"
@@ -159,6 +161,109 @@ func TestPipelineCurveMatchesReplay(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			pipe, w, s := runCurve(t, dir, prober.Config{})
 			checkCurve(t, pipe, w, s)
+		})
+	}
+}
+
+// ownGap is gap for a pipeline whose works are seeds of 65,535 probes:
+// its curve, read from RESULTS, has a point only where a work found
+// something, so between two points it knows the coverage only to lie
+// between theirs (an empty seed and then one of a pseudo-host with 275
+// services are one straight segment, while the replay steps). At every
+// probe count of either curve the replay's coverage is held to that
+// interval.
+func ownGap(pipe, replay *eval.Curve, w *eval.World) (worst float64, at uint64) {
+	end := min(pipe.End().Probes, replay.End().Probes)
+	var xs []uint64
+	for _, c := range []*eval.Curve{pipe, replay} {
+		for _, p := range c.Points {
+			if p.Probes <= end {
+				xs = append(xs, p.Probes)
+			}
+		}
+	}
+	slices.Sort(xs)
+	outside := func(v, lo, hi float64) float64 { return max(0, v-hi, lo-v) }
+	for _, x := range slices.Compact(xs) {
+		i, exact := slices.BinarySearchFunc(pipe.Points, x, func(p eval.Point, x uint64) int { return cmp.Compare(p.Probes, x) })
+		lo, hi := pipe.Points[max(i-1, 0)], pipe.Points[min(i, len(pipe.Points)-1)]
+		if exact {
+			lo = hi
+		}
+		d := outside(replay.FoundAt(x), float64(lo.Found), float64(hi.Found)) / float64(w.Services())
+		dr := outside(replay.RealAt(x), float64(lo.Real), float64(hi.Real)) / float64(max(w.RealServices(), 1))
+		if m := max(d, dr); m > worst {
+			worst, at = m, x
+		}
+	}
+	return worst, at
+}
+
+// checkOwnCurve compares the pipeline's curve, the prober taking its own
+// seed, with the replay's gps-stream-own: within maxGap at every probe
+// count, and the summary's pipeline line is that curve with no fixed seed
+// added.
+func checkOwnCurve(t *testing.T, pipe *eval.Curve, w *eval.World, s *eval.Summary, o explore.Config) {
+	t.Helper()
+	p := eval.Params{Hitrate: 1e-5, Step: 16, OwnSeed: o.OwnSeed, OwnSeedKey: o.Key, RandShare: o.RandShare, SeedMax: o.SeedMax,
+		HostShare: o.HostShare, HostWindow: o.HostWindow, PortMin: o.PortMin, MultiPredict: true}
+	replay, st := eval.Explore(w, p)
+	worst, at := ownGap(pipe, replay, w)
+	if g, a := gap(pipe, replay, w); g > worst {
+		t.Logf("straight between the pipeline's points: max gap %.4f at %d probes", g, a)
+	}
+	re, pe := replay.End(), pipe.End()
+	t.Logf("max gap to gps-stream-own %.4f at %d probes; pipeline end %d probes %.4f (real %.4f), replay end %d probes %.4f (real %.4f); replay: %d random seeds, %d host seeds, %d learned ports",
+		worst, at, pe.Probes, float64(pe.Found)/float64(w.Services()), float64(pe.Real)/float64(max(w.RealServices(), 1)),
+		re.Probes, float64(re.Found)/float64(w.Services()), float64(re.Real)/float64(max(w.RealServices(), 1)),
+		st.RandomSeeds, st.HostSeeds, st.LearnedPorts)
+	if worst > maxGap {
+		t.Errorf("the pipeline's coverage is %.4f from gps-stream-own's at %d probes: more than %.2f", worst, at, maxGap)
+	}
+	if d := math.Abs(float64(pe.Found-re.Found)) / float64(w.Services()); d > maxGap {
+		t.Errorf("the pipeline ends with %d services, the replay with %d", pe.Found, re.Found)
+	}
+	r, ok := s.Policies["pipeline"]
+	if !ok || r.Probes != pe.Probes || r.Found != pe.Found || r.ProbesTotal != pe.Probes || r.BandwidthX <= 0 {
+		t.Errorf("summary.json's pipeline line %+v, want the curve's end %+v with no fixed seed", r, pe)
+	}
+	if own, ok := s.Policies["gps-stream-own"]; !ok || own.CoverageRealAtTargetX <= 0 {
+		t.Errorf("summary.json has no replay of gps-stream-own beside the pipeline (%+v)", own)
+	}
+}
+
+// TestPipelineOwnSeedCurveMatchesReplay: with --own-seed the prober takes
+// its own seed and sweeps what it learns (no fixed seed imported, no
+// plan), and the pipeline's curve is the replay's gps-stream-own curve
+// within two points at every probe count, on a lab world and the real
+// worlds.
+func TestPipelineOwnSeedCurveMatchesReplay(t *testing.T) {
+	o := explore.Default(explore.DefaultOwnSeed)
+	t.Run("lab", func(t *testing.T) {
+		dir := world(t, lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2})
+		pipe, w, s := runCurve(t, dir, prober.Config{Own: o})
+		checkOwnCurve(t, pipe, w, s, o)
+	})
+	for _, name := range []string{"msc-random", "yyrnet", "ipscan-norway"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(realWorlds, name, "world")
+			if _, err := os.Stat(filepath.Join(dir, lab.TruthFile)); err != nil {
+				t.Skipf("no real world %s beside the repository (%v)", dir, err)
+			}
+			if testing.Short() && name != "yyrnet" {
+				t.Skipf("%s is large: skipped under -short", name)
+			}
+			pipe, w, s := runCurve(t, dir, prober.Config{Own: o})
+			checkOwnCurve(t, pipe, w, s, o)
+		})
+	}
+	for dir := range strings.SplitSeq(*curveWorlds, ",") {
+		if dir == "" {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			pipe, w, s := runCurve(t, dir, prober.Config{Own: o})
+			checkOwnCurve(t, pipe, w, s, o)
 		})
 	}
 }

@@ -28,7 +28,11 @@ type Config struct {
 	// port: a sweep's prior yield is its seed count over the seed's
 	// addresses in it (SeedFrac times its size). 0: unknown, and the
 	// targets carry the count alone (the prober takes count / size).
-	SeedFrac                  float64
+	SeedFrac float64
+	// NoPlan makes no plan: the prober's own seed (its --own-seed) sweeps
+	// what it learns, so the modeler only models RESULTS and waits for no
+	// seed.
+	NoPlan                    bool
 	resultpipe.ConsumerConfig // snapshots and pull size
 }
 
@@ -39,6 +43,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.PlanBatch, "plan-batch", DefaultPlanBatch, "plan groups (prefix sweeps) per targets message")
 	fs.BoolVar(&c.NoExtraSweeps, "no-extra-sweeps", false, "publish GPS's plan groups only, without the extra sweeps for seed services the model cannot predict")
 	fs.Float64Var(&c.SeedFrac, "sweep-prior-frac", 0, "fraction of the address space the seed scanned on every port (0 < f <= 1): each sweep's prior yield for the prober is its seed count over the seed's addresses in it; 0: unknown (count / prefix size)")
+	fs.BoolVar(&c.NoPlan, "no-plan", false, "make no priors plan and wait for no seed: model the results only (for a prober that takes its own seed, --own-seed)")
 	c.ConsumerConfig.RegisterFlags(fs)
 }
 

@@ -189,7 +189,7 @@ func (s *modeler) Apply(ctx context.Context, it *resultpipe.Item) error {
 		return nil
 	}
 	seq := it.Seq
-	if !s.planned {
+	if !s.planned && !s.cfg.NoPlan {
 		if s.seed == nil && pastSeed(it) {
 			// A result of a later phase: the seed record may be on its way.
 			if err := s.getSeed(ctx); err != nil {
@@ -274,7 +274,7 @@ func (s *modeler) Idle(ctx context.Context) error {
 
 // onSeed takes a new seed record from the watcher.
 func (s *modeler) onSeed(ctx context.Context, e jetstream.KeyValueEntry) error {
-	if e == nil || e.Operation() != jetstream.KeyValuePut {
+	if e == nil || e.Operation() != jetstream.KeyValuePut || s.cfg.NoPlan {
 		return nil
 	}
 	return s.setSeed(ctx, e)

@@ -128,6 +128,13 @@ func (p *prober) pushPrediction(ctx context.Context, msg jetstream.Msg) {
 		p.st.Predictions.Add(1)
 		return
 	}
+	if p.own != nil && p.own.pol.Pseudo(a) {
+		// The own seed's policy: a pseudo-host gets no more predictions.
+		p.ack(ctx, msg)
+		p.st.Pseudo.Add(1)
+		p.st.Predictions.Add(1)
+		return
+	}
 	// Held bare: a prober holds up to maxHeldPredictions of them.
 	h := &held{msg: bus.Bare(msg, p.bus.NC), phase: wire.PhasePredicted, n: 1}
 	p.hold(h)

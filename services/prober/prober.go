@@ -54,6 +54,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/problems"
 	"github.com/gpsscan/gps/pkg/telemetry"
 )
@@ -111,6 +112,11 @@ type Config struct {
 	// RefreshYield is the scheduler's yield of refresh probes; 0: the share
 	// of the cycle before's refreshes that answered.
 	RefreshYield float64
+	// Own, with OwnSeed > 0, runs gps-stream-own's policy (pkg/explore,
+	// own.go): the prober takes its own seed of OwnSpace and sweeps the
+	// ports it learns, beside what it pulls. 0: off.
+	Own      explore.Config
+	OwnSpace []string // prefixes of /16 or shorter: the space it seeds and sweeps
 	LiveConfig
 }
 
@@ -138,6 +144,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.LossSeed, "loss-seed", 0, "world: seed of which services are lost")
 	fs.Float64Var(&c.Hitrate, "min-probability", DefaultHitrate, "drop predictions with probability at or below this")
 	fs.IntVar(&c.Step, "step", DefaultStep, "the modeler's --step: a sweep of a prefix shorter than /step (larger than a plan group) is refused")
+	c.registerOwnFlags(fs)
 	c.LiveConfig.RegisterFlags(fs)
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on stop: how long the messages being handled may take to finish before they are nak'ed for another prober")
 }
@@ -196,6 +203,7 @@ func (c Config) Validate() error {
 	if c.Step < 1 || c.Step > 32 {
 		bad("--step %d: want 1..32", c.Step)
 	}
+	c.validateOwn(bad)
 	return probs.Err()
 }
 
@@ -230,6 +238,9 @@ type Stats struct {
 	RefreshCycle atomic.Int64  // the cycle whose refreshes were pushed; -1: none
 	RefreshDone  atomic.Int64  // the cycle whose refreshes are all probed; -1: none
 	CycleProbes  atomic.Uint64 // Probes when the refreshes of RefreshCycle were pushed
+	// Own seed (own.go).
+	OwnIdle atomic.Bool   // every sender waits and the policy has nothing left to seed
+	Pseudo  atomic.Uint64 // predictions dropped: their host is a pseudo-host (more than explore.PseudoPorts found)
 }
 
 // Deps are what Run needs.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/schedule"
 	"github.com/gpsscan/gps/pkg/telemetry"
@@ -136,8 +137,19 @@ func run(ctx context.Context, d Deps) error {
 		sc.Clock, sc.Rate = clock, c.Rate
 		p.now = clock.Now
 	}
+	var seeded *explore.Seeded
+	if c.Own.OwnSeed > 0 {
+		seeded = &explore.Seeded{} // the own seed's addresses, left out of every chunk
+		sc.Skip = seeded
+	}
 	if p.sched, err = schedule.New(sc); err != nil {
 		return fmt.Errorf("run prober: %w", err)
+	}
+	if c.Own.OwnSeed > 0 {
+		if p.own, err = newOwn(c, pol, p.sched, seeded, p.st); err != nil {
+			return fmt.Errorf("run prober: %w", err)
+		}
+		defer p.own.log(log)
 	}
 	if p.m != nil {
 		p.m.Init(Durable)
@@ -154,6 +166,18 @@ func run(ctx context.Context, d Deps) error {
 		time.AfterFunc(c.DrainTimeout, hcancel)
 	})
 	defer stopDrain()
+	if p.own != nil {
+		// A restart takes up the earlier run's policy from RESULTS, before
+		// any prediction is pulled (the seeded hosts and pseudo-hosts drop
+		// theirs).
+		restored, err := p.own.restore(ctx, d.Bus, &p.sent, log)
+		if err != nil {
+			return fmt.Errorf("run prober: %w", err)
+		}
+		if !restored {
+			p.own.pol.Start()
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) })
@@ -236,6 +260,7 @@ type prober struct {
 	// lockstep (await)
 	predSeen atomic.Uint64 // highest PREDICTIONS stream sequence taken in
 
+	own        *own         // the own seed's policy; nil: off
 	ref        *refresher   // the known services of a continuous run
 	cycleN     atomic.Int64 // the cycle the prober is in
 	predictor  jetstream.Consumer

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/schedule"
@@ -31,6 +32,7 @@ type held struct {
 	refused []string
 	large   []string // sweeps larger than a plan group
 	refresh bool     // the refreshes of a cycle (refresh.go): no message
+	own     bool     // the own seed's seeds or sweeps (own.go): no message
 	cycle   int      // of the refreshes
 
 	mu      sync.Mutex
@@ -94,6 +96,9 @@ func (p *prober) heldNow() []*held {
 // refused, or nak'ed for a retry after a failure.
 func (p *prober) done(token any) {
 	h := token.(*held)
+	if h.own {
+		return // work of the prober's own policy: nothing to ack
+	}
 	if h.refresh {
 		p.st.RefreshDone.Store(int64(h.cycle))
 		p.log.Info("cycle: refreshes probed", zap.Int("cycle", h.cycle), zap.Uint64("answered", p.st.Refreshed.Load()),
@@ -232,6 +237,9 @@ func (p *prober) send(ctx, hctx context.Context) {
 			n += w.Probes
 		}
 		p.win.taken(n)
+		if p.own != nil {
+			p.own.begin(len(ws))
+		}
 		if errors.Is(err, schedule.ErrBudget) {
 			p.spent.Do(func() {
 				p.log.Info("probe budget spent", zap.Uint64("budget", p.c.Budget), zap.Uint64("probes", p.st.Probes.Load()))
@@ -247,6 +255,9 @@ func (p *prober) send(ctx, hctx context.Context) {
 		}
 		p.do(hctx, ws...)
 		p.win.done(n)
+		if p.own != nil {
+			p.own.end(len(ws))
+		}
 	}
 }
 
@@ -290,7 +301,11 @@ func (p *prober) drain(hctx context.Context) {
 // may wait for the network) each takes one work at a time, so that the
 // others go on meanwhile.
 func (p *prober) take(ctx context.Context) ([]schedule.Work, error) {
-	w, err := p.sched.Next(ctx)
+	next := p.sched.Next
+	if p.own != nil {
+		next = p.own.next
+	}
+	w, err := next(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +329,11 @@ func (p *prober) do(ctx context.Context, ws ...schedule.Work) {
 	hits := make([]int, len(ws))
 	var errs []error
 	found := false
+	var seen [][]gps.Target // per work, every service it found: the own seed's policy learns them
+	stamps := make([]uint64, len(ws))
+	if p.own != nil {
+		seen = make([][]gps.Target, len(ws))
+	}
 	for i, w := range ws {
 		h := w.Token.(*held)
 		h.mu.Lock()
@@ -325,7 +345,13 @@ func (p *prober) do(ctx context.Context, ws ...schedule.Work) {
 			continue
 		}
 		stamp := p.sent.Add(w.Probes)
-		n, err := p.probeWork(ctx, w, res, h.phase, stamp)
+		stamps[i] = stamp
+		var sink *[]gps.Target
+		if p.own != nil {
+			p.own.pol.Released(w)
+			sink = &seen[i]
+		}
+		n, err := p.probeWork(ctx, w, res, h.phase, stamp, sink)
 		p.probes(h.phase, w.Probes)
 		if h.refresh && err == nil {
 			err = p.ref.outcome(ctx, w.Target, n > 0, stamp)
@@ -341,6 +367,12 @@ func (p *prober) do(ctx context.Context, ws ...schedule.Work) {
 			w.Token.(*held).fail(err)
 		}
 		p.sched.Report(w, hits[i])
+		if p.own != nil {
+			if errs[i] != nil && w.Token.(*held).own {
+				p.log.Warn("own seed: work failed, not retried", zap.Uint64("first", uint64(w.First)), zap.Uint16("port", w.Port), zap.Error(errs[i]))
+			}
+			p.own.learn(w, seen[i], stamps[i])
+		}
 	}
 	if p.handleTime != nil {
 		p.handleTime.Observe(time.Since(start).Seconds())
@@ -352,25 +384,43 @@ func (p *prober) do(ctx context.Context, ws ...schedule.Work) {
 	}
 }
 
-// probeWork sends the probes of w and adds each service found to res; it
-// returns how many it found that were not found before (newHit).
-func (p *prober) probeWork(ctx context.Context, w schedule.Work, res *results, phase string, stamp uint64) (int, error) {
+// probeWork sends the probes of w and adds each service found to res (and,
+// with sink, to *sink); it returns how many it found that were not found
+// before (newHit).
+func (p *prober) probeWork(ctx context.Context, w schedule.Work, res *results, phase string, stamp uint64, sink *[]gps.Target) (int, error) {
 	hits := 0
-	if w.Kind == schedule.Probe {
+	add := func(rw row.Row, port uint16, pr ipv4.Prefix, fresh int) error {
+		hits += fresh
+		if sink != nil {
+			if a, err := row.ParseAddr(rw.IP); err == nil {
+				*sink = append(*sink, gps.Target{Addr: a, Port: port})
+			}
+		}
+		if err := res.add(ctx, rw, port, pr, phase, stamp); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		return nil
+	}
+	switch size := uint64(w.Last) - uint64(w.First) + 1; {
+	case w.Kind == schedule.Probe:
 		rw, ok, err := p.resp.Probe(ctx, w.Target.Addr, w.Target.Port)
 		if err != nil {
 			return 0, fmt.Errorf("probe: %w", err)
 		}
 		if ok {
-			hits++
-			if err := res.add(ctx, rw, w.Port, ipv4.Prefix{Addr: w.First, Bits: 32}, phase, stamp); err != nil {
-				return hits, fmt.Errorf("publish: %w", err)
-			}
+			return hits, add(rw, w.Port, ipv4.Prefix{Addr: w.First, Bits: 32}, 1)
 		}
 		return hits, nil
-	}
-	size := uint64(w.Last) - uint64(w.First) + 1
-	if size&(size-1) == 0 && uint64(w.First)%size == 0 && size == w.Probes {
+	case w.Kind == schedule.Seed:
+		found, err := p.seed(ctx, w)
+		for _, rw := range found {
+			port := uint16(rw.Port)
+			if aerr := add(rw, port, ipv4.Prefix{Addr: w.First, Bits: 32}, p.newHit(rw, port)); aerr != nil {
+				return hits, aerr
+			}
+		}
+		return hits, err
+	case size&(size-1) == 0 && uint64(w.First)%size == 0 && size == w.Probes:
 		// A whole aligned chunk: one sweep of its prefix (live, its probes
 		// go out together).
 		pr := ipv4.Prefix{Addr: w.First, Bits: 32 - bits.TrailingZeros64(size)}
@@ -379,9 +429,8 @@ func (p *prober) probeWork(ctx context.Context, w schedule.Work, res *results, p
 			return 0, fmt.Errorf("sweep: %w", err)
 		}
 		for _, rw := range found {
-			hits += p.newHit(rw, w.Port)
-			if err := res.add(ctx, rw, w.Port, pr, phase, stamp); err != nil {
-				return hits, fmt.Errorf("publish: %w", err)
+			if err := add(rw, w.Port, pr, p.newHit(rw, w.Port)); err != nil {
+				return hits, err
 			}
 		}
 		return hits, nil
@@ -393,9 +442,8 @@ func (p *prober) probeWork(ctx context.Context, w schedule.Work, res *results, p
 			return hits, fmt.Errorf("probe: %w", err)
 		}
 		if ok {
-			hits += p.newHit(rw, t.Port)
-			if err := res.add(ctx, rw, t.Port, ipv4.Prefix{Addr: t.Addr, Bits: 32}, phase, stamp); err != nil {
-				return hits, fmt.Errorf("publish: %w", err)
+			if err := add(rw, t.Port, ipv4.Prefix{Addr: t.Addr, Bits: 32}, p.newHit(rw, t.Port)); err != nil {
+				return hits, err
 			}
 		}
 	}

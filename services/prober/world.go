@@ -55,6 +55,7 @@ type worldIndex struct {
 	rows   []row.Row
 	byKey  map[uint64]int32       // (addr, port) -> index in rows of its first row
 	byPort map[uint16][]portEntry // each sorted by address, for sweeps
+	byAddr map[uint32][]int32     // indices in rows of an address's services, by port, for seeds
 }
 
 type portEntry struct {
@@ -102,7 +103,8 @@ func NewWorldResponderFromServices(ss []row.Service, o WorldOptions) *WorldRespo
 }
 
 func newWorldIndex(cycle int, ss []row.Service) *worldIndex {
-	w := &worldIndex{cycle: cycle, byKey: make(map[uint64]int32, len(ss)), byPort: make(map[uint16][]portEntry)}
+	w := &worldIndex{cycle: cycle, byKey: make(map[uint64]int32, len(ss)), byPort: make(map[uint16][]portEntry),
+		byAddr: make(map[uint32][]int32)}
 	for _, s := range ss {
 		k := svcKey(s.Addr, uint16(s.Port))
 		if _, dup := w.byKey[k]; dup {
@@ -112,6 +114,10 @@ func newWorldIndex(cycle int, ss []row.Service) *worldIndex {
 		w.rows = append(w.rows, s.Row)
 		w.byKey[k] = i
 		w.byPort[uint16(s.Port)] = append(w.byPort[uint16(s.Port)], portEntry{s.Addr, i})
+		w.byAddr[s.Addr] = append(w.byAddr[s.Addr], i)
+	}
+	for _, is := range w.byAddr {
+		slices.SortFunc(is, func(a, b int32) int { return w.rows[a].Port - w.rows[b].Port })
 	}
 	for _, es := range w.byPort {
 		slices.SortFunc(es, func(a, b portEntry) int {
@@ -221,4 +227,21 @@ func (w *WorldResponder) Sweep(ctx context.Context, prefix uint32, bits int, por
 		}
 	}
 	return uint64(1) << (32 - bits), nil
+}
+
+// Host calls fn with every service of the world on addr at ports 1..last
+// that is not lost, in port order, from an index: a seed of one address
+// (HostScanner), waiting the latency once.
+func (w *WorldResponder) Host(ctx context.Context, addr uint32, last uint16, fn func(row.Row)) error {
+	if err := w.wait(ctx); err != nil {
+		return err
+	}
+	x := w.idx.Load()
+	for _, i := range x.byAddr[addr] {
+		r := x.rows[i]
+		if r.Port <= int(last) && !w.Lost(addr, uint16(r.Port)) {
+			fn(r)
+		}
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package eval
+package explore
 
 import "testing"
 
@@ -7,18 +7,18 @@ import "testing"
 // the next cycle repeats it.
 func TestCyclicVisitsEachOnce(t *testing.T) {
 	for _, n := range []uint64{1, 2, 3, 100, 1 << 12, 254 << 8} {
-		c := newCyclic(n, 42)
+		c := NewCyclic(n, 42)
 		seen := make([]bool, n)
 		first := make([]uint64, n)
 		for j := range n {
-			x := c.next()
+			x := c.Next()
 			if x >= n || seen[x] {
 				t.Fatalf("n=%d: step %d gives %d (seen %v)", n, j, x, x < n && seen[x])
 			}
 			seen[x], first[j] = true, x
 		}
 		for j := range n {
-			if x := c.next(); x != first[j] {
+			if x := c.Next(); x != first[j] {
 				t.Fatalf("n=%d: second cycle step %d gives %d, first gave %d", n, j, x, first[j])
 			}
 		}
@@ -29,10 +29,10 @@ func TestCyclicVisitsEachOnce(t *testing.T) {
 // (every tenth of it gets a share), so a small seed is a fair sample.
 func TestCyclicIsSpread(t *testing.T) {
 	const n = 64 << 16
-	c := newCyclic(n, 7)
+	c := NewCyclic(n, 7)
 	var tenths [10]int
 	for range n / 100 {
-		tenths[c.next()*10/n]++
+		tenths[c.Next()*10/n]++
 	}
 	for i, k := range tenths {
 		if k < n/1000*8/10 || k > n/1000*12/10 {

@@ -1,0 +1,103 @@
+package explore
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gpsscan/gps/pkg/gps"
+	"github.com/gpsscan/gps/pkg/schedule"
+)
+
+func newTestPolicy(t *testing.T, c Config, sp *Space) (*Policy, *schedule.Scheduler) {
+	t.Helper()
+	seeded := &Seeded{}
+	sched, err := schedule.New(schedule.Config{Skip: seeded, Clock: schedule.NewSimClock(time.Unix(0, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(c, sp, sched, seeded, Tokens{}), sched
+}
+
+func testConfig() Config {
+	return Default(DefaultOwnSeed)
+}
+
+// TestLearnedPortIsSwept: a port found by the random seed is swept over
+// every /16 of the space at once; one found on a found host waits for a
+// second find (PortMin 2); a find the policy knew of teaches nothing.
+func TestLearnedPortIsSwept(t *testing.T) {
+	sp := LabSpace(nil, 3)
+	p, sched := newTestPolicy(t, testConfig(), sp)
+	n16 := len(sp.Slash16s())
+	a, b := uint32(127<<24|1<<16|5), uint32(127<<24|2<<16|9)
+	p.Learn(schedule.Work{Kind: schedule.Seed, First: a, Last: a, Port: 65535, Token: HostSeed},
+		[]gps.Target{{Addr: a, Port: 4242}})
+	if p.Swept(4242) || sched.Len() != 0 {
+		t.Fatalf("one find on a host seed: swept %v, %d queued; want nothing yet", p.Swept(4242), sched.Len())
+	}
+	p.Learn(schedule.Work{Kind: schedule.Probe, First: a, Last: a, Port: 4242}, []gps.Target{{Addr: a, Port: 4242}})
+	if p.Swept(4242) || len(p.HostPorts(a)) != 1 {
+		t.Fatalf("the same find again: swept %v, host ports %v; want it ignored", p.Swept(4242), p.HostPorts(a))
+	}
+	p.Learn(schedule.Work{Kind: schedule.Probe, First: b, Last: b, Port: 4242}, []gps.Target{{Addr: b, Port: 4242}})
+	if !p.Swept(4242) || sched.Len() < n16 {
+		t.Fatalf("second find: swept %v, %d queued; want %d sweeps", p.Swept(4242), sched.Len(), n16)
+	}
+	n := sched.Len()
+	p.Learn(schedule.Work{Kind: schedule.Seed, First: b + 1, Last: b + 1, Port: 65535, Token: RandomSeed},
+		[]gps.Target{{Addr: b + 1, Port: 777}})
+	if !p.Swept(777) || sched.Len() < n+n16 {
+		t.Fatalf("random seed find: swept %v, %d queued; want %d more sweeps", p.Swept(777), sched.Len(), n16)
+	}
+	if st := p.Stats(); st.RandomSeeds != 1 || st.RandomHosts != 1 || st.HostSeeds != 1 || st.LearnedPorts != 2 {
+		t.Fatalf("stats %+v, want 1 random seed that answered, 1 host seed, 2 learned ports", st)
+	}
+}
+
+// TestPseudoHostTeachesNothing: past PseudoPorts found ports a host is a
+// sink: no predictions, and its ports are not swept.
+func TestPseudoHostTeachesNothing(t *testing.T) {
+	p, _ := newTestPolicy(t, testConfig(), LabSpace(nil, 2))
+	a := uint32(127<<24 | 1<<16 | 7)
+	var hits []gps.Target
+	for port := uint16(1); port <= PseudoPorts+1; port++ {
+		hits = append(hits, gps.Target{Addr: a, Port: port})
+	}
+	p.Learn(schedule.Work{Kind: schedule.Chunk, First: a, Last: a, Port: 1}, hits)
+	if !p.Pseudo(a) || p.Predictable(a) {
+		t.Fatalf("host of %d ports: pseudo %v predictable %v", len(hits), p.Pseudo(a), p.Predictable(a))
+	}
+	p.Learn(schedule.Work{Kind: schedule.Probe, First: a + 1, Last: a + 1, Port: 1}, []gps.Target{{Addr: a + 1, Port: 1}})
+	if p.Swept(1) {
+		t.Fatal("a port whose first find was on a pseudo-host is swept after one more find")
+	}
+}
+
+// TestRefillStopsAtSeedMax: Refill seeds host seeds first, then random
+// addresses until SeedMax of the space, then nothing.
+func TestRefillStopsAtSeedMax(t *testing.T) {
+	c := testConfig()
+	c.OwnSeed, c.SeedMax = 0, 3.0/65536
+	p, sched := newTestPolicy(t, c, LabSpace(nil, 1))
+	a := uint32(127<<24 | 1<<16 | 9)
+	p.Learn(schedule.Work{Kind: schedule.Probe, First: a, Last: a, Port: 80}, []gps.Target{{Addr: a, Port: 80}})
+	if !p.Refill() {
+		t.Fatal("no host seed")
+	}
+	if x, ok, _ := sched.TryNext(t.Context()); !ok || x.Kind != schedule.Seed || x.First != a || x.Token != HostSeed {
+		t.Fatalf("first refill released %+v, want a host seed of %d", x, a)
+	}
+	for i := range 3 {
+		if !p.Refill() {
+			t.Fatalf("refill %d: no random seed below SeedMax", i)
+		}
+	}
+	if p.Refill() {
+		t.Fatal("a random seed past SeedMax")
+	}
+	for range 3 {
+		if x, ok, _ := sched.TryNext(t.Context()); !ok || x.Token != RandomSeed {
+			t.Fatalf("released %+v, want a random seed", x)
+		}
+	}
+}
