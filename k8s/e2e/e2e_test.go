@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,10 @@ import (
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/gps"
+	"github.com/gpsscan/gps/pkg/row"
+	"github.com/gpsscan/gps/pkg/telemetry"
+	"github.com/gpsscan/gps/pkg/wire"
 	"github.com/gpsscan/gps/services/all"
 	"github.com/gpsscan/gps/services/inventory"
 	"github.com/gpsscan/gps/services/modeler"
@@ -38,9 +43,14 @@ import (
 
 func TestMain(m *testing.M) { pipetest.Main(m) }
 
+// minTimeout is the least -timeout TestKubernetes runs with, and
+// stopMargin the part of it left to run.sh to stop the cluster when out of
+// time. A cold run (no caches) takes TODO; a warm one TODO.
+const minTimeout, stopMargin = 30 * time.Minute, 2 * time.Minute
+
 // TestKubernetes runs k8s/e2e/run.sh: only with GPS_E2E=1, as root (it
 // installs Debian packages, starts containerd and a kubelet, adds network
-// interfaces). About 10 minutes on a cold cache (40 on a busy machine), 2.5 on a warm one.
+// interfaces).
 func TestKubernetes(t *testing.T) {
 	if os.Getenv("GPS_E2E") != "1" {
 		t.Skip("set GPS_E2E=1 to run k8s/ in a real single-node cluster (root; see k8s/README.md)")
@@ -48,10 +58,21 @@ func TestKubernetes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("GPS_E2E=1 but not root: the cluster needs root")
 	}
-	if d, ok := t.Deadline(); ok && time.Until(d) < 40*time.Minute {
-		t.Fatalf("GPS_E2E=1 needs -timeout 60m (a cold run builds Kubernetes: about 30 minutes); %s left", time.Until(d).Round(time.Minute))
+	// run.sh gets the test's time but a margin: on SIGTERM it stops the
+	// cluster and exits (its trap), so a run out of time fails cleanly
+	// instead of leaving a kubelet behind.
+	ctx := t.Context()
+	if d, ok := t.Deadline(); ok {
+		if time.Until(d) < minTimeout {
+			t.Fatalf("GPS_E2E=1 needs -timeout %v or more (a cold run builds Kubernetes first; see k8s/README.md); %s left", minTimeout, time.Until(d).Round(time.Minute))
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-stopMargin))
+		defer cancel()
 	}
-	cmd := exec.Command("./run.sh")
+	cmd := exec.CommandContext(ctx, "./run.sh")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = stopMargin / 2
 	var out bytes.Buffer
 	cmd.Stdout = io.MultiWriter(os.Stdout, &out)
 	cmd.Stderr = cmd.Stdout
@@ -61,6 +82,9 @@ func TestKubernetes(t *testing.T) {
 		t.Skipf("run.sh skipped: %s", lastLine(out.String(), "SKIP: "))
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("run.sh: %v: out of time (-timeout, less %v to stop the cluster)", err, stopMargin)
+		}
 		t.Fatalf("run.sh: %v", err)
 	}
 	for line := range strings.SplitSeq(out.String(), "\n") {
@@ -212,11 +236,7 @@ func TestCluster(t *testing.T) {
 		t.Helper()
 		ictx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
-		// The overlays run no inventory Deployment yet: its consumer is
-		// not waited for.
-		consumers := all.Consumers()
-		consumers[bus.StreamResults] = slices.DeleteFunc(consumers[bus.StreamResults], func(s string) bool { return s == inventory.Service })
-		if err := b.WaitIdle(ictx, 5*time.Second, consumers, zap.NewNop()); err != nil {
+		if err := b.WaitIdle(ictx, 5*time.Second, all.Consumers(), zap.NewNop()); err != nil {
 			t.Fatalf("wait for the pipeline: %v", err)
 		}
 	}
@@ -238,6 +258,7 @@ func TestCluster(t *testing.T) {
 		}
 		t.Logf("%s (%s): /healthz 200, /readyz 200, /metrics: %s", p.Name, p.Status.PodIP, metricsDigest(body))
 	}
+	c.checkInventory(ctx, b)
 	for _, p := range c.pods("nats") {
 		code, body, err := get("http://" + p.Status.PodIP + ":8222/healthz?js-enabled-only=true")
 		if err != nil || code != 200 {
@@ -255,7 +276,7 @@ func TestCluster(t *testing.T) {
 
 	// Rolling restarts: every old pod answers 503 on /readyz between
 	// SIGTERM and its end.
-	for _, d := range []string{"modeler", "prober"} {
+	for _, d := range []string{"modeler", "prober", "inventory"} {
 		var ips []string
 		for _, p := range c.pods("gps") {
 			if component(p) == d && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
@@ -323,6 +344,9 @@ func TestCluster(t *testing.T) {
 		return err == nil && seq == uint64(o.ResultMsgs)
 	})
 	pipetest.CheckExact(t, b, o)
+	// The restarted inventory resumed from its bucket: no service and no
+	// event twice.
+	c.checkInventory(ctx, b)
 	// The tolerance of TestSeparateProcessesLive: the services found, and
 	// the coverage within 2 points. The predictions are compared and
 	// reported, not bounded: with a NATS leader and the modeler killed
@@ -343,6 +367,83 @@ func TestCluster(t *testing.T) {
 		podCount["nats"]+podCount["gps"], podCount["nats"], podCount["gps"], len(o.Found), len(ref.Found), sum.Coverage, sim.Coverage,
 		len(o.Preds), len(ref.Preds), pipetest.SymDiff(o.Preds, ref.Preds))
 	t.Logf("E2E: faults survived: %s", strings.Join(faults, "; "))
+}
+
+// checkInventory checks the inventory Deployment against the streams: its
+// bucket holds every service of RESULTS, live (the run declares none
+// gone), INVENTORY has one "new" event for each, and its pod's /metrics say
+// the same.
+func (c *cluster) checkInventory(ctx context.Context, b *bus.Bus) {
+	t := c.t
+	t.Helper()
+	var metrics string
+	for _, p := range c.pods("gps") {
+		if component(p) == "inventory" && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			_, metrics, _ = get("http://" + p.Status.PodIP + ":9090/metrics")
+		}
+	}
+	o := pipetest.Collect(t, b)
+	kv, err := b.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err := inventory.Load(ctx, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, st := range states {
+		a, _ := row.ParseAddr(st.IP)
+		if st.State != wire.StateLive || !o.Found[gps.Target{Addr: a, Port: uint16(st.Port)}] {
+			t.Errorf("inventory: %s:%d %s, not a service of RESULTS", st.IP, st.Port, st.State)
+			continue
+		}
+		live++
+	}
+	if live != len(o.Found) {
+		t.Errorf("inventory: %d live services, RESULTS has %d", live, len(o.Found))
+	}
+	events := map[string]int{}
+	if err := b.EachMessage(ctx, bus.StreamInventory, func(d []byte) {
+		var ev wire.ServiceEvent
+		if err := json.Unmarshal(d, &ev); err != nil {
+			t.Errorf("INVENTORY: %v", err)
+		}
+		events[ev.Event]++
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if events[wire.EventNew] != len(o.Found) || len(events) != 1 {
+		t.Errorf("INVENTORY: events %v, want %d new", events, len(o.Found))
+	}
+	want := map[string]float64{
+		fmt.Sprintf("%s{state=%q}", telemetry.NameInventoryServices, wire.StateLive): float64(live),
+		fmt.Sprintf("%s{state=%q}", telemetry.NameInventoryServices, wire.StateGone): 0,
+	}
+	for k, w := range want {
+		if v, ok := metricValue(metrics, k); !ok || v != w {
+			t.Errorf("inventory /metrics: %s = %v (found: %v), want %v", k, v, ok, w)
+		}
+	}
+	seen, ok := metricValue(metrics, telemetry.NameInventoryLastSeen)
+	age := time.Since(time.Unix(int64(seen), 0))
+	if !ok || age < 0 || age > time.Hour {
+		t.Errorf("inventory /metrics: %s %v (found: %v): the data's mean age %v", telemetry.NameInventoryLastSeen, seen, ok, age)
+	}
+	t.Logf("inventory: %d live services (RESULTS: %d), INVENTORY %v, data's mean age %s", live, len(o.Found), events, age.Round(time.Second))
+}
+
+// metricValue is the value of one series (name{labels} as exposed) in a
+// /metrics page.
+func metricValue(body, series string) (float64, bool) {
+	for line := range strings.SplitSeq(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			_, err := fmt.Sscan(v, &f)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
 
 // metricsDigest sums the gps_ counters a pod exposes.
