@@ -43,14 +43,24 @@ import (
 const image = "ghcr.io/gpsscan/gps"
 
 // services are what `gps <service>` accepts as the first argument.
-var services = []string{"seeder", "modeler", "predictor", "prober"}
+var services = []string{"seeder", "modeler", "predictor", "prober", "inventory"}
+
+// subcommands are the words after the service's name that start it
+// (`gps inventory serve`; `gps inventory` alone prints the bucket).
+var subcommands = map[string][]string{"inventory": {"serve"}}
+
+// singletons are the services whose Deployment must run at most one pod, and
+// never two at once (Recreate): one durable consumer over all of RESULTS,
+// or (the seeder in cycles) one writer of the cycle.
+var singletons = []string{"modeler", "predictor", "inventory", "seeder"}
 
 // knownFlags are the flags of `gps <service>` the manifests may pass. Keep in
 // step with cmd/gps: a flag the binary does not know makes the pod exit 2.
 var knownFlags = []string{
 	"nats", "creds", "log-format", "log-level", "replicas", "allow-file", "block-file",
 	"metrics-addr", "import", "hitrate", "step", "data", "shutdown-timeout", "stream-max-age", "stream-max-bytes", "drain-timeout",
-	"world", // e2e/overlay: the prober answers from a lab world
+	"cycle", "cycle-seed-frac",
+	"world", "await-predictions", // e2e/overlay: the prober answers from a lab world
 }
 
 // fileFlags name a file the container must find in a mounted volume.
@@ -72,17 +82,17 @@ type kustomization struct {
 var kustomizations = []kustomization{
 	{
 		dir: "base", tag: "0.1.0",
-		replicas: map[string]int{"modeler": 1, "predictor": 1, "prober": 1},
+		replicas: map[string]int{"modeler": 1, "predictor": 1, "inventory": 1, "prober": 1},
 		external: map[string]bool{"Secret/gps-nats-creds": true},
 		monitor:  true,
 	},
 	{
 		dir: "overlays/dev", namespace: "gps-dev", tag: "dev",
-		replicas: map[string]int{"modeler": 1, "predictor": 1, "prober": 1},
+		replicas: map[string]int{"modeler": 1, "predictor": 1, "inventory": 1, "prober": 1},
 	},
 	{
 		dir: "overlays/prod", namespace: "gps", tag: "0.1.0",
-		replicas:  map[string]int{"modeler": 1, "predictor": 1},
+		replicas:  map[string]int{"modeler": 1, "predictor": 1, "inventory": 1},
 		minProber: 2,
 		// The operator creates the credentials (k8s/overlays/prod/kustomization.yaml).
 		external: map[string]bool{"Secret/gps-nats-creds": true},
@@ -93,7 +103,7 @@ var kustomizations = []kustomization{
 	{
 		// prod in the single-node test cluster of e2e/run.sh.
 		dir: "e2e/overlay", namespace: "gps", tag: "e2e",
-		replicas: map[string]int{"modeler": 1, "predictor": 1, "prober": 2},
+		replicas: map[string]int{"modeler": 1, "predictor": 1, "inventory": 1, "prober": 2},
 		external: map[string]bool{"Secret/gps-nats-creds": true},
 		pdb:      []string{"prober"},
 		spread:   []string{"prober"},
@@ -286,8 +296,13 @@ func lint(k kustomization, r *rendered) []string {
 	for _, o := range r.byKind["Deployment"] {
 		d := o.typed.(*appsv1.Deployment)
 		c := d.Spec.Template.Labels["app.kubernetes.io/component"]
-		if (c == "modeler" || c == "predictor") && d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-			add("Deployment/%s: strategy %q, want Recreate (a singleton consumer must not overlap its successor)", d.Name, d.Spec.Strategy.Type)
+		if slices.Contains(singletons, c) {
+			if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+				add("Deployment/%s: strategy %q, want Recreate (a singleton must not overlap its successor)", d.Name, d.Spec.Strategy.Type)
+			}
+			if d.Spec.Replicas != nil && *d.Spec.Replicas > 1 {
+				add("Deployment/%s: %d replicas of a singleton", d.Name, *d.Spec.Replicas)
+			}
 		}
 		hasSpread := len(d.Spec.Template.Spec.TopologySpreadConstraints) > 0
 		if slices.Contains(k.spread, c) != hasSpread {
@@ -480,11 +495,18 @@ func lintPod(k kustomization, r *rendered, w workload) []string {
 		if c.Args[0] != w.component || !slices.Contains(services, c.Args[0]) {
 			add("args start with %q, want the service %q", c.Args[0], w.component)
 		}
+		first := 1
+		if sub := subcommands[w.component]; len(sub) > 0 {
+			if len(c.Args) <= len(sub) || !slices.Equal(c.Args[1:1+len(sub)], sub) {
+				add("args %v: want %q then %v", c.Args, w.component, sub)
+			}
+			first += len(sub)
+		}
 		if c.Name != w.component {
 			add("container name %q, want %q (dashboards group by container)", c.Name, w.component)
 		}
 		flags := map[string]string{}
-		for i := 1; i < len(c.Args); i++ {
+		for i := first; i < len(c.Args); i++ {
 			a := c.Args[i]
 			if !strings.HasPrefix(a, "-") {
 				add("argument %q is not a flag (flag parsing stops there)", a)
@@ -529,15 +551,19 @@ func lintPod(k kustomization, r *rendered, w workload) []string {
 		if n := flags["nats"]; !strings.HasPrefix(n, "nats://") && !strings.HasPrefix(n, "tls://") {
 			add("--nats %q is not a nats:// or tls:// URL", n)
 		}
-		if slices.Contains([]string{"prober", "modeler", "predictor"}, w.component) {
+		cycles := w.component == "seeder" && w.kind == "Deployment"
+		if slices.Contains([]string{"prober", "modeler", "predictor", "inventory"}, w.component) || cycles {
 			for _, f := range []string{"allow-file", "block-file"} {
 				if flags[f] == "" {
 					add("the %s needs --%s (the prober's lists)", w.component, f)
 				}
 			}
 		}
-		if w.component == "seeder" && flags["import"] == "" {
+		switch {
+		case w.component == "seeder" && w.kind == "Job" && flags["import"] == "":
 			add("the seeder Job needs --import")
+		case cycles && flags["cycle"] == "":
+			add("the seeder Deployment needs --cycle (a seeder without it exits when done, and the Deployment would start it again)")
 		}
 		for _, f := range fileFlags {
 			if path := flags[f]; path != "" {
@@ -1090,6 +1116,21 @@ func TestBrokenManifestsFail(t *testing.T) {
 			name: "service name not first", file: "base/modeler.yaml",
 			old: "            - modeler\n", new: "            - modeller\n",
 			wantLint: `args start with "modeller"`,
+		},
+		{
+			name: "inventory without its subcommand", file: "base/inventory.yaml",
+			old: "            - serve\n", new: "",
+			wantLint: `want "inventory" then [serve]`,
+		},
+		{
+			name: "seeder Deployment without --cycle", file: "base/seeder-cycles.yaml",
+			old: "            - --cycle\n            - 24h\n", new: "",
+			wantLint: "the seeder Deployment needs --cycle",
+		},
+		{
+			name: "two seeders in cycles", file: "base/seeder-cycles.yaml",
+			old: "  replicas: 0\n", new: "  replicas: 2\n",
+			wantLint: "2 replicas of a singleton",
 		},
 		{
 			name: "stream replicas out of range", file: "overlays/dev/kustomization.yaml",

@@ -19,8 +19,8 @@
 #
 # usage: k8s/e2e/run.sh
 # env:   GPS_E2E_CACHE  cache of binaries between runs (default /var/cache/gps-e2e)
-#        GPS_E2E_CHART  the nats chart directory (default ../shared/charts/nats
-#                       next to the repository)
+#        GPS_E2E_CHART  the nats chart directory (default k8s/e2e/charts/nats,
+#                       the official chart, vendored)
 #        GPS_E2E_KEEP=1 leave the cluster up at the end (stop it with
 #                       k8s/e2e/kube/down.sh $GPS_E2E_CACHE/run)
 # Exit status 77: skipped (not root, packages not installable, no chart).
@@ -31,7 +31,7 @@ REPO=$(cd "$E2E/../.." && pwd)
 CACHE=${GPS_E2E_CACHE:-/var/cache/gps-e2e}
 BIN=$CACHE/bin
 WORK=$CACHE/run
-CHART=${GPS_E2E_CHART:-$REPO/../shared/charts/nats}
+CHART=${GPS_E2E_CHART:-$E2E/charts/nats}
 NODE_IP=198.18.0.1        # the node's own address (on lo; not in 127.0.0.0/8, so that the API server reaches the kubelet)
 HELM_VERSION=v4.3.2
 NATS_IMAGE=docker.io/library/nats:2.14.2-alpine   # what the chart's values name
@@ -67,10 +67,12 @@ fi
 # ---------------------------------------------------------------- 2. binaries
 step "binaries (cache $BIN)"
 mkdir -p "$BIN"
-# build NAME STAMP CMD...: runs CMD unless BIN/NAME exists and was built for STAMP.
+# build NAME STAMP CMD...: runs CMD unless BIN/NAME (every binary of a
+# comma-separated list) exists and was built for STAMP.
 build() {
-  local name=$1 stamp=$2; shift 2
-  if [ -x "$BIN/$name" ] && [ "$(cat "$BIN/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
+  local name=$1 stamp=$2 b cached=1; shift 2
+  for b in ${name//,/ }; do [ -x "$BIN/$b" ] || cached=; done
+  if [ -n "$cached" ] && [ "$(cat "$BIN/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
     log "$name: cached ($stamp)"; return
   fi
   local t=$(date +%s)
@@ -79,12 +81,14 @@ build() {
   log "$name: built in $(($(date +%s) - t)) s ($stamp)"
 }
 KSTAMP=$(cat "$E2E/kube/mod/go.mod" "$E2E/kube/mod/go.sum" | sha256sum | cut -c1-16)
-for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-  build "$b" "k8s $KSTAMP" bash -c "cd '$E2E/kube/mod' && go build -trimpath -o '$BIN/$b' k8s.io/kubernetes/cmd/$b"
-done
-build helm "helm $HELM_VERSION" env GOBIN="$BIN" go install -trimpath "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+# One go build for the five, so that the packages they share are compiled
+# once and alongside the rest; without symbol tables (-s -w) they link faster.
+KBINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+build "$(IFS=,; echo "${KBINS[*]}")" "k8s $KSTAMP -s -w" bash -c "cd '$E2E/kube/mod' &&
+  go build -trimpath -ldflags='-s -w' -o '$BIN/' $(printf 'k8s.io/kubernetes/cmd/%s ' "${KBINS[@]}")"
+build helm "helm $HELM_VERSION" env GOBIN="$BIN" go install -trimpath -ldflags='-s -w' "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 NATS_VERSION=v$(awk '/^appVersion:/ {gsub(/"/, "", $2); print $2}' "$CHART/Chart.yaml")
-build nats-server "nats-server $NATS_VERSION" env GOBIN="$BIN" go install -trimpath "github.com/nats-io/nats-server/v2@$NATS_VERSION"
+build nats-server "nats-server $NATS_VERSION" env GOBIN="$BIN" go install -trimpath -ldflags='-s -w' "github.com/nats-io/nats-server/v2@$NATS_VERSION"
 DSTAMP=$(cat "$E2E/kube/dns/"* | sha256sum | cut -c1-16)
 build coredns "coredns $DSTAMP" bash -c "cd '$E2E/kube/dns' && go build -trimpath -o '$BIN/coredns' ."
 t=$(date +%s)
@@ -100,6 +104,7 @@ cleanup() {
     exit $rc
   fi
   step "teardown"
+  [ -z "${CHECK:-}" ] || kill "$CHECK" 2>/dev/null || true
   if [ -f "$WORK/admin.kubeconfig" ] && [ $rc != 0 ]; then
     log "what the cluster looked like:"
     { $K get pods,pvc -A -o wide; $K get events -A --sort-by=.lastTimestamp | tail -25
@@ -229,15 +234,21 @@ $K label namespace gps pod-security.kubernetes.io/enforce=privileged >/dev/null
 # As an operator does for prod (the test's NATS has no auth: the file is unused).
 $K -n gps create secret generic gps-nats-creds --from-literal=user.creds=unused >/dev/null
 $K apply -k "$E2E/overlay" >&2
-for d in gps-modeler gps-predictor gps-prober; do
-  $K -n gps rollout status "deployment/$d" --timeout=5m >&2 || die "$d not Ready"
+# Every Deployment the overlay runs (one of 0 replicas is done at once).
+for d in $($K -n gps get deployments -o name); do
+  $K -n gps rollout status "$d" --timeout=5m >&2 || die "$d not Ready"
 done
 $K -n gps get pods -o wide >&2
 
 # ---------------------------------------------------------------- 7. check
 step "check: go test -run TestCluster ./k8s/e2e"
 NATS_URLS=$($K -n nats get pods -l app.kubernetes.io/name=nats -o jsonpath='{range .items[*]}nats://{.status.podIP}:4222,{end}')
-(cd "$REPO" && GPS_E2E_CLUSTER=1 KUBECTL="$BIN/kubectl" KUBECONFIG="$WORK/admin.kubeconfig" \
+# In the background, so that a SIGTERM stops the cluster at once (bash runs
+# a trap only once the foreground command ends; `wait` returns at once).
+(cd "$REPO" && exec env GPS_E2E_CLUSTER=1 KUBECTL="$BIN/kubectl" KUBECONFIG="$WORK/admin.kubeconfig" \
   GPS_E2E_NATS="${NATS_URLS%,}" GPS_E2E_WORLD="$WORK/pv/gps-seed" \
-  go test -count=1 -v -timeout 20m -run '^TestCluster$' ./k8s/e2e) >&2 || die "the check failed"
+  go test -count=1 -v -timeout 20m -run '^TestCluster$' ./k8s/e2e) >&2 &
+CHECK=$!
+wait $CHECK || die "the check failed"
+CHECK=
 step "PASS"

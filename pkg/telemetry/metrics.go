@@ -38,7 +38,7 @@ func MetricNames() []string {
 		NameResultsIn, NamePredictionsOut, NameProbesSent, NameDeadLettered,
 		NameModelKeys, NameModelHosts, NameModelBytes, NameConsumerPending,
 		NamePredictionLatency, NameMessageHandle,
-	}, cycleNames()...)
+	}, append(cycleNames(), inventoryNames()...)...)
 }
 
 // Phases are the values of the phase label.
@@ -83,6 +83,8 @@ type Metrics struct {
 	MessageHandle *prometheus.HistogramVec
 	// Cycles are the metrics of a continuous run (cycles.go).
 	Cycles *CycleMetrics
+	// Inventory are the inventory's (inventory.go).
+	Inventory *InventoryMetrics
 }
 
 // NewMetrics registers the metrics on reg with promauto.With(reg). A nil
@@ -134,6 +136,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{LabelService}),
 	}
 	m.Cycles = newCycleMetrics(f)
+	m.Inventory = newInventoryMetrics(f)
 	return m
 }
 

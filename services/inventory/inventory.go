@@ -56,6 +56,9 @@ type Stats struct {
 	Events   atomic.Int64 // events published (a republish after a restart counts again)
 	Services atomic.Int64 // services in the bucket, live or gone
 	Live     atomic.Int64 // of which live
+	// LastSeen is the sum of the live services' last answers, Unix
+	// seconds (divided by Live: their mean).
+	LastSeen atomic.Int64
 }
 
 type inventory struct {
@@ -147,6 +150,7 @@ func (s *inventory) open(ctx context.Context) error {
 	for _, st := range s.states {
 		s.count(nil, st)
 	}
+	s.gauges()
 	s.committed = pos.Seq
 	s.SetSeq(pos.Seq)
 	s.Log.Info("inventory loaded", zap.Uint64("seq", pos.Seq), zap.Int("services", len(s.states)))
@@ -232,6 +236,9 @@ func (s *inventory) Apply(ctx context.Context, it *resultpipe.Item) error {
 			return err
 		}
 		s.st.Events.Add(1)
+		if m := s.Metrics(); m != nil {
+			m.Inventory.Events.WithLabelValues(ev).Inc()
+		}
 	}
 	s.CountResults(it.Results)
 	s.newest = it.Msg
@@ -242,17 +249,35 @@ func (s *inventory) Apply(ctx context.Context, it *resultpipe.Item) error {
 // key is the bucket key of a result's service.
 func key(r *resultpipe.Result) string { return wire.InventoryKey(r.Svc.IP, r.Svc.Port) }
 
-// count keeps the gauges of services and live ones, from a state cur
-// (nil: none) to st.
+// count keeps the counts of services and live ones and the sum of their
+// last answers, from a state cur (nil: none) to st.
 func (s *inventory) count(cur, st *wire.ServiceState) {
 	if cur == nil {
 		s.st.Services.Add(1)
 	} else if cur.State == wire.StateLive {
 		s.st.Live.Add(-1)
+		s.st.LastSeen.Add(-cur.LastSeen.Unix())
 	}
 	if st.State == wire.StateLive {
 		s.st.Live.Add(1)
+		s.st.LastSeen.Add(st.LastSeen.Unix())
 	}
+}
+
+// gauges sets the size and age metrics from the counts.
+func (s *inventory) gauges() {
+	m := s.Metrics()
+	if m == nil {
+		return
+	}
+	n, live := s.st.Services.Load(), s.st.Live.Load()
+	m.Inventory.Services.WithLabelValues(wire.StateLive).Set(float64(live))
+	m.Inventory.Services.WithLabelValues(wire.StateGone).Set(float64(n - live))
+	mean := 0.0
+	if live > 0 {
+		mean = float64(s.st.LastSeen.Load()) / float64(live)
+	}
+	m.Inventory.LastSeen.Set(mean)
 }
 
 // Applied commits the chunk.
@@ -310,6 +335,7 @@ func (s *inventory) commit(ctx context.Context) error {
 		return fmt.Errorf("put inventory position: %w", err)
 	}
 	s.committed = s.Seq
+	s.gauges()
 	s.Hold(s.newest)
 	return nil
 }

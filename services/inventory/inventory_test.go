@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gpsscan/gps/internal/labtest"
@@ -16,6 +19,7 @@ import (
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
@@ -235,6 +239,78 @@ func TestCrashExact(t *testing.T) {
 		wj, _ := json.Marshal(w)
 		if string(g) != string(wj) {
 			t.Fatalf("%s:\n got %s\nwant %s", k, g, wj)
+		}
+	}
+}
+
+// The metrics: events counted by kind as they are published, the size by
+// state and the live services' mean last answer as the bucket holds them,
+// and, after a restart, the size and age loaded from the bucket (no event
+// counted again).
+func TestMetrics(t *testing.T) {
+	rs := churn(t)
+	b := bustest.New(t)
+	last := publish(t, b, rs, 0)
+	run := func(m *telemetry.Metrics) {
+		t.Helper()
+		r := servicetest.Start(t, func(ctx context.Context, st *Stats) error {
+			return Run(ctx, Deps{Bus: b, Log: zaptest.NewLogger(t), Stats: st, Metrics: m})
+		})
+		servicetest.WaitFor(t, "the results", func() bool { return r.Stats.Seq.Load() == last })
+		r.Stop(t)
+	}
+	m := telemetry.NewMetrics(prometheus.NewRegistry())
+	run(m)
+
+	byEvent := map[string]int{}
+	for _, e := range events(t, b) {
+		var ev wire.ServiceEvent
+		_, body, _ := cut(e)
+		if err := json.Unmarshal([]byte(body), &ev); err != nil {
+			t.Fatal(err)
+		}
+		byEvent[ev.Event]++
+	}
+	for _, ev := range []string{wire.EventNew, wire.EventChanged, wire.EventGone} {
+		if byEvent[ev] == 0 {
+			t.Fatalf("no %s event in the churn: %v", ev, byEvent)
+		}
+		if got := testutil.ToFloat64(m.Inventory.Events.WithLabelValues(ev)); got != float64(byEvent[ev]) {
+			t.Errorf("events{event=%q} = %v, the stream holds %d", ev, got, byEvent[ev])
+		}
+	}
+
+	byState := map[string]int{}
+	var sum int64
+	for _, st := range bucket(t, b) {
+		byState[st.State]++
+		if st.State == wire.StateLive {
+			sum += st.LastSeen.Unix()
+		}
+	}
+	check := func(when string, m *telemetry.Metrics) {
+		t.Helper()
+		for _, s := range []string{wire.StateLive, wire.StateGone} {
+			if byState[s] == 0 {
+				t.Fatalf("no %s service in the bucket: %v", s, byState)
+			}
+			if got := testutil.ToFloat64(m.Inventory.Services.WithLabelValues(s)); got != float64(byState[s]) {
+				t.Errorf("%s: services{state=%q} = %v, the bucket holds %d", when, s, got, byState[s])
+			}
+		}
+		want := float64(sum) / float64(byState[wire.StateLive])
+		if got := testutil.ToFloat64(m.Inventory.LastSeen); math.Abs(got-want) > 1e-6*want {
+			t.Errorf("%s: mean last seen %v, the bucket's %v", when, got, want)
+		}
+	}
+	check("after the run", m)
+
+	m2 := telemetry.NewMetrics(prometheus.NewRegistry())
+	run(m2)
+	check("after a restart", m2)
+	for _, ev := range []string{wire.EventNew, wire.EventChanged, wire.EventGone} {
+		if got := testutil.ToFloat64(m2.Inventory.Events.WithLabelValues(ev)); got != 0 {
+			t.Errorf("after a restart with nothing new: events{event=%q} = %v, want 0", ev, got)
 		}
 	}
 }
