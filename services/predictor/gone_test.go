@@ -91,6 +91,21 @@ func goneScenario(t testing.TB) ([]wire.Result, int) {
 // pipetest.ReplayPredictions (the oracle of the pipeline tests) says.
 func TestGone(t *testing.T) {
 	rs, hosts := goneScenario(t)
+	st, stored, got := predictAll(t, rs)
+	if got := st.Hosts.Load(); got != int64(hosts) {
+		t.Errorf("predictor tracks %d hosts, want %d (hosts gone whole are dropped)", got, hosts)
+	}
+	want, msgs := pipetest.ReplayPredictions(rs, predictor.DefaultHitrate)
+	if len(stored) != msgs || pipetest.SymDiff(got, want) != 0 {
+		t.Errorf("%d prediction messages of %d targets, the replay publishes %d of %d (%d differ)",
+			len(stored), len(got), msgs, len(want), pipetest.SymDiff(got, want))
+	}
+}
+
+// predictAll publishes rs on RESULTS, runs a predictor through them and
+// returns its stats, the prediction messages stored and their targets.
+func predictAll(t *testing.T, rs []wire.Result) (*predictor.Stats, []*jetstream.RawStreamMsg, map[gps.Target]bool) {
+	t.Helper()
 	b := bustest.New(t)
 	var last uint64
 	for i := range rs {
@@ -98,7 +113,7 @@ func TestGone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := b.JS.Publish(context.Background(), wire.ResultsSubject(rs[i].Phase), data, jetstream.WithMsgID(fmt.Sprint("gone-test:", i)))
+		a, err := b.JS.Publish(context.Background(), wire.ResultsSubject(rs[i].Phase), data, jetstream.WithMsgID(fmt.Sprint("predict-all:", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,10 +124,6 @@ func TestGone(t *testing.T) {
 	})
 	servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
 	r.Stop(t)
-	if got := r.Stats.Hosts.Load(); got != int64(hosts) {
-		t.Errorf("predictor tracks %d hosts, want %d (hosts gone whole are dropped)", got, hosts)
-	}
-	want, msgs := pipetest.ReplayPredictions(rs, predictor.DefaultHitrate)
 	stored := servicetest.Stored(t, b, bus.StreamPredictions)
 	got := map[gps.Target]bool{}
 	for _, m := range stored {
@@ -123,10 +134,7 @@ func TestGone(t *testing.T) {
 		a, _ := row.ParseAddr(p.IP)
 		got[gps.Target{Addr: a, Port: uint16(p.Port)}] = true
 	}
-	if len(stored) != msgs || pipetest.SymDiff(got, want) != 0 {
-		t.Errorf("%d prediction messages of %d targets, the replay publishes %d of %d (%d differ)",
-			len(stored), len(got), msgs, len(want), pipetest.SymDiff(got, want))
-	}
+	return r.Stats, stored, got
 }
 
 // TestCyclePredictsAfresh: the first result of a new cycle (wire.Result.Cycle)
@@ -149,34 +157,9 @@ func TestCyclePredictsAfresh(t *testing.T) {
 	if msgs <= before {
 		t.Fatalf("the oracle publishes nothing in cycle 1 (%d messages, %d in cycle 0)", msgs, before)
 	}
-	b := bustest.New(t)
-	var last uint64
-	for i := range rs {
-		data, err := json.Marshal(&rs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := b.JS.Publish(context.Background(), wire.ResultsSubject(rs[i].Phase), data, jetstream.WithMsgID(fmt.Sprint("cycle-test:", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = a.Sequence
-	}
-	r := servicetest.Start(t, func(ctx context.Context, st *predictor.Stats) error {
-		return predictor.Run(ctx, predictor.Deps{Bus: b, Log: zaptest.NewLogger(t), Stats: st})
-	})
-	servicetest.WaitFor(t, "every result", func() bool { return r.Stats.Seq.Load() == last })
-	r.Stop(t)
-	stored := servicetest.Stored(t, b, bus.StreamPredictions)
-	got := map[gps.Target]bool{}
+	_, stored, got := predictAll(t, rs)
 	again := 0
 	for _, m := range stored {
-		p, err := wire.DecodePrediction(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _ := row.ParseAddr(p.IP)
-		got[gps.Target{Addr: a, Port: uint16(p.Port)}] = true
 		if strings.HasSuffix(m.Header.Get(jetstream.MsgIDHeader), "#1") {
 			again++
 		}
