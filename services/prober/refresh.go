@@ -215,3 +215,10 @@ func (r *refresher) outcome(ctx context.Context, t schedule.Target, answered boo
 	}
 	return nil
 }
+
+// counts is how many of this cycle's refreshes answered and how many did not.
+func (r *refresher) counts() (answered, missed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.answered, r.missed
+}

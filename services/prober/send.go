@@ -101,8 +101,9 @@ func (p *prober) done(token any) {
 	}
 	if h.refresh {
 		p.st.RefreshDone.Store(int64(h.cycle))
-		p.log.Info("cycle: refreshes probed", zap.Int("cycle", h.cycle), zap.Uint64("answered", p.st.Refreshed.Load()),
-			zap.Uint64("missed", p.st.Missed.Load()), zap.Uint64("gone", p.st.Gone.Load()))
+		answered, missed := p.ref.counts()
+		p.log.Info("cycle: refreshes probed", zap.Int("cycle", h.cycle), zap.Int("answered", answered),
+			zap.Int("missed", missed), zap.Uint64("gone_total", p.st.Gone.Load()))
 		return
 	}
 	if !h.settle() {
