@@ -134,8 +134,12 @@ const ProberConsumer = "prober"
 func (b *Bus) WaitAcked(ctx context.Context, stream, consumer string, seq uint64, poll time.Duration, progress func(waited time.Duration, floor uint64)) error {
 	started, told := time.Now(), time.Now()
 	var floor uint64
+	var c jetstream.Consumer // looked up once it exists
 	for {
-		c, err := b.JS.Consumer(ctx, stream, consumer)
+		var err error
+		if c == nil {
+			c, err = b.JS.Consumer(ctx, stream, consumer)
+		}
 		if err == nil {
 			var info *jetstream.ConsumerInfo
 			if info, err = c.Info(ctx); err == nil {

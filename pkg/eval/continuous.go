@@ -75,7 +75,7 @@ func (c *continuous) cycle(w *World, k int) CycleRow {
 	for t := range w.seedSet {
 		seedTargets = append(seedTargets, t)
 	}
-	slices.SortFunc(seedTargets, cmpTarget)
+	slices.SortFunc(seedTargets, gps.CompareTargets)
 	plan = append(plan, gps.Unexplained(rows, plan, seedTargets, step, hitrate)...)
 
 	seedAddrs := make([]uint32, 0, len(w.seedAddr))
@@ -227,6 +227,6 @@ func sortedHeld(inv *inventory) []gps.Target {
 	for t := range inv.held {
 		ts = append(ts, t)
 	}
-	slices.SortFunc(ts, cmpTarget)
+	slices.SortFunc(ts, gps.CompareTargets)
 	return ts
 }

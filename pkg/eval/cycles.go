@@ -171,7 +171,7 @@ func refreshCycle(inv *inventory, w *World, br *BatchResult, k int) CycleRow {
 	for t := range inv.held {
 		known = append(known, t)
 	}
-	slices.SortFunc(known, cmpTarget)
+	slices.SortFunc(known, gps.CompareTargets)
 	for i, t := range known {
 		if _, ok := w.byTarget[t]; ok {
 			inv.confirm(t, nil, k, float64(i)+0.5)
@@ -186,8 +186,4 @@ func refreshCycle(inv *inventory, w *World, br *BatchResult, k int) CycleRow {
 	}
 	probes := refresh + w.SeedCost() + br.Curve.End().Probes
 	return inv.measure(w, k, PolicyRefreshGPS, probes, w.SeedCost(), 0)
-}
-
-func cmpTarget(a, b gps.Target) int {
-	return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(a.Port, b.Port))
 }

@@ -130,10 +130,13 @@ func SortedTargets(set map[Target]bool) []Target {
 	for t := range set {
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b Target) int {
-		return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(a.Port, b.Port))
-	})
+	slices.SortFunc(out, CompareTargets)
 	return out
+}
+
+// CompareTargets orders targets by address, then port.
+func CompareTargets(a, b Target) int {
+	return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(a.Port, b.Port))
 }
 
 // Unexplained is the extra priors stage of streaming GPS: sweeps for the seed

@@ -1,7 +1,6 @@
 package modeler
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -94,9 +93,7 @@ func (s *modeler) cycleSeed(ctx context.Context, c bus.Cycle) ([]gps.Target, err
 		if err != nil {
 			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
 		}
-		got := 0
 		for msg := range mb.Messages() {
-			got++
 			md, err := msg.Metadata()
 			if err != nil {
 				continue
@@ -114,14 +111,11 @@ func (s *modeler) cycleSeed(ctx context.Context, c bus.Cycle) ([]gps.Target, err
 				}
 			}
 		}
-		if err := mb.Error(); err != nil && ctx.Err() != nil {
-			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, ctx.Err())
-		}
-		if got == 0 && ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, ctx.Err())
 		}
 	}
-	slices.SortFunc(seed, func(a, b gps.Target) int { return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(a.Port, b.Port)) })
+	slices.SortFunc(seed, gps.CompareTargets)
 	return slices.Compact(seed), nil
 }
 
