@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -271,9 +273,36 @@ func seederCmd() command {
 		var c seeder.Config
 		c.RegisterFlags(fs)
 		return func() error { return c.Validate() }, func(ctx context.Context, s svc) error {
-			return seeder.Run(ctx, seeder.Deps{Config: c, Bus: s.Bus, Log: s.Log, Stats: &seeder.Stats{}, Metrics: s.Metrics, Ready: s.Ready})
+			var advance <-chan struct{}
+			if c.Cycle > 0 {
+				advance = onSIGHUP(ctx)
+			}
+			return seeder.Run(ctx, seeder.Deps{Config: c, Bus: s.Bus, Log: s.Log, Stats: &seeder.Stats{}, Metrics: s.Metrics, Ready: s.Ready, Advance: advance})
 		}
 	})
+}
+
+// onSIGHUP sends on the channel it returns at each SIGHUP until ctx ends
+// (SIGHUPs that come while one waits unread count as one).
+func onSIGHUP(ctx context.Context) <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	out := make(chan struct{}, 1)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
 }
 
 func modelerCmd() command {

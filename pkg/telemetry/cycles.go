@@ -15,12 +15,13 @@ const (
 	NameRefreshMissed   = "gps_refresh_missed_total"
 	NameRefreshGone     = "gps_refresh_gone_total"
 	NameRefreshKnown    = "gps_refresh_known_services"
+	NameRefreshDone     = "gps_refresh_done_cycle"
 )
 
 // cycleNames are the names CycleMetrics registers.
 func cycleNames() []string {
 	return []string{NameCycle, NameCycleStarted, NameSeedDone, NameSeedTotal, NameRefreshAnswered, NameRefreshMissed,
-		NameRefreshGone, NameRefreshKnown}
+		NameRefreshGone, NameRefreshKnown, NameRefreshDone}
 }
 
 // CycleMetrics are the metrics of a continuous run: the seeder sets the
@@ -34,6 +35,7 @@ type CycleMetrics struct {
 	RefreshMissed   prometheus.Counter // and not
 	Gone            prometheus.Counter // services declared gone
 	Known           prometheus.Gauge   // services the prober refreshes
+	RefreshDone     prometheus.Gauge   // the last cycle whose refreshes are all probed
 }
 
 func newCycleMetrics(f promauto.Factory) *CycleMetrics {
@@ -46,5 +48,6 @@ func newCycleMetrics(f promauto.Factory) *CycleMetrics {
 		RefreshMissed:   f.NewCounter(prometheus.CounterOpts{Name: NameRefreshMissed, Help: "Refresh probes of known services that did not answer."}),
 		Gone:            f.NewCounter(prometheus.CounterOpts{Name: NameRefreshGone, Help: "Known services declared gone after --gone-after missed refreshes."}),
 		Known:           f.NewGauge(prometheus.GaugeOpts{Name: NameRefreshKnown, Help: "Known services the prober refreshes each cycle."}),
+		RefreshDone:     f.NewGauge(prometheus.GaugeOpts{Name: NameRefreshDone, Help: "The last cycle whose refresh probes are all probed (-1: none since the prober started)."}),
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -122,6 +123,9 @@ func (p *Proc) Stop(t testing.TB) {
 		t.Fatalf("%s did not stop on SIGTERM within 30s; its goroutines:\n%s", p.Name, tail(log, 60000))
 	}
 }
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
 // Kill9 kills the process without warning.
 func (p *Proc) Kill9() {

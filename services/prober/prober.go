@@ -72,6 +72,7 @@ const (
 	// world (Config.AwaitPredictions).
 	DefaultAwaitPredictions = 5 * time.Second
 	DefaultDrainTimeout     = 10 * time.Second
+	DefaultPredAckWait      = 2 * time.Minute
 	DefaultHitrate          = 1e-5 // as gps.DefaultHitrate, GPS's default
 	// LabAllow is the allow list of a world run without one.
 	LabAllow = "127.0.0.0/8"
@@ -100,7 +101,12 @@ type Config struct {
 	// DrainTimeout bounds how long the messages begun may take to finish
 	// once ctx ends; then they are nak'ed. 0: 10s.
 	DrainTimeout time.Duration
-	Budget       uint64 // probes; the prober stops sending after this many (0: no limit)
+	// PredAckWait is the AckWait of the shared predictions consumer: how
+	// long a crashed prober's predictions wait before the server hands
+	// them to a prober again. Held ones are kept alive at a third of it.
+	// 0: 2m.
+	PredAckWait time.Duration
+	Budget      uint64 // probes; the prober stops sending after this many (0: no limit)
 	// AwaitPredictions bounds how long a sender waits, after a work that
 	// found services, for the predictions of those results to reach the
 	// scheduler (the lockstep of a simulated run: see await). 0: no wait;
@@ -147,6 +153,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.registerOwnFlags(fs)
 	c.LiveConfig.RegisterFlags(fs)
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on stop: how long the messages being handled may take to finish before they are nak'ed for another prober")
+	fs.DurationVar(&c.PredAckWait, "predictions-ack-wait", DefaultPredAckWait, "how long the predictions a crashed prober held wait before they are delivered again (the shared consumer's AckWait: give every prober the same); held ones are kept alive at a third of it")
 }
 
 // WithDefaults returns c with zero fields set to their defaults: Concurrency
@@ -160,6 +167,7 @@ func (c Config) WithDefaults() Config {
 		}
 	}
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, DefaultDrainTimeout)
+	c.PredAckWait = cmp.Or(c.PredAckWait, DefaultPredAckWait)
 	c.Step = cmp.Or(c.Step, DefaultStep)
 	if c.AwaitPredictions < 0 {
 		c.AwaitPredictions = 0
@@ -187,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if c.Latency < 0 {
 		bad("--latency %v: want 0 or more", c.Latency)
+	}
+	if c.PredAckWait != 0 && c.PredAckWait < ackWait {
+		bad("--predictions-ack-wait %v: want %v or more", c.PredAckWait, ackWait)
 	}
 	if c.DrainTimeout < 0 {
 		bad("--drain-timeout %v: want 0 or more", c.DrainTimeout)

@@ -109,6 +109,34 @@ func (r *refresher) caughtUp(ctx context.Context) error {
 	}
 }
 
+// takeUp moves the prober into the cycle under way, if any, before it
+// pulls work: a prober restarted mid-cycle answers a world from that cycle
+// and stamps that cycle on its results, as the one it replaces did. The
+// cycle's refreshes come from watch, as at any start.
+func (r *refresher) takeUp(ctx context.Context) error {
+	var c bus.Cycle
+	ok, err := r.p.bus.GetJSON(ctx, bus.KeyCycle, &c)
+	if err != nil || !ok {
+		return err
+	}
+	if w, isWorld := r.p.resp.(*WorldResponder); isWorld && w.Cycle() != c.N {
+		if err := w.SetCycle(c.N); err != nil {
+			return fmt.Errorf("take up cycle %d: %w", c.N, err)
+		}
+	}
+	r.p.cycleN.Store(int64(c.N))
+	r.p.log.Info("cycle under way", zap.Int("cycle", c.N))
+	return nil
+}
+
+// refreshDone records that cycle n's refreshes are all probed.
+func (p *prober) refreshDone(n int) {
+	p.st.RefreshDone.Store(int64(n))
+	if p.m != nil {
+		p.m.Cycles.RefreshDone.Set(float64(n))
+	}
+}
+
 // watch refreshes the known services at each new cycle until ctx ends.
 func (r *refresher) watch(ctx context.Context) error {
 	return r.p.bus.WatchCycle(ctx, func(c bus.Cycle) error {
@@ -153,7 +181,7 @@ func (r *refresher) startCycle(ctx context.Context, n int) error {
 	r.p.st.RefreshCycle.Store(int64(n))
 	h := &held{refresh: true, phase: wire.PhaseRefresh, n: len(keys), cycle: n}
 	if len(keys) == 0 {
-		r.p.st.RefreshDone.Store(int64(n))
+		r.p.refreshDone(n)
 		return nil
 	}
 	r.p.sched.Open(h)

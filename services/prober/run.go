@@ -23,19 +23,13 @@ import (
 
 // Timing of message handling.
 const (
-	retryDelay = time.Second      // NakWithDelay after a transient error
-	pullWait   = 2 * time.Second  // expiry of a pull request (and the longest wait for one on stop)
-	ackWait    = 10 * time.Second // of the targets consumer: a delivery lost in flight, or a crashed prober's messages, come back after this
-	keepAlive  = 3 * time.Second  // InProgress on every targets message held, so it is never redelivered meanwhile
-	// Of the predictions consumer: a prober holds up to maxHeldPredictions
-	// of them, so they are kept alive less often (the same messages per
-	// second as targets at 1/16 of the number), and a crashed prober's
-	// come back later.
-	predAckWait   = 2 * time.Minute
-	predKeepAlive = 40 * time.Second
-	asyncWindow   = 256             // result messages in flight before waiting for acks
-	maxAcks       = 256             // acks waiting for their confirmation
-	pendingEvery  = 5 * time.Second // consumer lag gauge refresh
+	retryDelay   = time.Second      // NakWithDelay after a transient error
+	pullWait     = 2 * time.Second  // expiry of a pull request (and the longest wait for one on stop)
+	ackWait      = 10 * time.Second // of the targets consumer: a delivery lost in flight, or a crashed prober's messages, come back after this
+	keepAlive    = 3 * time.Second  // InProgress on every targets message held, so it is never redelivered meanwhile
+	asyncWindow  = 256              // result messages in flight before waiting for acks
+	maxAcks      = 256              // acks waiting for their confirmation
+	pendingEvery = 5 * time.Second  // consumer lag gauge refresh
 	// The messages a prober holds (their work in its scheduler, ordered
 	// by yield across all of them): a plan message is up to 256 sweeps of
 	// about 200 bytes each in the scheduler and its message about 10 KB; a
@@ -121,7 +115,7 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
-	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxHeldPredictions, bus.WithAckWait(predAckWait))
+	pc, err := d.Bus.Consumer(ctx, bus.StreamPredictions, Durable, []string{wire.PredictionsPrefix + ">"}, 0, maxHeldPredictions, bus.WithAckWait(c.PredAckWait))
 	if err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
@@ -178,6 +172,10 @@ func run(ctx context.Context, d Deps) error {
 			p.own.pol.Start()
 		}
 	}
+	p.ref = newRefresher(p)
+	if err := p.ref.takeUp(ctx); err != nil {
+		return fmt.Errorf("run prober: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) })
@@ -189,8 +187,7 @@ func run(ctx context.Context, d Deps) error {
 	})
 	g.Go(func() error { p.keepHeldAlive(hctx); return nil })
 	p.st.RefreshCycle.Store(-1)
-	p.st.RefreshDone.Store(-1)
-	p.ref = newRefresher(p)
+	p.refreshDone(-1)
 	g.Go(func() error { p.retrying(gctx, "read known services", p.ref.read); return nil })
 	g.Go(func() error { p.retrying(gctx, "watch the cycle", p.ref.watch); return nil })
 	p.win = newWindow(0, 0)

@@ -100,7 +100,7 @@ func (p *prober) done(token any) {
 		return // work of the prober's own policy: nothing to ack
 	}
 	if h.refresh {
-		p.st.RefreshDone.Store(int64(h.cycle))
+		p.refreshDone(h.cycle)
 		answered, missed := p.ref.counts()
 		p.log.Info("cycle: refreshes probed", zap.Int("cycle", h.cycle), zap.Int("answered", answered),
 			zap.Int("missed", missed), zap.Uint64("gone_total", p.st.Gone.Load()))
@@ -148,7 +148,9 @@ func (p *prober) done(token any) {
 
 // keepHeldAlive tells the server that each message held is still being
 // worked on (InProgress): targets every keepAlive, predictions every
-// predKeepAlive, so none is redelivered to another prober after its
+// third of Config.PredAckWait (a prober holds up to maxHeldPredictions of
+// them, so they are kept alive less often, and a crashed prober's come
+// back later), so none is redelivered to another prober after its
 // consumer's AckWait while it waits in the scheduler.
 func (p *prober) keepHeldAlive(ctx context.Context) {
 	t := time.NewTicker(keepAlive)
@@ -160,7 +162,7 @@ func (p *prober) keepHeldAlive(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		preds := time.Since(predsAlive) >= predKeepAlive-keepAlive/2
+		preds := time.Since(predsAlive) >= p.c.PredAckWait/3-keepAlive/2
 		if preds {
 			predsAlive = time.Now()
 		}

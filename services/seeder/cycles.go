@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -27,6 +28,14 @@ import (
 // resumes the cycle the bucket holds; a cycle's seed published again is
 // de-duplicated by its message ids.
 func runCycles(ctx context.Context, d *Deps) error {
+	err := cycles(ctx, d)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil // stopped: the next start resumes the cycle from the bucket
+	}
+	return err
+}
+
+func cycles(ctx context.Context, d *Deps) error {
 	c := d.Config
 	pol, err := ipv4.LoadPolicy(c.Allow, c.AllowFile, c.BlockFile)
 	if err != nil {
@@ -87,6 +96,8 @@ func randSeed(seed int64) (int64, error) {
 	return int64(binary.LittleEndian.Uint64(b[:]) >> 1), nil
 }
 
+// nextCycle waits until the cycle after cur may begin: NextCycle, or the
+// end of cur's Config.Cycle, or a receive on Advance, whichever first.
 func (d *Deps) nextCycle(ctx context.Context, cur bus.Cycle) error {
 	if d.NextCycle != nil {
 		return d.NextCycle(ctx, cur)
@@ -101,6 +112,9 @@ func (d *Deps) nextCycle(ctx context.Context, cur bus.Cycle) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
+		return nil
+	case <-d.Advance:
+		d.Log.Info("next cycle now, on request", zap.Int("cycle", cur.N), zap.Duration("early_by", time.Until(cur.Started.Add(d.Config.Cycle)).Round(time.Second)))
 		return nil
 	}
 }

@@ -112,8 +112,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Shards, "shards", 1, "sample: number of seeders splitting the targets")
 	fs.IntVar(&c.Shard, "shard", 0, "sample: this seeder's shard (0..shards-1)")
 	fs.IntVar(&c.Batch, "batch", DefaultBatch, "targets per message (sample), results in flight (import)")
-	fs.DurationVar(&c.Cycle, "cycle", 0, "run forever in cycles of this length, each seeding afresh (0: one pass)")
+	fs.DurationVar(&c.Cycle, "cycle", 0, "run forever in cycles of this length, each seeding afresh; SIGHUP begins the next cycle at once (0: one pass)")
 	fs.Float64Var(&c.CycleSeedFrac, "cycle-seed-frac", 0, "with --cycle: fraction of the allowed addresses seeded each cycle (0: --seed-frac)")
+	fs.StringVar(&c.World, "world", "", "with --cycle: answer each cycle's seed from this lab world's truth at that cycle, as a --world prober answers (lab runs); empty: publish the seed as targets")
 }
 
 // WithDefaults returns c with every zero field set to its default (for a
@@ -151,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if c.Cycle > 0 && (c.Shards != 1 || len(c.Allow) == 0 && c.AllowFile == "") {
 		p.Addf("--cycle runs as one seeder with an allow list (--allow or --allow-file)")
+	}
+	if c.World != "" && c.Cycle == 0 {
+		p.Addf("--world answers the seeds of --cycle runs: give --cycle")
 	}
 	if c.Import != "" && c.Cycle == 0 {
 		if c.Shards != 1 {
@@ -236,6 +240,10 @@ type Deps struct {
 	// begin; nil: until cur.Started + Config.Cycle. gps all --cycles
 	// advances on its own signal.
 	NextCycle func(ctx context.Context, cur bus.Cycle) error
+	// Advance, with Config.Cycle and no NextCycle, begins the next cycle at
+	// once on a receive, before cur.Started + Config.Cycle (gps seeder
+	// sends one on SIGHUP); nil: only the timer.
+	Advance <-chan struct{}
 }
 
 func (d *Deps) fill() {
