@@ -147,7 +147,10 @@ func TestClusterFaults(t *testing.T) {
 	}
 	t.Logf("cluster up, streams set up, %v in", time.Since(started).Round(time.Millisecond))
 
-	common := []string{"--nats", urls, "--replicas", "3", "--log-format", "json", "--metrics-addr", "127.0.0.1:0"}
+	// A stop under the load of the whole test suite has taken the prober
+	// past the default 20s, which exits 1 and says nothing; past Stop's
+	// 30s the process prints its goroutines instead (pipetest.Proc.Stop).
+	common := []string{"--nats", urls, "--replicas", "3", "--log-format", "json", "--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "60s"}
 	args := map[string][]string{
 		"prober":    append([]string{"prober", "--world", world}, common...),
 		"modeler":   append(append([]string{"modeler", "--snapshot-every", "500"}, pipetest.ModelerWorldFlags(t, world)...), common...),
