@@ -16,7 +16,9 @@ import (
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 	"github.com/gpsscan/gps/pkg/eval"
+	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
+	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 	"github.com/gpsscan/gps/services/all"
@@ -141,17 +143,7 @@ func TestCyclesKill9(t *testing.T) {
 	pipetest.CheckClose(t, o, ref)
 	for k := 0; k <= crashCycles; k++ {
 		got, want := liveAt(o.Results, k), liveAt(ref.Results, k)
-		d := 0
-		for s := range got {
-			if !want[s] {
-				d++
-			}
-		}
-		for s := range want {
-			if !got[s] {
-				d++
-			}
-		}
+		d := pipetest.SymDiff(got, want)
 		t.Logf("cycle %d: %d live services at its end (without the crash %d, %d differ)", k, len(got), len(want), d)
 		if float64(d) > 0.005*float64(len(want)) {
 			t.Errorf("cycle %d: the live services differ from those of the run without a crash by %d of %d (more than 0.5%%)", k, d, len(want))
@@ -207,14 +199,15 @@ func refreshDone(t *testing.T, p *pipetest.Proc) int {
 
 // liveAt is the set of services live at the end of cycle k (results of
 // cycles up to k, in stream order).
-func liveAt(rs []wire.Result, k int) map[string]bool {
-	live := map[string]bool{}
+func liveAt(rs []wire.Result, k int) map[gps.Target]bool {
+	live := map[gps.Target]bool{}
 	for i := range rs {
 		r := &rs[i]
-		if r.Cycle > k {
+		a, err := row.ParseAddr(r.IP)
+		if err != nil || r.Cycle > k {
 			continue
 		}
-		key := wire.InventoryKey(r.IP, r.Port)
+		key := gps.Target{Addr: a, Port: uint16(r.Port)}
 		if r.Gone {
 			delete(live, key)
 		} else {

@@ -176,13 +176,14 @@ func run(ctx context.Context, d Deps) error {
 	if err := p.ref.takeUp(ctx); err != nil {
 		return fmt.Errorf("run prober: %w", err)
 	}
+	p.predCons = pc
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) })
+		p.pull(gctx, tc, "targets", func(m jetstream.Msg) { p.pushTargets(hctx, m) }, nil)
 		return nil
 	})
 	g.Go(func() error {
-		p.pull(gctx, pc, "predictions", func(m jetstream.Msg) { p.pushPrediction(hctx, m) })
+		p.pull(gctx, pc, "predictions", func(m jetstream.Msg) { p.pushPrediction(hctx, m) }, &p.predsIdle)
 		return nil
 	})
 	g.Go(func() error { p.keepHeldAlive(hctx); return nil })
@@ -262,6 +263,8 @@ type prober struct {
 	cycleN     atomic.Int64 // the cycle the prober is in
 	predictor  jetstream.Consumer
 	predStream jetstream.Stream
+	predCons   jetstream.Consumer // the shared predictions consumer
+	predsIdle  atomic.Bool        // the predictions pull has taken in all it was given and waits for more
 }
 
 // ignoreCtx is err, or nil once ctx ended.

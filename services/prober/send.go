@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -184,8 +185,9 @@ func (p *prober) keepHeldAlive(ctx context.Context) {
 // when nothing is, waits for one message with a pull request that expires
 // after pullWait. That request is never abandoned while the server may
 // still answer it: on stop, what it brings is nak'ed at once for another
-// prober.
-func (p *prober) pull(ctx context.Context, c jetstream.Consumer, what string, push func(jetstream.Msg)) {
+// prober. idle (if not nil) is true while that request waits: everything
+// given before it was pushed.
+func (p *prober) pull(ctx context.Context, c jetstream.Consumer, what string, push func(jetstream.Msg), idle *atomic.Bool) {
 	for ctx.Err() == nil {
 		if p.sched.Len() >= maxPending {
 			select {
@@ -206,7 +208,14 @@ func (p *prober) pull(ctx context.Context, c jetstream.Consumer, what string, pu
 		}
 		if err == nil && got == 0 {
 			var msg jetstream.Msg
-			if msg, err = c.Next(jetstream.FetchMaxWait(pullWait)); err == nil {
+			if idle != nil {
+				idle.Store(true)
+			}
+			msg, err = c.Next(jetstream.FetchMaxWait(pullWait))
+			if idle != nil {
+				idle.Store(false)
+			}
+			if err == nil {
 				if ctx.Err() != nil {
 					p.release(msg)
 					return
@@ -468,7 +477,9 @@ func (p *prober) newHit(rw row.Row, port uint16) int {
 // await holds the sender until the predictions made from the results up to
 // RESULTS sequence seq are in the scheduler: the predictor has acknowledged
 // them (it acks a result after publishing its predictions), and this
-// prober has pulled PREDICTIONS up to that stream's last message then. The
+// prober has pulled PREDICTIONS up to that stream's last message then, or
+// the probers' shared consumer has delivered that far and this prober has
+// taken in all it was given (the rest went to other probers). The
 // replay updates its model at once; without this wait a simulated prober,
 // which answers at memory speed, would run ahead of the pipeline. It gives
 // up after Config.AwaitPredictions (logged at Debug), or when the prober
@@ -528,6 +539,7 @@ func (p *prober) await(ctx context.Context, seq uint64) {
 		return
 	}
 	last := si.State.LastSeq
+	var elsewhere time.Time // since when the rest seems to have gone to other probers
 	for p.predSeen.Load() < last {
 		p.heldMu.Lock()
 		full := p.heldPreds >= p.maxPreds
@@ -536,9 +548,38 @@ func (p *prober) await(ctx context.Context, seq uint64) {
 			giveUp("predictions held to the consumer's limit", nil)
 			return
 		}
+		// Probers share the predictions consumer, so some of them may go
+		// to another: once the consumer has delivered up to last and this
+		// prober's pull has taken in all it was given, for sharedGrace on
+		// end, the rest is another's.
+		if p.sharedDelivered(ctx, last) {
+			if elsewhere.IsZero() {
+				elsewhere = time.Now()
+			} else if time.Since(elsewhere) >= sharedGrace {
+				return
+			}
+		} else {
+			elsewhere = time.Time{}
+		}
 		if !sleep() {
 			giveUp("predictions not pulled", ctx.Err())
 			return
 		}
 	}
+}
+
+// sharedGrace is how long await lets the predictions consumer stand
+// delivered past what it waits for, with this prober's pull idle, before
+// it takes the rest to have gone to other probers.
+const sharedGrace = 10 * time.Millisecond
+
+// sharedDelivered reports whether the shared predictions consumer has
+// delivered PREDICTIONS up to seq and this prober's pull waits with
+// nothing left to push.
+func (p *prober) sharedDelivered(ctx context.Context, seq uint64) bool {
+	if p.predCons == nil || !p.predsIdle.Load() {
+		return false
+	}
+	info, err := p.predCons.Info(ctx)
+	return err == nil && info.Delivered.Stream >= seq && p.predsIdle.Load()
 }
