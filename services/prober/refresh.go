@@ -40,48 +40,61 @@ func newRefresher(p *prober) *refresher {
 	return &refresher{p: p, known: map[uint64]uint8{}, cycle: -1, survival: initialSurvival}
 }
 
-// read follows RESULTS from its start until ctx ends.
+// read follows RESULTS from its start (or, run again after an error, from
+// where it stopped) until ctx ends. It consumes with an iterator that the
+// end of ctx stops: an ordered consumer's Fetch re-creates its consumer on
+// every call and retries that without end while the servers cannot (a
+// server going away), which held a stopping prober past its shutdown
+// timeout.
 func (r *refresher) read(ctx context.Context) error {
-	c, err := r.p.bus.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	r.mu.Lock()
+	if r.applied > 0 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: r.applied + 1}
+	}
+	r.mu.Unlock()
+	c, err := r.p.bus.JS.OrderedConsumer(ctx, bus.StreamResults, cfg)
 	if err != nil {
 		return fmt.Errorf("read known services: %w", err)
 	}
-	for ctx.Err() == nil {
-		mb, err := c.Fetch(256, jetstream.FetchMaxWait(pullWait))
+	it, err := c.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("read known services: %w", err)
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Stop)()
+	for {
+		msg, err := it.Next()
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
-			if ctx.Err() == nil {
-				r.p.log.Warn("read known services", zap.Error(err))
-				time.Sleep(retryDelay)
-			}
+			return fmt.Errorf("read known services: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
 			continue
 		}
-		for msg := range mb.Messages() {
-			md, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			rs, err := wire.DecodeResults(msg.Data())
-			r.mu.Lock()
-			if err == nil { // a bad message was dead-lettered whole: skipped whole
-				for i := range rs {
-					a, err := row.ParseAddr(rs[i].IP)
-					if err != nil {
-						continue
-					}
-					k := svcKey(a, uint16(rs[i].Port))
-					if rs[i].Gone {
-						delete(r.known, k)
-					} else if _, ok := r.known[k]; !ok || rs[i].Phase != wire.PhaseRefresh {
-						r.known[k] = 0
-					}
+		rs, err := wire.DecodeResults(msg.Data())
+		r.mu.Lock()
+		if err == nil { // a bad message was dead-lettered whole: skipped whole
+			for i := range rs {
+				a, err := row.ParseAddr(rs[i].IP)
+				if err != nil {
+					continue
+				}
+				k := svcKey(a, uint16(rs[i].Port))
+				if rs[i].Gone {
+					delete(r.known, k)
+				} else if _, ok := r.known[k]; !ok || rs[i].Phase != wire.PhaseRefresh {
+					r.known[k] = 0
 				}
 			}
-			r.applied = md.Sequence.Stream
-			r.p.st.Known.Store(int64(len(r.known)))
-			r.mu.Unlock()
 		}
+		r.applied = md.Sequence.Stream
+		r.p.st.Known.Store(int64(len(r.known)))
+		r.mu.Unlock()
 	}
-	return nil
 }
 
 // caughtUp waits until read has reached the stream's last message now.
