@@ -202,6 +202,11 @@ func (c Config) resolved() Config {
 	if c.World != "" && c.Seeder.Import == "" && !c.ownSeed() {
 		c.Seeder.Import = lab.WorldFile(c.World, lab.SeedFile)
 	}
+	if c.Cycles == 0 {
+		// --world names the world of every service; the seeder answers
+		// from it only in cycles (cycleSeeder).
+		c.Seeder.World = ""
+	}
 	c.Seeder = c.Seeder.WithDefaults()
 	switch {
 	case c.World != "" && c.Prober.Live:
