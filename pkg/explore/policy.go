@@ -128,7 +128,7 @@ type Policy struct {
 	portHits  map[uint16]int      // found services of a port on real-looking hosts
 	port16    map[gps.Target]int  // the same per (/16, port)
 	swept     map[uint16]bool     // ports whose sweeps are queued
-	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found
+	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found (kept for ProbeFound)
 
 	randSeeds, randHosts int      // random seed addresses, and how many answered
 	randPending          int      // random seeds pushed and not released
@@ -214,7 +214,9 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 		}
 		p.portHits[t.Port]++
 		p.port16[gps.Target{Addr: t.Addr &^ 0xffff, Port: t.Port}]++
-		p.portHosts[t.Port] = append(p.portHosts[t.Port], t.Addr)
+		if p.c.ProbeFound > 0 {
+			p.portHosts[t.Port] = append(p.portHosts[t.Port], t.Addr)
+		}
 	}
 	// A port is swept once PortMin services of it are found, or at once
 	// when the random seed found it: one find in a uniform sample of a
