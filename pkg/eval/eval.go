@@ -53,8 +53,8 @@ func (c Config) Validate() error {
 	if c.OwnSeed > 0 && c.Chunk > 1<<16 {
 		return fmt.Errorf("--chunk %d: gps-stream-own sweeps /16s, want at most 65536", c.Chunk)
 	}
-	if c.HostWindow < 0 || c.PortMin < 0 || !(c.Floor >= 0) {
-		return fmt.Errorf("--host-window %d, --port-min %d and --floor %g: want >= 0", c.HostWindow, c.PortMin, c.Floor)
+	if c.HostWindow < 0 || c.PortMin < 0 || c.ProbeFound < 0 || !(c.Floor >= 0) {
+		return fmt.Errorf("--host-window %d, --port-min %d, --probe-found %d and --floor %g: want >= 0", c.HostWindow, c.PortMin, c.ProbeFound, c.Floor)
 	}
 	return c.Cycle.Validate()
 }

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/internal/labtest"
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/schedule"
@@ -20,7 +21,7 @@ var evalBenchWorld = lab.Config{Seed: 3, Hosts: 130_000, Slash16s: 64, SeedFrac:
 func evalBenchParams() Params {
 	return Params{Hitrate: gps.DefaultHitrate, Step: gps.DefaultStep, Chunk: schedule.DefaultChunk, PriorWeight: 1,
 		OwnSeed: 0.0002, OwnSeedKey: 1, RandShare: 0.1, SeedMax: 0.003, HostShare: 0.1, HostWindow: 200,
-		PortMin: 2, MultiPredict: true}
+		PortMin: 2, ProbeFound: explore.DefaultProbeFound, MultiPredict: true}
 }
 
 // BenchmarkReplay64 replays the 64-/16 world under every policy, as `gps

@@ -3,6 +3,7 @@ package eval
 import (
 	"testing"
 
+	"github.com/gpsscan/gps/pkg/explore"
 	"github.com/gpsscan/gps/pkg/gps"
 	"github.com/gpsscan/gps/pkg/lab"
 	"github.com/gpsscan/gps/pkg/schedule"
@@ -10,7 +11,7 @@ import (
 
 func ownParams() Params {
 	return Params{Hitrate: gps.DefaultHitrate, Step: 16, OwnSeed: 0.001, OwnSeedKey: 1, HostShare: 0.1, HostWindow: 200,
-		PortMin: 2, MultiPredict: true, RandShare: 0.1, SeedMax: 0.003}
+		PortMin: 2, ProbeFound: explore.DefaultProbeFound, MultiPredict: true, RandShare: 0.1, SeedMax: 0.003}
 }
 
 // TestExploreChargesItsSeed: gps-stream-own's curve starts from nothing

@@ -41,6 +41,9 @@ type Params struct {
 	// PortMin is the found services (on real-looking hosts) a port needs
 	// before it is swept over the space; 0: 1.
 	PortMin int
+	// ProbeFound is the found hosts a port found once is probed on first
+	// (explore.Config.ProbeFound).
+	ProbeFound int
 	// MultiPredict predicts from all of a host's found services at once.
 	MultiPredict bool
 	// Floor stops it when the best pending work is worth less than this

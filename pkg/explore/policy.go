@@ -14,6 +14,7 @@
 package explore
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -42,6 +43,10 @@ const (
 	DefaultHostShare  = 0.1
 	DefaultHostWindow = 200
 	DefaultPortMin    = 2
+	// DefaultProbeFound is off: 512 helps the 64- and 16-/16 lab worlds and
+	// yyrnet but lowers the dense lab world's bandwidth at 92.5 % of real
+	// services (docs/small-seed.md, levers).
+	DefaultProbeFound = 0
 )
 
 // Config are the policy's knobs.
@@ -64,13 +69,17 @@ type Config struct {
 	// PortMin is the found services (on real-looking hosts) a port needs
 	// before it is swept over the space; 0: 1.
 	PortMin int
+	// ProbeFound is the found hosts a port is probed on when one service
+	// of it is found, on a host and not by the random seed: the hosts that
+	// share the most found ports with that host; 0: none.
+	ProbeFound int
 }
 
 // Default is the policy with the default knobs, seeding ownSeed of the
 // space at the start.
 func Default(ownSeed float64) Config {
 	return Config{OwnSeed: ownSeed, Key: DefaultKey, RandShare: DefaultRandShare, SeedMax: DefaultSeedMax,
-		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin}
+		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin, ProbeFound: DefaultProbeFound}
 }
 
 // Validate checks c; the error names the flag.
@@ -84,8 +93,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--rand-share %g: want 0..1", c.RandShare)
 	case !(c.SeedMax >= 0 && c.SeedMax <= 1):
 		return fmt.Errorf("--seed-max %g: want 0..1", c.SeedMax)
-	case c.HostWindow < 0 || c.PortMin < 0:
-		return fmt.Errorf("--host-window %d and --port-min %d: want >= 0", c.HostWindow, c.PortMin)
+	case c.HostWindow < 0 || c.PortMin < 0 || c.ProbeFound < 0:
+		return fmt.Errorf("--host-window %d, --port-min %d and --probe-found %d: want >= 0", c.HostWindow, c.PortMin, c.ProbeFound)
 	}
 	return nil
 }
@@ -119,6 +128,7 @@ type Policy struct {
 	portHits  map[uint16]int      // found services of a port on real-looking hosts
 	port16    map[gps.Target]int  // the same per (/16, port)
 	swept     map[uint16]bool     // ports whose sweeps are queued
+	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found (kept for ProbeFound)
 
 	randSeeds, randHosts int      // random seed addresses, and how many answered
 	randPending          int      // random seeds pushed and not released
@@ -142,7 +152,8 @@ func New(c Config, sp *Space, sched *schedule.Scheduler, seeded *Seeded, tok Tok
 		tok.Random, tok.Host = RandomSeed, HostSeed
 	}
 	return &Policy{c: c, sp: sp, sched: sched, seeded: seeded, tok: tok, order: NewCyclic(sp.Size(), c.Key),
-		hostPorts: map[uint32][]uint16{}, portHits: map[uint16]int{}, port16: map[gps.Target]int{}, swept: map[uint16]bool{}}
+		hostPorts: map[uint32][]uint16{}, portHits: map[uint16]int{}, port16: map[gps.Target]int{}, swept: map[uint16]bool{},
+		portHosts: map[uint16][]uint32{}}
 }
 
 // Start pushes the first seeds: OwnSeed of the space, at least one.
@@ -203,6 +214,9 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 		}
 		p.portHits[t.Port]++
 		p.port16[gps.Target{Addr: t.Addr &^ 0xffff, Port: t.Port}]++
+		if p.c.ProbeFound > 0 {
+			p.portHosts[t.Port] = append(p.portHosts[t.Port], t.Addr)
+		}
 	}
 	// A port is swept once PortMin services of it are found, or at once
 	// when the random seed found it: one find in a uniform sample of a
@@ -212,6 +226,14 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 		enough := random || p.portHits[t.Port] >= max(p.c.PortMin, 1)
 		if len(p.hostPorts[t.Addr]) <= PseudoPorts && !p.swept[t.Port] && enough {
 			p.sweepPort(t.Port)
+		}
+	}
+	// A port found once waits for a second find before it is swept; the
+	// found hosts most like the first one are where that find is likeliest,
+	// so they are probed on the port now.
+	for _, t := range hits {
+		if len(p.hostPorts[t.Addr]) <= PseudoPorts && !p.swept[t.Port] && p.portHits[t.Port] == 1 {
+			p.probeFound(t.Port, t.Addr)
 		}
 	}
 	if host {
@@ -235,6 +257,58 @@ func (p *Policy) sweepPort(port uint16) {
 		if err != nil {
 			panic(fmt.Sprintf("gps-stream-own: %v", err)) // a /16 with a positive prior is a valid sweep
 		}
+	}
+}
+
+// probeFound queues port as single probes on the ProbeFound found hosts
+// that share the most found ports with origin (ties in a fixed
+// pseudo-random order), at a yield of one find among them; pseudo-hosts,
+// seeded hosts and hosts found on port are left out. A port found on one
+// host is as often noise as a port of a kind of device; the devices of a
+// kind answer on the same ports, so the hosts like origin tell the two
+// apart for a few hundred probes, where a sweep of the space takes a /16's
+// worth per /16. A second find sweeps the port (PortMin 2).
+func (p *Policy) probeFound(port uint16, origin uint32) {
+	if p.c.ProbeFound <= 0 {
+		return
+	}
+	shared := map[uint32]int{}
+	for _, q := range p.hostPorts[origin] {
+		if q == port {
+			continue
+		}
+		for _, h := range p.portHosts[q] {
+			if h != origin && len(p.hostPorts[h]) <= PseudoPorts {
+				shared[h]++
+			}
+		}
+	}
+	type cand struct {
+		addr   uint32
+		shared int
+		order  uint64
+	}
+	cands := make([]cand, 0, len(shared))
+	for h, n := range shared {
+		cands = append(cands, cand{h, n, mix64(uint64(h)<<16 | uint64(port))})
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.shared != b.shared {
+			return cmp.Compare(b.shared, a.shared)
+		}
+		return cmp.Compare(a.order, b.order)
+	})
+	yield := 1 / float64(p.c.ProbeFound)
+	n := 0
+	for _, c := range cands {
+		if n == p.c.ProbeFound {
+			break
+		}
+		if p.sched.Seeded(c.addr) || slices.Contains(p.hostPorts[c.addr], port) {
+			continue
+		}
+		p.sched.Push(schedule.Target{Addr: c.addr, Port: port}, yield, p.tok.Sweep)
+		n++
 	}
 }
 

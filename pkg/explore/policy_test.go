@@ -1,6 +1,8 @@
 package explore
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,5 +101,55 @@ func TestRefillStopsAtSeedMax(t *testing.T) {
 		if x, ok, _ := sched.TryNext(t.Context()); !ok || x.Token != RandomSeed {
 			t.Fatalf("released %+v, want a random seed", x)
 		}
+	}
+}
+
+// TestPortFoundOnceIsProbedOnLikeHosts: a port found on one host is
+// probed on the ProbeFound found hosts sharing the most found ports with
+// it (not on the host itself, nor on a pseudo-host), and its second find
+// sweeps it; with ProbeFound 0 it waits for a second find elsewhere.
+func TestPortFoundOnceIsProbedOnLikeHosts(t *testing.T) {
+	base := uint32(127<<24 | 1<<16)
+	origin, twin, half, other, pseudo := base+1, base+2, base+3, base+4, base+5
+	finds := []gps.Target{{Addr: origin, Port: 80}, {Addr: origin, Port: 7547}, {Addr: twin, Port: 80}, {Addr: twin, Port: 7547},
+		{Addr: half, Port: 80}, {Addr: other, Port: 22}}
+	for port := range uint16(PseudoPorts + 1) {
+		finds = append(finds, gps.Target{Addr: pseudo, Port: 1000 + port})
+	}
+	finds = append(finds, gps.Target{Addr: pseudo, Port: 80}, gps.Target{Addr: pseudo, Port: 7547})
+	probed := func(probeFound int) (*Policy, []schedule.Target) {
+		c := testConfig()
+		c.ProbeFound = probeFound
+		p, sched := newTestPolicy(t, c, LabSpace(nil, 2))
+		p.Learn(schedule.Work{Kind: schedule.Probe}, slices.Clone(finds))
+		p.Learn(schedule.Work{Kind: schedule.Seed, First: origin, Last: origin, Port: 65535, Token: HostSeed},
+			[]gps.Target{{Addr: origin, Port: 4242}})
+		var got []schedule.Target
+		for {
+			x, ok, err := sched.TryNext(context.Background())
+			if err != nil || !ok {
+				return p, got
+			}
+			if x.Kind == schedule.Probe && x.Port == 4242 {
+				got = append(got, x.Target)
+			}
+		}
+	}
+	if _, got := probed(1); !slices.Equal(got, []schedule.Target{{Addr: twin, Port: 4242}}) {
+		t.Fatalf("ProbeFound 1: probed %v, want the host sharing both ports", got)
+	}
+	p, got := probed(8)
+	if !slices.Equal(got, []schedule.Target{{Addr: twin, Port: 4242}, {Addr: half, Port: 4242}}) {
+		t.Fatalf("ProbeFound 8: probed %v, want the hosts sharing a port, most shared first (no pseudo-host)", got)
+	}
+	if p.Swept(4242) {
+		t.Fatal("one find swept the port")
+	}
+	p.Learn(schedule.Work{Kind: schedule.Probe, First: twin, Last: twin, Port: 4242}, []gps.Target{{Addr: twin, Port: 4242}})
+	if !p.Swept(4242) {
+		t.Fatal("the second find, on a like host, did not sweep the port")
+	}
+	if _, got := probed(0); len(got) != 0 {
+		t.Fatalf("ProbeFound 0: probed %v, want nothing", got)
 	}
 }

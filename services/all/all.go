@@ -208,7 +208,7 @@ func writeCurves(ctx context.Context, d Deps, c Config, probes uint64) error {
 // prober's scheduler and the predictor are).
 func ownParams(p eval.Params, o explore.Config) eval.Params {
 	p.OwnSeed, p.OwnSeedKey, p.RandShare, p.SeedMax = o.OwnSeed, o.Key, o.RandShare, o.SeedMax
-	p.HostShare, p.HostWindow, p.PortMin, p.MultiPredict = o.HostShare, o.HostWindow, o.PortMin, true
+	p.HostShare, p.HostWindow, p.PortMin, p.ProbeFound, p.MultiPredict = o.HostShare, o.HostWindow, o.PortMin, o.ProbeFound, true
 	return p
 }
 
