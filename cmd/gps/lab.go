@@ -5,9 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -145,9 +142,7 @@ func labServeCmd() command {
 // (0: never) and on each SIGHUP, until ctx ends; at the last cycle it
 // stays. A move that fails is logged and the lab serves on as it was.
 func followCycles(ctx context.Context, tl *lab.Timeline, l *labserve.Lab, every time.Duration, log *zap.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := onSIGHUP(ctx)
 	var tick <-chan time.Time
 	if every > 0 {
 		t := time.NewTicker(every)

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -280,29 +278,6 @@ func seederCmd() command {
 			return seeder.Run(ctx, seeder.Deps{Config: c, Bus: s.Bus, Log: s.Log, Stats: &seeder.Stats{}, Metrics: s.Metrics, Ready: s.Ready, Advance: advance})
 		}
 	})
-}
-
-// onSIGHUP sends on the channel it returns at each SIGHUP until ctx ends
-// (SIGHUPs that come while one waits unread count as one).
-func onSIGHUP(ctx context.Context) <-chan struct{} {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	out := make(chan struct{}, 1)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return out
 }
 
 func modelerCmd() command {

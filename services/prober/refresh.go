@@ -132,13 +132,20 @@ func (r *refresher) takeUp(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	if w, isWorld := r.p.resp.(*WorldResponder); isWorld && w.Cycle() != c.N {
-		if err := w.SetCycle(c.N); err != nil {
-			return fmt.Errorf("take up cycle %d: %w", c.N, err)
-		}
+	if err := r.p.worldToCycle(c.N); err != nil {
+		return fmt.Errorf("take up cycle %d: %w", c.N, err)
 	}
 	r.p.cycleN.Store(int64(c.N))
 	r.p.log.Info("cycle under way", zap.Int("cycle", c.N))
+	return nil
+}
+
+// worldToCycle moves a world responder to cycle n (nothing for a live
+// prober, or a world there already).
+func (p *prober) worldToCycle(n int) error {
+	if w, ok := p.resp.(*WorldResponder); ok && w.Cycle() != n {
+		return w.SetCycle(n)
+	}
 	return nil
 }
 
@@ -169,10 +176,8 @@ func (r *refresher) startCycle(ctx context.Context, n int) error {
 	if started {
 		return nil
 	}
-	if w, ok := r.p.resp.(*WorldResponder); ok && w.Cycle() != n {
-		if err := w.SetCycle(n); err != nil {
-			return fmt.Errorf("refresh cycle %d: %w", n, err)
-		}
+	if err := r.p.worldToCycle(n); err != nil {
+		return fmt.Errorf("refresh cycle %d: %w", n, err)
 	}
 	if err := r.caughtUp(ctx); err != nil {
 		return fmt.Errorf("refresh cycle %d: %w", n, err)
