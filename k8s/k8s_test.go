@@ -58,7 +58,7 @@ var singletons = []string{"modeler", "predictor", "inventory", "seeder"}
 // step with cmd/gps: a flag the binary does not know makes the pod exit 2.
 var knownFlags = []string{
 	"nats", "creds", "log-format", "log-level", "replicas", "allow-file", "block-file",
-	"metrics-addr", "import", "hitrate", "step", "data", "shutdown-timeout", "stream-max-age", "stream-max-bytes", "drain-timeout",
+	"metrics-addr", "import", "hitrate", "step", "data", "shutdown-timeout", "shutdown-delay", "stream-max-age", "stream-max-bytes", "drain-timeout",
 	"cycle", "cycle-seed-frac",
 	"world", "await-predictions", // e2e/overlay: the prober answers from a lab world
 }

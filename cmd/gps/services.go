@@ -136,6 +136,10 @@ type serviceOpts struct {
 	shutdown    time.Duration // default of --shutdown-timeout
 }
 
+// maxShutdownDelay bounds --shutdown-delay: a pod that lingers longer is
+// more likely a typo (2m for 2s) than a wish.
+const maxShutdownDelay = 5 * time.Minute
+
 // Defaults of serviceOpts.
 var (
 	daemonOpts = serviceOpts{metricsAddr: telemetry.DefaultAddr, shutdown: 20 * time.Second}
@@ -162,6 +166,7 @@ func serviceCmd(name, usage string, opts serviceOpts, register func(fs *flag.Fla
 			sf := serviceFlags{metricsAddr: opts.metricsAddr, shutdown: opts.shutdown}
 			fs.StringVar(&sf.metricsAddr, "metrics-addr", opts.metricsAddr, "serve /metrics, /healthz and /readyz on this host:port (empty: no telemetry server)")
 			fs.DurationVar(&sf.shutdown, "shutdown-timeout", opts.shutdown, "on SIGTERM: how long the service may take to drain (ack or nak what it holds, last snapshot) before the process exits anyway with status 1")
+			fs.DurationVar(&sf.delay, "shutdown-delay", 0, "on SIGTERM: /readyz answers 503 at once, and the service goes on working this long before it drains, so that whatever watches readiness (endpoints, a rollout, a load balancer) sees the pod leave first")
 			validate, run := register(fs)
 			return func(ctx context.Context, log *zap.Logger) error {
 				if err := validate(); err != nil {
@@ -183,6 +188,7 @@ func serviceCmd(name, usage string, opts serviceOpts, register func(fs *flag.Fla
 type serviceFlags struct {
 	metricsAddr string
 	shutdown    time.Duration
+	delay       time.Duration // --shutdown-delay
 }
 
 // runService runs one service process:
@@ -192,13 +198,16 @@ type serviceFlags struct {
 //   - the service runs on a context that ends when ctx does (SIGTERM); the
 //     service calls Ready once it consumes (/readyz 200);
 //   - when ctx ends, /readyz turns 503 first (Kubernetes stops routing to the
-//     pod), then the service's context is cancelled: it acks or naks what it
-//     holds, takes its last snapshot and returns, within sf.shutdown, or
-//     runService gives up with errShutdown;
+//     pod); the service goes on for sf.delay, then its context is cancelled:
+//     it acks or naks what it holds, takes its last snapshot and returns,
+//     within sf.shutdown, or runService gives up with errShutdown;
 //   - then the bus is drained and closed, and the telemetry server stops.
 func runService(ctx context.Context, sf serviceFlags, log *zap.Logger, connect func(context.Context) (*bus.Bus, error), run func(context.Context, svc) error) (err error) {
 	if sf.shutdown <= 0 {
 		return usageErr("--shutdown-timeout %v: want more than 0", sf.shutdown)
+	}
+	if sf.delay < 0 || sf.delay > maxShutdownDelay {
+		return usageErr("--shutdown-delay %v: want 0 to %v", sf.delay, maxShutdownDelay)
 	}
 	var srv *telemetry.Server
 	var metrics *telemetry.Metrics
@@ -233,9 +242,20 @@ func runService(ctx context.Context, sf serviceFlags, log *zap.Logger, connect f
 
 	svcCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	done := make(chan error, 1)
 	stopWatch := context.AfterFunc(ctx, func() {
 		if srv != nil {
 			srv.SetReady(false) // before the drain: no new work is routed here
+		}
+		if sf.delay > 0 {
+			log.Info("stop requested: not ready; draining after the delay", zap.Duration("shutdown_delay", sf.delay), zap.Duration("shutdown_timeout", sf.shutdown))
+			t := time.NewTimer(sf.delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-svcCtx.Done(): // the service returned on its own
+				return
+			}
 		}
 		log.Info("stop requested: draining", zap.Duration("shutdown_timeout", sf.shutdown))
 		cancel()
@@ -246,7 +266,6 @@ func runService(ctx context.Context, sf serviceFlags, log *zap.Logger, connect f
 			srv.SetReady(true)
 		}
 	}
-	done := make(chan error, 1)
 	go func() { done <- run(svcCtx, svc{Bus: b, Log: log, Metrics: metrics, Ready: ready}) }()
 	select {
 	case err := <-done:

@@ -50,7 +50,8 @@ func telemetryAddr(t *testing.T, logs *observer.ObservedLogs) string {
 // start; /readyz turns 200 when the service says it consumes; on stop,
 // /readyz turns 503 before the service is told to drain, /healthz and
 // /metrics keep answering while it drains, and a drain longer than
-// --shutdown-timeout ends the process with an error.
+// --shutdown-timeout ends the process with an error. With --shutdown-delay
+// the service works on, not ready, for the delay before it is told to drain.
 func TestRunService(t *testing.T) {
 	b := bustest.New(t)
 	connect := func(context.Context) (*bus.Bus, error) {
@@ -60,10 +61,13 @@ func TestRunService(t *testing.T) {
 		name    string
 		drain   time.Duration // the service's drain after its ctx ends
 		timeout time.Duration // --shutdown-timeout
+		delay   time.Duration // --shutdown-delay
 		wantErr error
 	}{
-		{"clean drain", 300 * time.Millisecond, 5 * time.Second, nil},
-		{"drain too long", 3 * time.Second, 300 * time.Millisecond, errShutdown},
+		{"clean drain", 300 * time.Millisecond, 5 * time.Second, 0, nil},
+		{"drain too long", 3 * time.Second, 300 * time.Millisecond, 0, errShutdown},
+		// The timeout counts from the end of the delay.
+		{"delay", 300 * time.Millisecond, 500 * time.Millisecond, time.Second, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			core, logs := observer.New(zap.InfoLevel)
@@ -71,6 +75,7 @@ func TestRunService(t *testing.T) {
 			defer cancel()
 			type probe struct{ ready, health int }
 			during := make(chan probe, 1)
+			draining := make(chan time.Time, 1)
 			run := func(sctx context.Context, s svc) error {
 				if s.Metrics == nil {
 					return errors.New("no metrics")
@@ -79,6 +84,7 @@ func TestRunService(t *testing.T) {
 				s.Metrics.ProbesSent.WithLabelValues("seed").Add(7)
 				s.Ready()
 				<-sctx.Done()
+				draining <- time.Now()
 				// Draining: what does the pod answer now?
 				addr := telemetryAddr(t, logs)
 				r, _ := get(t, addr, "/readyz")
@@ -89,14 +95,21 @@ func TestRunService(t *testing.T) {
 			}
 			errc := make(chan error, 1)
 			go func() {
-				errc <- runService(ctx, serviceFlags{metricsAddr: "127.0.0.1:0", shutdown: tc.timeout}, zap.New(core), connect, run)
+				errc <- runService(ctx, serviceFlags{metricsAddr: "127.0.0.1:0", shutdown: tc.timeout, delay: tc.delay}, zap.New(core), connect, run)
 			}()
 			addr := telemetryAddr(t, logs)
 			servicetest.WaitFor(t, "/readyz 200", func() bool { c, _ := get(t, addr, "/readyz"); return c == 200 })
 			if c, body := get(t, addr, "/metrics"); c != 200 || !strings.Contains(body, `gps_probes_sent_total{phase="seed"} 7`) {
 				t.Fatalf("/metrics: %d\n%s", c, body)
 			}
+			stopped := time.Now()
 			cancel() // SIGTERM
+			if tc.delay > 0 {
+				servicetest.WaitFor(t, "/readyz 503 while the service works on", func() bool { c, _ := get(t, addr, "/readyz"); return c == 503 })
+			}
+			if d := (<-draining).Sub(stopped); d < tc.delay {
+				t.Errorf("told to drain %v after SIGTERM, want at least the %v delay", d, tc.delay)
+			}
 			p := <-during
 			if p.ready != http.StatusServiceUnavailable || p.health != http.StatusOK {
 				t.Errorf("while draining: /readyz %d, /healthz %d; want 503, 200", p.ready, p.health)
