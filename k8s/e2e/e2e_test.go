@@ -269,6 +269,14 @@ func TestCluster(t *testing.T) {
 			continue
 		}
 		t.Logf("%s (%s): /healthz 200, /readyz 200, /metrics: %s", p.Name, p.Status.PodIP, metricsDigest(body))
+		if component(p) == "prober" { // what lets the run's order part from gps all's
+			var given []string
+			for _, r := range telemetry.LockstepReasons() {
+				v, _ := metricValue(body, fmt.Sprintf("%s{%s=%q}", telemetry.NameLockstepGivenUp, telemetry.LabelReason, r))
+				given = append(given, fmt.Sprintf("%s %.0f", r, v))
+			}
+			t.Logf("%s: lockstep waits given up: %s", p.Name, strings.Join(given, ", "))
+		}
 	}
 	c.checkInventory(ctx, b)
 	for _, p := range c.pods("nats") {

@@ -15,6 +15,7 @@ const (
 	LabelService = "service"
 	LabelPhase   = "phase"
 	LabelStream  = "stream"
+	LabelReason  = "reason"
 )
 
 // Metric names, as the dashboards and alerts use them.
@@ -29,7 +30,22 @@ const (
 	NameConsumerPending   = "gps_consumer_pending_messages"
 	NamePredictionLatency = "gps_prediction_latency_seconds"
 	NameMessageHandle     = "gps_message_handle_seconds"
+	NameLockstepGivenUp   = "gps_lockstep_given_up_total"
 )
+
+// Reasons a world prober gives up its lockstep wait (the reason label of
+// gps_lockstep_given_up_total).
+const (
+	LockstepPredictorBehind = "predictor_behind" // the predictor had not acked the results in time
+	LockstepNotPulled       = "not_pulled"       // their predictions had not reached the prober in time
+	LockstepHeldLimit       = "held_limit"       // the prober held as many predictions as its consumer may deliver
+	LockstepError           = "error"            // a JetStream request failed
+)
+
+// LockstepReasons are the values of the reason label.
+func LockstepReasons() []string {
+	return []string{LockstepPredictorBehind, LockstepNotPulled, LockstepHeldLimit, LockstepError}
+}
 
 // MetricNames returns the name of every metric Metrics registers (for a
 // histogram, its base name: Prometheus adds _bucket, _sum and _count).
@@ -37,7 +53,7 @@ func MetricNames() []string {
 	return append([]string{
 		NameResultsIn, NamePredictionsOut, NameProbesSent, NameDeadLettered,
 		NameModelKeys, NameModelHosts, NameModelBytes, NameConsumerPending,
-		NamePredictionLatency, NameMessageHandle,
+		NamePredictionLatency, NameMessageHandle, NameLockstepGivenUp,
 	}, append(cycleNames(), inventoryNames()...)...)
 }
 
@@ -81,6 +97,10 @@ type Metrics struct {
 	// MessageHandle observes the time a service took to handle one message
 	// (from receipt to ack), by service.
 	MessageHandle *prometheus.HistogramVec
+	// LockstepGivenUp counts, by reason, the lockstep waits a prober that
+	// answers from a lab world gave up (--await-predictions): each one lets
+	// the run's order part from the replay's. Zero on a live prober.
+	LockstepGivenUp *prometheus.CounterVec
 	// Cycles are the metrics of a continuous run (cycles.go).
 	Cycles *CycleMetrics
 	// Inventory are the inventory's (inventory.go).
@@ -134,6 +154,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to handle one message, from receipt to ack, by service.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9), // 100 µs .. 6.6 s
 		}, []string{LabelService}),
+	}
+	m.LockstepGivenUp = f.NewCounterVec(prometheus.CounterOpts{
+		Name: NameLockstepGivenUp,
+		Help: "Lockstep waits for predictions a world prober gave up, by reason (lab runs only).",
+	}, []string{LabelReason})
+	for _, r := range LockstepReasons() { // zero on a live prober, never absent
+		m.LockstepGivenUp.WithLabelValues(r)
 	}
 	m.Cycles = newCycleMetrics(f)
 	m.Inventory = newInventoryMetrics(f)

@@ -241,6 +241,8 @@ type Stats struct {
 	Targets     atomic.Uint64 // target messages handled (acked or dead-lettered)
 	BudgetSpent atomic.Bool   // the probe budget is spent: nothing more is sent
 	Predictions atomic.Uint64 // prediction messages handled (acked or dead-lettered)
+	// LockstepGivenUp counts the lockstep waits given up (see await).
+	LockstepGivenUp atomic.Uint64
 	// Cycles (refresh.go).
 	Known        atomic.Int64  // known services it refreshes
 	Refreshed    atomic.Uint64 // refresh probes answered

@@ -19,6 +19,7 @@ import (
 	"github.com/gpsscan/gps/pkg/ipv4"
 	"github.com/gpsscan/gps/pkg/row"
 	"github.com/gpsscan/gps/pkg/schedule"
+	"github.com/gpsscan/gps/pkg/telemetry"
 	"github.com/gpsscan/gps/pkg/wire"
 )
 
@@ -482,7 +483,8 @@ func (p *prober) newHit(rw row.Row, port uint16) int {
 // taken in all it was given (the rest went to other probers). The
 // replay updates its model at once; without this wait a simulated prober,
 // which answers at memory speed, would run ahead of the pipeline. It gives
-// up after Config.AwaitPredictions (logged at Debug), or when the prober
+// up after Config.AwaitPredictions (logged at Debug, counted in
+// Stats.LockstepGivenUp and gps_lockstep_given_up_total), or when the prober
 // holds as many predictions as its consumer may deliver.
 func (p *prober) await(ctx context.Context, seq uint64) {
 	if seq == 0 {
@@ -500,13 +502,17 @@ func (p *prober) await(ctx context.Context, seq uint64) {
 		pause = min(2*pause, 5*time.Millisecond)
 		return true
 	}
-	giveUp := func(why string, err error) {
+	giveUp := func(reason, why string, err error) {
 		p.log.Debug("predictions not awaited", zap.String("why", why), zap.Uint64("results_seq", seq), zap.Error(err))
+		p.st.LockstepGivenUp.Add(1)
+		if p.m != nil {
+			p.m.LockstepGivenUp.WithLabelValues(reason).Inc()
+		}
 	}
 	if p.predictor == nil {
 		c, err := p.bus.JS.Consumer(ctx, bus.StreamResults, PredictorDurable)
 		if err != nil {
-			giveUp("no predictor consumer", err)
+			giveUp(telemetry.LockstepError, "no predictor consumer", err)
 			return
 		}
 		p.predictor = c
@@ -514,28 +520,28 @@ func (p *prober) await(ctx context.Context, seq uint64) {
 	for {
 		info, err := p.predictor.Info(ctx)
 		if err != nil {
-			giveUp("predictor consumer info", err)
+			giveUp(telemetry.LockstepError, "predictor consumer info", err)
 			return
 		}
 		if info.AckFloor.Stream >= seq {
 			break
 		}
 		if !sleep() {
-			giveUp("the predictor is behind", ctx.Err())
+			giveUp(telemetry.LockstepPredictorBehind, "the predictor is behind", ctx.Err())
 			return
 		}
 	}
 	if p.predStream == nil {
 		s, err := p.bus.JS.Stream(ctx, bus.StreamPredictions)
 		if err != nil {
-			giveUp("no predictions stream", err)
+			giveUp(telemetry.LockstepError, "no predictions stream", err)
 			return
 		}
 		p.predStream = s
 	}
 	si, err := p.predStream.Info(ctx)
 	if err != nil {
-		giveUp("predictions stream info", err)
+		giveUp(telemetry.LockstepError, "predictions stream info", err)
 		return
 	}
 	last := si.State.LastSeq
@@ -545,7 +551,7 @@ func (p *prober) await(ctx context.Context, seq uint64) {
 		full := p.heldPreds >= p.maxPreds
 		p.heldMu.Unlock()
 		if full {
-			giveUp("predictions held to the consumer's limit", nil)
+			giveUp(telemetry.LockstepHeldLimit, "predictions held to the consumer's limit", nil)
 			return
 		}
 		// Probers share the predictions consumer, so some of them may go
@@ -562,7 +568,7 @@ func (p *prober) await(ctx context.Context, seq uint64) {
 			elsewhere = time.Time{}
 		}
 		if !sleep() {
-			giveUp("predictions not pulled", ctx.Err())
+			giveUp(telemetry.LockstepNotPulled, "predictions not pulled", ctx.Err())
 			return
 		}
 	}
