@@ -59,7 +59,7 @@ var singletons = []string{"modeler", "predictor", "inventory", "seeder"}
 var knownFlags = []string{
 	"nats", "creds", "log-format", "log-level", "replicas", "allow-file", "block-file",
 	"metrics-addr", "import", "hitrate", "step", "data", "shutdown-timeout", "shutdown-delay", "stream-max-age", "stream-max-bytes", "drain-timeout",
-	"cycle", "cycle-seed-frac",
+	"cycle", "cycle-seed-frac", "sweep-prior-frac",
 	"world", "await-predictions", // e2e/overlay: the prober answers from a lab world
 }
 
