@@ -21,6 +21,8 @@ type ReadFunc func(msg jetstream.Msg, md *jetstream.MsgMetadata) (more bool, err
 // Follow hands fn the messages of stream that cfg selects, in order, from
 // an ordered consumer, until fn ends it (nil, or fn's error) or ctx ends
 // (ctx's error, wrapped). opts set the consumer's pulls (PullMaxMessages).
+// The consumer's creation is retried while the cluster is unavailable
+// (Retry), and the consumer is deleted when the read is done.
 //
 // It consumes with an iterator, never a loop of the ordered consumer's
 // Fetch: each Fetch re-creates the consumer and retries that without end
