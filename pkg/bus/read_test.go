@@ -3,33 +3,42 @@ package bus_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/gpsscan/gps/pkg/bus"
 	"github.com/gpsscan/gps/pkg/bus/bustest"
 )
 
-// TestReadServerGone starts a read of a stream, shuts the server down in
-// the middle and checks the read returns, with an error, once its context
-// ends: an ordered consumer's Fetch re-created its consumer without end
-// while the server was gone, and nothing cancelled it.
+// TestReadServerGone starts a read of a stream, shuts the server down (or
+// deletes the stream) in the middle and checks the read returns, with an
+// error, once its context ends: an ordered consumer's Fetch re-created its
+// consumer without end while it could not, and nothing cancelled it.
 func TestReadServerGone(t *testing.T) {
+	each := func(ctx context.Context, b *bus.Bus, fn func()) error {
+		return b.EachMessage(ctx, bus.StreamResults, func([]byte) { fn() })
+	}
+	follow := func(ctx context.Context, b *bus.Bus, fn func()) error {
+		return b.Follow(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{}, func(jetstream.Msg, *jetstream.MsgMetadata) (bool, error) {
+			fn()
+			return true, nil
+		})
+	}
+	shutDown := func(srv *bus.Bus) error { return srv.Close() } // the embedded server with it
+	deleteStream := func(srv *bus.Bus) error { return srv.JS.DeleteStream(context.Background(), bus.StreamResults) }
 	for _, tc := range []struct {
 		name string
 		read func(ctx context.Context, b *bus.Bus, fn func()) error
+		gone func(srv *bus.Bus) error
 	}{
-		{"EachMessage", func(ctx context.Context, b *bus.Bus, fn func()) error {
-			return b.EachMessage(ctx, bus.StreamResults, func([]byte) { fn() })
-		}},
-		{"Follow", func(ctx context.Context, b *bus.Bus, fn func()) error {
-			return b.Follow(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{}, func(jetstream.Msg, *jetstream.MsgMetadata) (bool, error) {
-				fn()
-				return true, nil
-			})
-		}},
+		{"EachMessage, server shut down", each, shutDown},
+		{"Follow, server shut down", follow, shutDown},
+		{"EachMessage, stream deleted", each, deleteStream},
+		{"Follow, stream deleted", follow, deleteStream},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -65,7 +74,7 @@ func TestReadServerGone(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("no message read in 10s")
 			}
-			if err := srv.Close(); err != nil { // the embedded server with it
+			if err := tc.gone(srv); err != nil {
 				t.Fatal(err)
 			}
 			close(release)
@@ -151,4 +160,57 @@ func TestCatchUp(t *testing.T) {
 			t.Fatalf("read %q, want %q", got, "9a")
 		}
 	})
+}
+
+// TestFollowServerRestart follows a stream through a restart of its server
+// and reads what is published after it.
+func TestFollowServerRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	start := func(listen string) *bus.Bus {
+		t.Helper()
+		srv, err := bus.Connect(ctx, bus.Config{DataDir: dir, Listen: listen, Name: t.Name()}, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		return srv
+	}
+	srv := start("127.0.0.1:-1")
+	if err := srv.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Publish(ctx, "gps.results.seed", "m0", []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	b := bustest.Connect(t, url)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	got := make(chan string, 2)
+	errc := make(chan error, 1)
+	go func() {
+		n := 0
+		errc <- b.Follow(rctx, bus.StreamResults, jetstream.OrderedConsumerConfig{}, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) (bool, error) {
+			got <- string(msg.Data())
+			n++
+			return n < 2, nil
+		})
+	}()
+	if m := <-got; m != "0" {
+		t.Fatalf("read %q, want %q", m, "0")
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv = start(strings.TrimPrefix(url, "nats://"))
+	if err := srv.Publish(ctx, "gps.results.seed", "m1", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m != "1" {
+		t.Fatalf("read %q after the restart, want %q", m, "1")
+	}
 }
