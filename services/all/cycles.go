@@ -2,7 +2,6 @@ package all
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -135,57 +134,32 @@ func (y *cycler) waitCycle(ctx context.Context, k int) error {
 // cycle k's: a result's time in the cycle is its probe count (seed
 // included), a seed's at the seed's middle.
 func (y *cycler) readResults(ctx context.Context, k int, seedProbes, proberBefore uint64) error {
-	c, err := y.d.Bus.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: y.seq + 1})
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: y.seq + 1}
+	err := y.d.Bus.CatchUp(ctx, bus.StreamResults, cfg, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		y.seq = md.Sequence.Stream
+		rs, err := wire.DecodeResults(msg.Data())
+		if err != nil {
+			return true, nil
+		}
+		for _, r := range rs {
+			a, err := row.ParseAddr(r.IP)
+			if err != nil {
+				continue
+			}
+			if r.Gone {
+				y.inv.Gone(a, uint16(r.Port))
+				continue
+			}
+			at := float64(seedProbes) / 2
+			if r.Phase != wire.PhaseSeed && r.Probes > proberBefore {
+				at = float64(seedProbes + r.Probes - proberBefore)
+			}
+			y.inv.Confirm(a, uint16(r.Port), k, at)
+		}
+		return true, nil
+	}, jetstream.PullMaxMessages(256))
 	if err != nil {
 		return fmt.Errorf("read cycle %d results: %w", k, err)
 	}
-	// The reader's consumer is removed when done rather than left on the
-	// server until its inactivity threshold.
-	defer func() {
-		if ci := c.CachedInfo(); ci != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := y.d.Bus.JS.DeleteConsumer(dctx, bus.StreamResults, ci.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				y.d.Log.Debug("remove the cycle's results reader", zap.Error(err))
-			}
-		}
-	}()
-	for {
-		mb, err := c.FetchNoWait(256)
-		if err != nil {
-			return fmt.Errorf("read cycle %d results: %w", k, err)
-		}
-		got := 0
-		for msg := range mb.Messages() {
-			got++
-			md, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			y.seq = md.Sequence.Stream
-			rs, err := wire.DecodeResults(msg.Data())
-			if err != nil {
-				continue
-			}
-			for _, r := range rs {
-				a, err := row.ParseAddr(r.IP)
-				if err != nil {
-					continue
-				}
-				if r.Gone {
-					y.inv.Gone(a, uint16(r.Port))
-					continue
-				}
-				at := float64(seedProbes) / 2
-				if r.Phase != wire.PhaseSeed && r.Probes > proberBefore {
-					at = float64(seedProbes + r.Probes - proberBefore)
-				}
-				y.inv.Confirm(a, uint16(r.Port), k, at)
-			}
-		}
-		if got == 0 {
-			return nil
-		}
-	}
+	return nil
 }

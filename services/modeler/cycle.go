@@ -72,48 +72,26 @@ func (s *modeler) recordPlanCycle(ctx context.Context, n int, t time.Time) error
 // targets are in address, port order, distinct.
 func (s *modeler) cycleSeed(ctx context.Context, c bus.Cycle) ([]gps.Target, error) {
 	start := c.Started.Add(-cycleSeedLead)
-	cons, err := s.Bus.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{wire.ResultsSubject(wire.PhaseSeed)},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
-	if err != nil {
-		return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
-	}
-	defer func() {
-		if ci := cons.CachedInfo(); ci != nil {
-			_ = s.Bus.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamResults, ci.Name)
-		}
-	}()
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
-	}
 	var seed []gps.Target
-	for pending := info.NumPending; pending > 0; {
-		mb, err := cons.Fetch(s.cfg.Fetch, jetstream.FetchMaxWait(fetchWait))
-		if err != nil {
-			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
-		}
-		for msg := range mb.Messages() {
-			md, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			pending = md.NumPending
+	err := s.Bus.CatchUp(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.ResultsSubject(wire.PhaseSeed)},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start},
+		func(msg jetstream.Msg, _ *jetstream.MsgMetadata) (bool, error) {
 			// A bad message was dead-lettered whole by the live run:
 			// skipped whole here too.
 			rs, err := resultpipe.DecodeMessage(msg.Data(), s.Policy)
 			if err != nil {
-				continue
+				return true, nil
 			}
 			for _, r := range rs {
 				if r.Cycle == c.N && !r.Gone {
 					seed = append(seed, gps.Target{Addr: r.Svc.Addr, Port: uint16(r.Svc.Port)})
 				}
 			}
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("read cycle %d seed: %w", c.N, ctx.Err())
-		}
+			return true, nil
+		}, jetstream.PullMaxMessages(s.cfg.Fetch))
+	if err != nil {
+		return nil, fmt.Errorf("read cycle %d seed: %w", c.N, err)
 	}
 	slices.SortFunc(seed, gps.CompareTargets)
 	return slices.Compact(seed), nil

@@ -29,7 +29,6 @@ import (
 const Service = "modeler"
 
 const (
-	fetchWait       = 2 * time.Second
 	tickInterval    = time.Second
 	shutdownTimeout = time.Minute
 )

@@ -160,36 +160,13 @@ func (s *modeler) plan(ctx context.Context, m *model.Model, seq uint64) error {
 // replay rebuilds the model of RESULTS sequences 1..last in a new model.
 func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error) {
 	started := time.Now()
-	c, err := s.Bus.JS.OrderedConsumer(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, fmt.Errorf("replay seed: %w", err)
-	}
-	defer func() {
-		if ci := c.CachedInfo(); ci != nil {
-			_ = s.Bus.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamResults, ci.Name)
-		}
-	}()
 	m := model.New()
 	var seq uint64
 	n := 0
-	for done := false; !done; {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("replay seed: %w", ctx.Err())
-		}
-		mb, err := c.Fetch(s.cfg.Fetch, jetstream.FetchMaxWait(fetchWait))
-		if err != nil {
-			return nil, fmt.Errorf("replay seed: %w", err)
-		}
-		got := 0
-		for msg := range mb.Messages() {
-			got++
-			md, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
+	err := s.Bus.CatchUp(ctx, bus.StreamResults, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy},
+		func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 			if md.Sequence.Stream > last {
-				done = true
-				break
+				return false, nil
 			}
 			seq = md.Sequence.Stream
 			// A bad message was dead-lettered whole by the live run:
@@ -200,21 +177,10 @@ func (s *modeler) replay(ctx context.Context, last uint64) (*model.Model, error)
 					n++
 				}
 			}
-			if seq == last || md.NumPending == 0 {
-				done = true
-				break
-			}
-		}
-		if got == 0 && !done {
-			// Nothing more: the stream ends before last.
-			info, err := s.Bus.JS.Stream(ctx, bus.StreamResults)
-			if err != nil {
-				return nil, fmt.Errorf("replay seed: %w", err)
-			}
-			if si, err := info.Info(ctx); err == nil && si.State.LastSeq <= seq {
-				done = true
-			}
-		}
+			return seq < last, nil
+		}, jetstream.PullMaxMessages(s.cfg.Fetch))
+	if err != nil {
+		return nil, fmt.Errorf("replay seed: %w", err)
 	}
 	s.Log.Info("seed model rebuilt from the stream", zap.Uint64("last_seq", last), zap.Uint64("seq", seq),
 		zap.Int("results", n), zap.Duration("took", time.Since(started)))

@@ -41,11 +41,8 @@ func newRefresher(p *prober) *refresher {
 }
 
 // read follows RESULTS from its start (or, run again after an error, from
-// where it stopped) until ctx ends. It consumes with an iterator that the
-// end of ctx stops: an ordered consumer's Fetch re-creates its consumer on
-// every call and retries that without end while the servers cannot (a
-// server going away), which held a stopping prober past its shutdown
-// timeout.
+// where it stopped) until ctx ends (bus.Follow, which a server going away
+// cannot hold past that).
 func (r *refresher) read(ctx context.Context) error {
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	r.mu.Lock()
@@ -53,30 +50,10 @@ func (r *refresher) read(ctx context.Context) error {
 		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: r.applied + 1}
 	}
 	r.mu.Unlock()
-	c, err := r.p.bus.JS.OrderedConsumer(ctx, bus.StreamResults, cfg)
-	if err != nil {
-		return fmt.Errorf("read known services: %w", err)
-	}
-	it, err := c.Messages(jetstream.PullMaxMessages(256))
-	if err != nil {
-		return fmt.Errorf("read known services: %w", err)
-	}
-	defer it.Stop()
-	defer context.AfterFunc(ctx, it.Stop)()
-	for {
-		msg, err := it.Next()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read known services: %w", err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			continue
-		}
+	err := r.p.bus.Follow(ctx, bus.StreamResults, cfg, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		rs, err := wire.DecodeResults(msg.Data())
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		if err == nil { // a bad message was dead-lettered whole: skipped whole
 			for i := range rs {
 				a, err := row.ParseAddr(rs[i].IP)
@@ -93,8 +70,12 @@ func (r *refresher) read(ctx context.Context) error {
 		}
 		r.applied = md.Sequence.Stream
 		r.p.st.Known.Store(int64(len(r.known)))
-		r.mu.Unlock()
+		return true, nil
+	}, jetstream.PullMaxMessages(256))
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("read known services: %w", err)
 	}
+	return nil
 }
 
 // caughtUp waits until read has reached the stream's last message now.

@@ -6,7 +6,6 @@ package watch
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -86,52 +85,26 @@ func Run(ctx context.Context, d Deps) error {
 	if c.New {
 		occ.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
-	cons, err := d.Bus.JS.OrderedConsumer(ctx, stream, occ)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", stream, err)
+	read := d.Bus.CatchUp
+	if c.Follow {
+		read = d.Bus.Follow
 	}
 	out := bufio.NewWriter(d.Out)
-	defer out.Flush()
 	n := 0
-	for {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			return fmt.Errorf("watch %s: %w", stream, err)
+	err := read(ctx, stream, occ, func(msg jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		out.Write(msg.Data())
+		out.WriteByte('\n')
+		n++
+		if c.Limit > 0 && n >= c.Limit {
+			return false, nil
 		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
-			out.Write(msg.Data())
-			out.WriteByte('\n')
-			n++
-			if c.Limit > 0 && n >= c.Limit {
-				return out.Flush()
-			}
+		if md.NumPending == 0 { // the end for now: shown before the wait for more
+			return true, out.Flush()
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("watch %s: %w", stream, err)
-		}
-		if got == 0 {
-			if err := out.Flush(); err != nil {
-				return err
-			}
-			if !c.Follow {
-				return nil
-			}
-			// Wait for more: a blocking fetch of one, bounded so ctx is honoured.
-			msg, err := cons.Next(jetstream.FetchContext(ctx))
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("watch %s: %w", stream, err)
-			}
-			out.Write(msg.Data())
-			out.WriteByte('\n')
-			n++
-			if c.Limit > 0 && n >= c.Limit {
-				return out.Flush()
-			}
-		}
+		return true, nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("watch %s: %w", stream, err)
 	}
+	return out.Flush()
 }
