@@ -347,10 +347,7 @@ func (p *Policy) HostPorts(addr uint32) []uint16 {
 func (p *Policy) Refill() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.hostQueue) > 0 && p.c.HostShare > 0 {
-		a := p.hostQueue[0]
-		p.hostQueue = p.hostQueue[1:]
-		p.sched.PushSeed(a, SeedYield, p.tok.Host)
+	if p.c.HostShare > 0 && p.pushHost() {
 		return true
 	}
 	if float64(p.randSeeds+p.randPending) >= p.c.SeedMax*float64(p.sp.Size()) {
@@ -361,10 +358,19 @@ func (p *Policy) Refill() bool {
 }
 
 // pushRandom queues the next address of the cyclic order as a seed; p.mu
-// is held.
+// is held. An address seeded already (a found host's seed) is a random
+// seed that finds nothing new, as if probed: it counts as one at once and
+// the next address is taken, so that randPending counts only seeds the
+// scheduler holds and a random seed's count stays its place in the order
+// (RestoreSeed relies on it).
 func (p *Policy) pushRandom() {
-	p.randPending++
-	p.sched.PushSeed(p.sp.Addr(p.order.Next()), SeedYield, p.tok.Random)
+	for uint64(p.randSeeds+p.randPending) < p.sp.Size() {
+		if p.sched.PushSeed(p.sp.Addr(p.order.Next()), SeedYield, p.tok.Random) {
+			p.randPending++
+			return
+		}
+		p.randSeeds++
+	}
 }
 
 // MaybeSeed, after spent probes, pushes the next random seed while the
@@ -384,9 +390,21 @@ func (p *Policy) MaybeSeed(spent uint64) {
 	if float64(p.hostSeedProbes+schedule.SeedPorts) > p.c.HostShare*float64(spent) || !p.hostSeedsPay() {
 		return
 	}
-	a := p.hostQueue[0]
-	p.hostQueue = p.hostQueue[1:]
-	p.sched.PushSeed(a, SeedYield, p.tok.Host)
+	p.pushHost()
+}
+
+// pushHost queues the next found host waiting as a seed, leaving out those
+// seeded since they were found (by the random seed); p.mu is held. It
+// reports whether it queued one.
+func (p *Policy) pushHost() bool {
+	for len(p.hostQueue) > 0 {
+		a := p.hostQueue[0]
+		p.hostQueue = p.hostQueue[1:]
+		if p.sched.PushSeed(a, SeedYield, p.tok.Host) {
+			return true
+		}
+	}
+	return false
 }
 
 // hostSeedsPay reports whether the last HostWindow host seeds taught at
