@@ -40,6 +40,7 @@ func evalCmd() command {
 			fs.IntVar(&c.HostWindow, "host-window", explore.DefaultHostWindow, "gps-stream-own: stop seeding found hosts once this many in a row taught no new port")
 			fs.IntVar(&c.PortMin, "port-min", explore.DefaultPortMin, "gps-stream-own: found services a port needs before it is swept over the space")
 			fs.IntVar(&c.ProbeFound, "probe-found", explore.DefaultProbeFound, "gps-stream-own: found hosts a port found on one host is probed on (those most like it) before a second find sweeps it; 0: none")
+			fs.BoolVar(&c.HostKinds, "host-kinds", explore.DefaultHostKinds, "gps-stream-own: seed found hosts by kind (their found ports), the kind whose seeds found the most per seed first (false: in the order found)")
 			fs.BoolVar(&c.MultiPredict, "multi-predict", true, "gps-stream-own: predict from all found services of a host at once")
 			fs.Float64Var(&c.Floor, "floor", 0, "gps-stream-own: stop when the best pending work is worth fewer services per probe")
 			return func(ctx context.Context, log *zap.Logger) error {

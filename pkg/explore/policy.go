@@ -36,22 +36,18 @@ const SeedYield = 2
 
 // Defaults of Config (gps eval's and the prober's flags).
 const (
-	DefaultOwnSeed = 0.0002
-	DefaultKey     = 1
-	// DefaultRandShare keeps the random seed's ongoing share small: a
-	// random address teaches far less than a found host, and the random
-	// seed goes on anyway whenever nothing else is pending (Refill);
-	// 0.1 lowers the bandwidth at 92.5 % of real services on the 16-/16
-	// and dense lab worlds (docs/small-seed.md, levers).
-	DefaultRandShare  = 0.03
+	DefaultOwnSeed    = 0.0002
+	DefaultKey        = 1
+	DefaultRandShare  = 0.1
 	DefaultSeedMax    = 0.003
 	DefaultHostShare  = 0.1
 	DefaultHostWindow = 200
 	DefaultPortMin    = 2
-	// DefaultProbeFound is off: 512 helps the 64- and 16-/16 lab worlds and
-	// yyrnet but lowers the dense lab world's bandwidth at 92.5 % of real
-	// services (docs/small-seed.md, levers).
-	DefaultProbeFound = 0
+	// DefaultProbeFound and DefaultHostKinds go together: host seeds by
+	// kind teach ports of few hosts, which found-host probes confirm before
+	// they are swept over the space (docs/small-seed.md, levers).
+	DefaultProbeFound = 512
+	DefaultHostKinds  = true
 )
 
 // Config are the policy's knobs.
@@ -61,9 +57,10 @@ type Config struct {
 	OwnSeed float64
 	Key     uint64
 	// RandShare is the most of the probes the random seed may take after
-	// the start, while it goes on sampling; SeedMax caps the random seed's
-	// share of the space (it also seeds, up to that, whenever nothing else
-	// is pending: Refill).
+	// the start, while it goes on sampling and one of its last HostWindow
+	// addresses answered; SeedMax caps the random seed's share of the
+	// space (it also seeds, up to that, whenever nothing else is pending:
+	// Refill).
 	RandShare float64
 	SeedMax   float64
 	// HostShare is the most of the probes spent seeding hosts found (0:
@@ -78,13 +75,17 @@ type Config struct {
 	// of it is found, on a host and not by the random seed: the hosts that
 	// share the most found ports with that host; 0: none.
 	ProbeFound int
+	// HostKinds seeds found hosts by kind (kinds.go) instead of in the
+	// order found; pseudo-hosts are not seeded then.
+	HostKinds bool
 }
 
 // Default is the policy with the default knobs, seeding ownSeed of the
 // space at the start.
 func Default(ownSeed float64) Config {
 	return Config{OwnSeed: ownSeed, Key: DefaultKey, RandShare: DefaultRandShare, SeedMax: DefaultSeedMax,
-		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin, ProbeFound: DefaultProbeFound}
+		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin, ProbeFound: DefaultProbeFound,
+		HostKinds: DefaultHostKinds}
 }
 
 // Validate checks c; the error names the flag.
@@ -136,8 +137,10 @@ type Policy struct {
 	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found (kept for ProbeFound)
 
 	randSeeds, randHosts int      // random seed addresses, and how many answered
+	randLastHost         int      // randSeeds when a random seed last answered
 	randPending          int      // random seeds pushed and not released
 	hostQueue            []uint32 // found hosts not seeded yet
+	kinds                *kinds   // with HostKinds, instead of hostQueue
 	hostSeeds            int
 	hostSeedProbes       uint64
 	newPortSeeds         []bool // per host seed: did it teach a port not known before
@@ -158,7 +161,7 @@ func New(c Config, sp *Space, sched *schedule.Scheduler, seeded *Seeded, tok Tok
 	}
 	return &Policy{c: c, sp: sp, sched: sched, seeded: seeded, tok: tok, order: NewCyclic(sp.Size(), c.Key),
 		hostPorts: map[uint32][]uint16{}, portHits: map[uint16]int{}, port16: map[gps.Target]int{}, swept: map[uint16]bool{},
-		portHosts: map[uint16][]uint32{}}
+		portHosts: map[uint16][]uint32{}, kinds: newKinds()}
 }
 
 // Start pushes the first seeds: OwnSeed of the space, at least one.
@@ -195,6 +198,7 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 		p.randPending--
 		if len(hits) > 0 {
 			p.randHosts++
+			p.randLastHost = p.randSeeds
 		}
 	case host:
 		p.hostSeeds++
@@ -204,8 +208,17 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 	for _, t := range hits {
 		first := len(p.hostPorts[t.Addr]) == 0
 		p.hostPorts[t.Addr] = append(p.hostPorts[t.Addr], t.Port)
-		if first && p.c.HostShare > 0 && !p.sched.Seeded(t.Addr) {
+		if first && p.c.HostShare > 0 && !p.sched.Seeded(t.Addr) && !p.c.HostKinds {
 			p.hostQueue = append(p.hostQueue, t.Addr)
+		}
+	}
+	if p.c.HostKinds && p.c.HostShare > 0 {
+		for _, t := range hits {
+			if !p.sched.Seeded(t.Addr) && len(p.hostPorts[t.Addr]) <= PseudoPorts {
+				p.kinds.queue(t.Addr, p.hostPorts[t.Addr])
+			} else if len(p.hostPorts[t.Addr]) > PseudoPorts {
+				p.kinds.drop(t.Addr)
+			}
 		}
 	}
 	// A host answering on more than PseudoPorts ports is a sink: its ports
@@ -243,6 +256,11 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 	}
 	if host {
 		p.newPortSeeds = append(p.newPortSeeds, newPort)
+		if len(p.hostPorts[x.First]) > PseudoPorts {
+			p.kinds.learned(x.First, 0)
+		} else {
+			p.kinds.learned(x.First, len(hits))
+		}
 	}
 }
 
@@ -379,17 +397,18 @@ func (p *Policy) pushRandom() {
 }
 
 // MaybeSeed, after spent probes, pushes the next random seed while the
-// random seed stays within RandShare of them and SeedMax of the space,
-// and the next host seed while host seeds stay within HostShare of them
+// random seed stays within RandShare of them and SeedMax of the space and
+// one of its last HostWindow addresses answered (where one in hundreds
+// answers, a found host's seed teaches far more), and the next host seed while host seeds stay within HostShare of them
 // and still teach ports.
 func (p *Policy) MaybeSeed(spent uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.randPending == 0 && float64(uint64(p.randSeeds+1)*schedule.SeedPorts) <= p.c.RandShare*float64(spent) &&
-		float64(p.randSeeds) < p.c.SeedMax*float64(p.sp.Size()) {
+		float64(p.randSeeds) < p.c.SeedMax*float64(p.sp.Size()) && p.randSeeds-p.randLastHost < max(p.c.HostWindow, 1) {
 		p.pushRandom()
 	}
-	if p.c.HostShare <= 0 || len(p.hostQueue) == 0 {
+	if p.c.HostShare <= 0 || len(p.hostQueue) == 0 && !p.kinds.waiting() {
 		return
 	}
 	if float64(p.hostSeedProbes+schedule.SeedPorts) > p.c.HostShare*float64(spent) || !p.hostSeedsPay() {
@@ -402,6 +421,9 @@ func (p *Policy) MaybeSeed(spent uint64) {
 // seeded since they were found (by the random seed); p.mu is held. It
 // reports whether it queued one.
 func (p *Policy) pushHost() bool {
+	if p.c.HostKinds {
+		return p.kinds.pop(func(a uint32) bool { return p.sched.PushSeed(a, SeedYield, p.tok.Host) })
+	}
 	for len(p.hostQueue) > 0 {
 		a := p.hostQueue[0]
 		p.hostQueue = p.hostQueue[1:]

@@ -212,3 +212,38 @@ func TestHostSeedOfSeededHost(t *testing.T) {
 		t.Fatalf("released %+v (ok %v), want the host seed of %d", x, ok, b)
 	}
 }
+
+// TestRandomSeedStopsWhenNothingAnswers: the random seed goes on at
+// RandShare only while one of its last HostWindow addresses answered.
+func TestRandomSeedStopsWhenNothingAnswers(t *testing.T) {
+	c := testConfig()
+	c.OwnSeed, c.RandShare, c.SeedMax, c.HostWindow, c.HostShare = 0, 1, 1, 2, 0
+	p, sched := newTestPolicy(t, c, LabSpace(nil, 1))
+	p.Start()
+	release := func(hit bool) bool {
+		t.Helper()
+		x, ok, _ := sched.TryNext(t.Context())
+		if !ok {
+			return false
+		}
+		if x.Token != RandomSeed {
+			t.Fatalf("released %+v, want a random seed", x)
+		}
+		var hits []gps.Target
+		if hit {
+			hits = []gps.Target{{Addr: x.First, Port: 22}}
+		}
+		p.Learn(x, hits)
+		p.MaybeSeed(1 << 40)
+		return true
+	}
+	if !release(false) || !release(false) {
+		t.Fatal("fewer than HostWindow random seeds")
+	}
+	if release(false) {
+		t.Fatal("a random seed after HostWindow in a row found nothing")
+	}
+	if !p.Refill() || !release(true) || !release(false) {
+		t.Fatal("no random seed after one answered")
+	}
+}
