@@ -43,10 +43,11 @@ const (
 	DefaultHostShare  = 0.1
 	DefaultHostWindow = 200
 	DefaultPortMin    = 2
-	// DefaultProbeFound is off: 512 helps the 64- and 16-/16 lab worlds and
-	// yyrnet but lowers the dense lab world's bandwidth at 92.5 % of real
-	// services (docs/small-seed.md, levers).
-	DefaultProbeFound = 0
+	// DefaultProbeFound and DefaultHostKinds go together: host seeds by
+	// kind teach ports of few hosts, which found-host probes confirm before
+	// they are swept over the space (docs/small-seed.md, levers).
+	DefaultProbeFound = 512
+	DefaultHostKinds  = true
 )
 
 // Config are the policy's knobs.
@@ -56,9 +57,10 @@ type Config struct {
 	OwnSeed float64
 	Key     uint64
 	// RandShare is the most of the probes the random seed may take after
-	// the start, while it goes on sampling; SeedMax caps the random seed's
-	// share of the space (it also seeds, up to that, whenever nothing else
-	// is pending: Refill).
+	// the start, while it goes on sampling and one of its last HostWindow
+	// addresses answered; SeedMax caps the random seed's share of the
+	// space (it also seeds, up to that, whenever nothing else is pending:
+	// Refill).
 	RandShare float64
 	SeedMax   float64
 	// HostShare is the most of the probes spent seeding hosts found (0:
@@ -73,13 +75,17 @@ type Config struct {
 	// of it is found, on a host and not by the random seed: the hosts that
 	// share the most found ports with that host; 0: none.
 	ProbeFound int
+	// HostKinds seeds found hosts by kind (kinds.go) instead of in the
+	// order found; pseudo-hosts are not seeded then.
+	HostKinds bool
 }
 
 // Default is the policy with the default knobs, seeding ownSeed of the
 // space at the start.
 func Default(ownSeed float64) Config {
 	return Config{OwnSeed: ownSeed, Key: DefaultKey, RandShare: DefaultRandShare, SeedMax: DefaultSeedMax,
-		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin, ProbeFound: DefaultProbeFound}
+		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin, ProbeFound: DefaultProbeFound,
+		HostKinds: DefaultHostKinds}
 }
 
 // Validate checks c; the error names the flag.
@@ -131,8 +137,10 @@ type Policy struct {
 	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found (kept for ProbeFound)
 
 	randSeeds, randHosts int      // random seed addresses, and how many answered
+	randLastHost         int      // randSeeds when a random seed last answered
 	randPending          int      // random seeds pushed and not released
 	hostQueue            []uint32 // found hosts not seeded yet
+	kinds                *kinds   // with HostKinds, instead of hostQueue
 	hostSeeds            int
 	hostSeedProbes       uint64
 	newPortSeeds         []bool // per host seed: did it teach a port not known before
@@ -153,7 +161,7 @@ func New(c Config, sp *Space, sched *schedule.Scheduler, seeded *Seeded, tok Tok
 	}
 	return &Policy{c: c, sp: sp, sched: sched, seeded: seeded, tok: tok, order: NewCyclic(sp.Size(), c.Key),
 		hostPorts: map[uint32][]uint16{}, portHits: map[uint16]int{}, port16: map[gps.Target]int{}, swept: map[uint16]bool{},
-		portHosts: map[uint16][]uint32{}}
+		portHosts: map[uint16][]uint32{}, kinds: newKinds()}
 }
 
 // Start pushes the first seeds: OwnSeed of the space, at least one.
@@ -190,6 +198,7 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 		p.randPending--
 		if len(hits) > 0 {
 			p.randHosts++
+			p.randLastHost = p.randSeeds
 		}
 	case host:
 		p.hostSeeds++
@@ -199,8 +208,17 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 	for _, t := range hits {
 		first := len(p.hostPorts[t.Addr]) == 0
 		p.hostPorts[t.Addr] = append(p.hostPorts[t.Addr], t.Port)
-		if first && p.c.HostShare > 0 && !p.sched.Seeded(t.Addr) {
+		if first && p.c.HostShare > 0 && !p.sched.Seeded(t.Addr) && !p.c.HostKinds {
 			p.hostQueue = append(p.hostQueue, t.Addr)
+		}
+	}
+	if p.c.HostKinds && p.c.HostShare > 0 {
+		for _, t := range hits {
+			if !p.sched.Seeded(t.Addr) && len(p.hostPorts[t.Addr]) <= PseudoPorts {
+				p.kinds.queue(t.Addr, p.hostPorts[t.Addr])
+			} else if len(p.hostPorts[t.Addr]) > PseudoPorts {
+				p.kinds.drop(t.Addr)
+			}
 		}
 	}
 	// A host answering on more than PseudoPorts ports is a sink: its ports
@@ -238,6 +256,11 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 	}
 	if host {
 		p.newPortSeeds = append(p.newPortSeeds, newPort)
+		if len(p.hostPorts[x.First]) > PseudoPorts {
+			p.kinds.learned(x.First, 0)
+		} else {
+			p.kinds.learned(x.First, len(hits))
+		}
 	}
 }
 
@@ -347,10 +370,7 @@ func (p *Policy) HostPorts(addr uint32) []uint16 {
 func (p *Policy) Refill() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.hostQueue) > 0 && p.c.HostShare > 0 {
-		a := p.hostQueue[0]
-		p.hostQueue = p.hostQueue[1:]
-		p.sched.PushSeed(a, SeedYield, p.tok.Host)
+	if p.c.HostShare > 0 && p.pushHost() {
 		return true
 	}
 	if float64(p.randSeeds+p.randPending) >= p.c.SeedMax*float64(p.sp.Size()) {
@@ -361,32 +381,57 @@ func (p *Policy) Refill() bool {
 }
 
 // pushRandom queues the next address of the cyclic order as a seed; p.mu
-// is held.
+// is held. An address seeded already (a found host's seed) is a random
+// seed that finds nothing new, as if probed: it counts as one at once and
+// the next address is taken, so that randPending counts only seeds the
+// scheduler holds and a random seed's count stays its place in the order
+// (RestoreSeed relies on it).
 func (p *Policy) pushRandom() {
-	p.randPending++
-	p.sched.PushSeed(p.sp.Addr(p.order.Next()), SeedYield, p.tok.Random)
+	for uint64(p.randSeeds+p.randPending) < p.sp.Size() {
+		if p.sched.PushSeed(p.sp.Addr(p.order.Next()), SeedYield, p.tok.Random) {
+			p.randPending++
+			return
+		}
+		p.randSeeds++
+	}
 }
 
 // MaybeSeed, after spent probes, pushes the next random seed while the
-// random seed stays within RandShare of them and SeedMax of the space,
-// and the next host seed while host seeds stay within HostShare of them
+// random seed stays within RandShare of them and SeedMax of the space and
+// one of its last HostWindow addresses answered (where one in hundreds
+// answers, a found host's seed teaches far more), and the next host seed while host seeds stay within HostShare of them
 // and still teach ports.
 func (p *Policy) MaybeSeed(spent uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.randPending == 0 && float64(uint64(p.randSeeds+1)*schedule.SeedPorts) <= p.c.RandShare*float64(spent) &&
-		float64(p.randSeeds) < p.c.SeedMax*float64(p.sp.Size()) {
+		float64(p.randSeeds) < p.c.SeedMax*float64(p.sp.Size()) && p.randSeeds-p.randLastHost < max(p.c.HostWindow, 1) {
 		p.pushRandom()
 	}
-	if p.c.HostShare <= 0 || len(p.hostQueue) == 0 {
+	if p.c.HostShare <= 0 || len(p.hostQueue) == 0 && !p.kinds.waiting() {
 		return
 	}
 	if float64(p.hostSeedProbes+schedule.SeedPorts) > p.c.HostShare*float64(spent) || !p.hostSeedsPay() {
 		return
 	}
-	a := p.hostQueue[0]
-	p.hostQueue = p.hostQueue[1:]
-	p.sched.PushSeed(a, SeedYield, p.tok.Host)
+	p.pushHost()
+}
+
+// pushHost queues the next found host waiting as a seed, leaving out those
+// seeded since they were found (by the random seed); p.mu is held. It
+// reports whether it queued one.
+func (p *Policy) pushHost() bool {
+	if p.c.HostKinds {
+		return p.kinds.pop(func(a uint32) bool { return p.sched.PushSeed(a, SeedYield, p.tok.Host) })
+	}
+	for len(p.hostQueue) > 0 {
+		a := p.hostQueue[0]
+		p.hostQueue = p.hostQueue[1:]
+		if p.sched.PushSeed(a, SeedYield, p.tok.Host) {
+			return true
+		}
+	}
+	return false
 }
 
 // hostSeedsPay reports whether the last HostWindow host seeds taught at

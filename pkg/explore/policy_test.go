@@ -153,3 +153,97 @@ func TestPortFoundOnceIsProbedOnLikeHosts(t *testing.T) {
 		t.Fatalf("ProbeFound 0: probed %v, want nothing", got)
 	}
 }
+
+// TestRandomSeedOfSeededHost: the random seed's next address was
+// host-seeded already, so the scheduler drops its seed; the policy counts
+// it as a random seed that found nothing new and goes on to the next
+// address, rather than waiting for the dropped seed forever.
+func TestRandomSeedOfSeededHost(t *testing.T) {
+	c := testConfig()
+	c.OwnSeed, c.RandShare, c.SeedMax = 0, 1, 1
+	sp := LabSpace(nil, 1)
+	p, sched := newTestPolicy(t, c, sp)
+	o := NewCyclic(sp.Size(), c.Key)
+	a0, a1, a2 := sp.Addr(o.Next()), sp.Addr(o.Next()), sp.Addr(o.Next())
+	p.Start()
+	p.Learn(schedule.Work{Kind: schedule.Probe, First: a1, Last: a1, Port: 80}, []gps.Target{{Addr: a1, Port: 80}})
+	if !p.Refill() {
+		t.Fatal("no host seed of the found host")
+	}
+	for _, want := range []schedule.Work{{First: a0, Token: RandomSeed}, {First: a1, Token: HostSeed}} {
+		x, ok, _ := sched.TryNext(t.Context())
+		if !ok || x.Kind != schedule.Seed || x.First != want.First || x.Token != want.Token {
+			t.Fatalf("released %+v, want a seed of %d, token %v", x, want.First, want.Token)
+		}
+		p.Released(x)
+		p.Learn(x, nil)
+	}
+	p.MaybeSeed(1 << 40) // the next random address is a1, seeded: dropped
+	x, ok, _ := sched.TryNext(t.Context())
+	if !ok || x.Kind != schedule.Seed || x.First != a2 || x.Token != RandomSeed {
+		t.Fatalf("after a dropped random seed released %+v (ok %v), want the random seed of %d", x, ok, a2)
+	}
+	p.Learn(x, nil)
+	if st := p.Stats(); st.RandomSeeds != 3 {
+		t.Fatalf("%d random seeds, want 3 (the dropped one counted, as its place in the order)", st.RandomSeeds)
+	}
+	p.MaybeSeed(1 << 40)
+	if x, ok, _ := sched.TryNext(t.Context()); !ok || x.Token != RandomSeed {
+		t.Fatalf("released %+v (ok %v), want the next random seed", x, ok)
+	}
+}
+
+// TestHostSeedOfSeededHost: a found host that the random seed seeded
+// before its host seed came up is passed over: the next one is seeded.
+func TestHostSeedOfSeededHost(t *testing.T) {
+	c := testConfig()
+	c.OwnSeed, c.HostShare = 0, 1
+	sp := LabSpace(nil, 1)
+	p, sched := newTestPolicy(t, c, sp)
+	a0 := sp.Addr(NewCyclic(sp.Size(), c.Key).Next())
+	b := a0 ^ 1
+	p.Learn(schedule.Work{Kind: schedule.Probe}, []gps.Target{{Addr: a0, Port: 80}, {Addr: b, Port: 80}})
+	p.Start() // the random seed of a0, queued for its host seed
+	if x, ok, _ := sched.TryNext(t.Context()); !ok || x.First != a0 || x.Token != RandomSeed {
+		t.Fatalf("released %+v (ok %v), want the random seed of %d", x, ok, a0)
+	}
+	p.MaybeSeed(1 << 40)
+	if x, ok, _ := sched.TryNext(t.Context()); !ok || x.First != b || x.Token != HostSeed {
+		t.Fatalf("released %+v (ok %v), want the host seed of %d", x, ok, b)
+	}
+}
+
+// TestRandomSeedStopsWhenNothingAnswers: the random seed goes on at
+// RandShare only while one of its last HostWindow addresses answered.
+func TestRandomSeedStopsWhenNothingAnswers(t *testing.T) {
+	c := testConfig()
+	c.OwnSeed, c.RandShare, c.SeedMax, c.HostWindow, c.HostShare = 0, 1, 1, 2, 0
+	p, sched := newTestPolicy(t, c, LabSpace(nil, 1))
+	p.Start()
+	release := func(hit bool) bool {
+		t.Helper()
+		x, ok, _ := sched.TryNext(t.Context())
+		if !ok {
+			return false
+		}
+		if x.Token != RandomSeed {
+			t.Fatalf("released %+v, want a random seed", x)
+		}
+		var hits []gps.Target
+		if hit {
+			hits = []gps.Target{{Addr: x.First, Port: 22}}
+		}
+		p.Learn(x, hits)
+		p.MaybeSeed(1 << 40)
+		return true
+	}
+	if !release(false) || !release(false) {
+		t.Fatal("fewer than HostWindow random seeds")
+	}
+	if release(false) {
+		t.Fatal("a random seed after HostWindow in a row found nothing")
+	}
+	if !p.Refill() || !release(true) || !release(false) {
+		t.Fatal("no random seed after one answered")
+	}
+}

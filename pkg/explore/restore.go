@@ -33,6 +33,8 @@ func (p *Policy) RestoreSeed(addr uint32, hits []gps.Target) {
 		x.Token = p.tok.Random
 	} else if j := slices.Index(p.hostQueue, addr); j >= 0 {
 		p.hostQueue = slices.Delete(p.hostQueue, j, j+1)
+	} else {
+		p.kinds.restore(addr) // its kind counts what it found, as when it was popped
 	}
 	p.mu.Unlock()
 	p.Learn(x, hits)

@@ -10,10 +10,12 @@ const SeedPorts = 65535
 // seed once this one is released. An address pushed as a seed before is
 // dropped; once pushed, predictions on it are dropped too (the seed
 // probes them), and single probes released before it stay counted.
+// PushSeed reports whether it queued the seed (false: a duplicate), so
+// that a caller counting its pending seeds does not wait for a dropped one.
 //
 // A budget cuts a seed like a chunk: the released Work probes ports
 // 1..Work.Port only.
-func (s *Scheduler) PushSeed(addr uint32, yield float64, token any) {
+func (s *Scheduler) PushSeed(addr uint32, yield float64, token any) bool {
 	s.mu.Lock()
 	_, dup := s.seeded[addr]
 	if !dup {
@@ -25,6 +27,7 @@ func (s *Scheduler) PushSeed(addr uint32, yield float64, token any) {
 	if dup {
 		s.doneIf(token)
 	}
+	return !dup
 }
 
 // MarkSeeded records addr as seeded without queueing its seed (it was

@@ -8,8 +8,9 @@ func TestSeedReleasedInOrder(t *testing.T) {
 	var done []any
 	s := newSched(t, Config{Done: func(tok any) { done = append(done, tok) }})
 	s.Push(Target{Addr: 1, Port: 80}, 0.5, "pred")
-	s.PushSeed(7, 0.9, "seed")
-	s.PushSeed(7, 0.1, "dup") // dropped: 7 is queued already
+	if !s.PushSeed(7, 0.9, "seed") || s.PushSeed(7, 0.1, "dup") { // dup dropped: 7 is queued already
+		t.Fatal("PushSeed reports the first seed of 7 dropped or its duplicate queued")
+	}
 	w := next(t, s)
 	if w.Kind != Seed || w.First != 7 || w.Last != 7 || w.Probes != SeedPorts || w.Port != 65535 {
 		t.Fatalf("first work %+v, want the seed of 7 on every port", w)

@@ -20,12 +20,13 @@ import (
 func (c *Config) registerOwnFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Own.OwnSeed, "own-seed", 0, fmt.Sprintf("take an own seed (gps-stream-own, as gps eval's): the share of --own-space seeded on every port at the start, then more as it pays, and sweep the ports learned (0: off; gps eval's default is %g)", explore.DefaultOwnSeed))
 	fs.Uint64Var(&c.Own.Key, "own-seed-key", explore.DefaultKey, "own seed: key of the cyclic order its seed takes addresses in")
-	fs.Float64Var(&c.Own.RandShare, "rand-share", explore.DefaultRandShare, "own seed: most of the probes its random seed may take as it goes on")
+	fs.Float64Var(&c.Own.RandShare, "rand-share", explore.DefaultRandShare, "own seed: most of the probes its random seed may take as it goes on (while one of its last --host-window addresses answered)")
 	fs.Float64Var(&c.Own.SeedMax, "seed-max", explore.DefaultSeedMax, "own seed: most of the space its random seed may take")
 	fs.Float64Var(&c.Own.HostShare, "host-share", explore.DefaultHostShare, "own seed: most of the probes spent seeding hosts it found")
-	fs.IntVar(&c.Own.HostWindow, "host-window", explore.DefaultHostWindow, "own seed: stop seeding found hosts once this many in a row taught no new port")
+	fs.IntVar(&c.Own.HostWindow, "host-window", explore.DefaultHostWindow, "own seed: stop seeding found hosts once this many in a row taught no new port, and random addresses once this many in a row found no host")
 	fs.IntVar(&c.Own.PortMin, "port-min", explore.DefaultPortMin, "own seed: found services a port needs before it is swept over the space")
 	fs.IntVar(&c.Own.ProbeFound, "probe-found", explore.DefaultProbeFound, "own seed: found hosts a port found on one host is probed on (those most like it) before a second find sweeps it; 0: none")
+	fs.BoolVar(&c.Own.HostKinds, "host-kinds", explore.DefaultHostKinds, "own seed: seed found hosts by kind (their found ports), the kind whose seeds found the most per seed first (false: in the order found)")
 	fs.Var((*listFlag)(&c.OwnSpace), "own-space", "own seed: the space it seeds and sweeps, prefixes of /16 or shorter (repeatable, comma-separated; gps all --world: the world's /16s); inside the allow list")
 }
 
