@@ -188,7 +188,7 @@ func Replay(w *World, p Params, log *zap.Logger) ([]*Curve, uint64) {
 		wg.Go(func() {
 			own = timed("gps-stream-own", func() *Curve {
 				cv, st := Explore(w, p)
-				log.Info("gps-stream-own done", zap.Int("random_seeds", st.RandomSeeds), zap.Int("random_hosts", st.RandomHosts),
+				log.Info("gps-stream-own done", zap.Int("random_seeds", st.RandomSeeds), zap.Int("random_hosts", st.RandomHosts), zap.Int("random_dups", st.RandomDups),
 					zap.Int("host_seeds", st.HostSeeds), zap.Int("learned_ports", st.LearnedPorts), zap.Int("sweeps", st.Sweeps),
 					zap.Int("chunks", st.Chunks), zap.Int("predictions", st.Predictions), zap.Int("dropped", st.Dropped))
 				return cv

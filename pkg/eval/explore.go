@@ -34,7 +34,7 @@ type explorer struct {
 
 // ExploreStats says what gps-stream-own did.
 type ExploreStats struct {
-	RandomSeeds, RandomHosts, HostSeeds, LearnedPorts int
+	RandomSeeds, RandomHosts, RandomDups, HostSeeds, LearnedPorts int
 	schedule.Stats
 }
 
@@ -44,7 +44,7 @@ func Explore(w *World, p Params) (*Curve, ExploreStats) {
 	e.run()
 	e.stats.Stats = e.sched.Stats()
 	ps := e.pol.Stats()
-	e.stats.RandomSeeds, e.stats.RandomHosts, e.stats.HostSeeds, e.stats.LearnedPorts = ps.RandomSeeds, ps.RandomHosts, ps.HostSeeds, ps.LearnedPorts
+	e.stats.RandomSeeds, e.stats.RandomHosts, e.stats.RandomDups, e.stats.HostSeeds, e.stats.LearnedPorts = ps.RandomSeeds, ps.RandomHosts, ps.RandomDups, ps.HostSeeds, ps.LearnedPorts
 	return e.c, e.stats
 }
 

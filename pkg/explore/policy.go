@@ -137,6 +137,7 @@ type Policy struct {
 	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found (kept for ProbeFound)
 
 	randSeeds, randHosts int      // random seed addresses, and how many answered
+	randDups             int      // random seed addresses seeded already (not probed again)
 	randLastHost         int      // randSeeds when a random seed last answered
 	randPending          int      // random seeds pushed and not released
 	hostQueue            []uint32 // found hosts not seeded yet
@@ -148,9 +149,11 @@ type Policy struct {
 	randIndexOf map[uint32]int // while restoring: the random seed's addresses, by place in the order
 }
 
-// Stats say what the policy did.
+// Stats say what the policy did. RandomDups of the RandomSeeds were
+// addresses a host seed had probed already, so the scheduler ran
+// RandomSeeds-RandomDups+HostSeeds seeds.
 type Stats struct {
-	RandomSeeds, RandomHosts, HostSeeds, LearnedPorts int
+	RandomSeeds, RandomHosts, RandomDups, HostSeeds, LearnedPorts int
 }
 
 // New is a policy over sp pushing to sched, whose Config.Skip must be
@@ -393,6 +396,7 @@ func (p *Policy) pushRandom() {
 			return
 		}
 		p.randSeeds++
+		p.randDups++
 	}
 }
 
@@ -455,5 +459,5 @@ func (p *Policy) Swept(port uint16) bool {
 func (p *Policy) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{RandomSeeds: p.randSeeds, RandomHosts: p.randHosts, HostSeeds: p.hostSeeds, LearnedPorts: len(p.swept)}
+	return Stats{RandomSeeds: p.randSeeds, RandomHosts: p.randHosts, RandomDups: p.randDups, HostSeeds: p.hostSeeds, LearnedPorts: len(p.swept)}
 }
