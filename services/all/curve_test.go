@@ -238,6 +238,7 @@ func checkOwnCurve(t *testing.T, pipe *eval.Curve, w *eval.World, s *eval.Summar
 // within two points at every probe count, on a lab world and the real
 // worlds.
 func TestPipelineOwnSeedCurveMatchesReplay(t *testing.T) {
+	t.Parallel() // beside the live tests, which mostly wait
 	o := explore.Default(explore.DefaultOwnSeed)
 	t.Run("lab", func(t *testing.T) {
 		dir := world(t, lab.Config{Seed: 7, Hosts: 3000, Slash16s: 4, SeedFrac: 0.2})
