@@ -40,7 +40,7 @@ func evalCmd() command {
 			fs.IntVar(&c.HostWindow, "host-window", explore.DefaultHostWindow, "gps-stream-own: stop seeding found hosts once this many in a row taught no new port, and random addresses once this many in a row found no host")
 			fs.IntVar(&c.PortMin, "port-min", explore.DefaultPortMin, "gps-stream-own: found services a port needs before it is swept over the space")
 			fs.IntVar(&c.ProbeFound, "probe-found", explore.DefaultProbeFound, "gps-stream-own: found hosts a port found on one host is probed on (those most like it) before a second find sweeps it; 0: none")
-			fs.BoolVar(&c.HostKinds, "host-kinds", explore.DefaultHostKinds, "gps-stream-own: seed found hosts by kind (their found ports), the kind whose seeds found the most per seed first (false: in the order found)")
+			fs.StringVar(&c.HostOrder, "host-order", explore.DefaultHostOrder, "gps-stream-own: order found hosts are seeded in: mixed (random and kinds in turn), random (a fixed pseudo-random order of the real-looking ones, each seed a uniform sample of them), kinds (by their found ports, the kind whose seeds found the most per seed first) or found (in the order found, pseudo-hosts too)")
 			fs.BoolVar(&c.MultiPredict, "multi-predict", true, "gps-stream-own: predict from all found services of a host at once")
 			fs.Float64Var(&c.Floor, "floor", 0, "gps-stream-own: stop when the best pending work is worth fewer services per probe")
 			return func(ctx context.Context, log *zap.Logger) error {

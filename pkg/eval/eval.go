@@ -56,6 +56,9 @@ func (c Config) Validate() error {
 	if c.HostWindow < 0 || c.PortMin < 0 || c.ProbeFound < 0 || !(c.Floor >= 0) {
 		return fmt.Errorf("--host-window %d, --port-min %d, --probe-found %d and --floor %g: want >= 0", c.HostWindow, c.PortMin, c.ProbeFound, c.Floor)
 	}
+	if err := c.Policy().Validate(); err != nil {
+		return err
+	}
 	return c.Cycle.Validate()
 }
 

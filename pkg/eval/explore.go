@@ -51,7 +51,7 @@ func Explore(w *World, p Params) (*Curve, ExploreStats) {
 // Policy is the gps-stream-own policy of p.
 func (p Params) Policy() explore.Config {
 	return explore.Config{OwnSeed: p.OwnSeed, Key: p.OwnSeedKey, RandShare: p.RandShare, SeedMax: p.SeedMax,
-		HostShare: p.HostShare, HostWindow: p.HostWindow, PortMin: p.PortMin, ProbeFound: p.ProbeFound, HostKinds: p.HostKinds}
+		HostShare: p.HostShare, HostWindow: p.HostWindow, PortMin: p.PortMin, ProbeFound: p.ProbeFound, HostOrder: p.HostOrder}
 }
 
 func newExplorer(w *World, p Params) *explorer {

@@ -44,8 +44,9 @@ type Params struct {
 	// ProbeFound is the found hosts a port found once is probed on first
 	// (explore.Config.ProbeFound).
 	ProbeFound int
-	// HostKinds seeds found hosts by kind (explore.Config.HostKinds).
-	HostKinds bool
+	// HostOrder is the order found hosts are seeded in
+	// (explore.Config.HostOrder).
+	HostOrder string
 	// MultiPredict predicts from all of a host's found services at once.
 	MultiPredict bool
 	// Floor stops it when the best pending work is worth less than this

@@ -12,7 +12,7 @@ import (
 // whose seeds found the most per seed; pseudo-hosts are not seeded.
 func TestHostSeedsByKind(t *testing.T) {
 	c := testConfig()
-	c.OwnSeed, c.HostShare, c.SeedMax = 0, 1, 0
+	c.OwnSeed, c.HostShare, c.SeedMax, c.HostOrder = 0, 1, 0, HostKinds
 	p, sched := newTestPolicy(t, c, LabSpace(nil, 1))
 	base := uint32(127<<24 | 1<<16)
 	a, b, cc, d, e, pseudo := base+1, base+2, base+3, base+4, base+5, base+6

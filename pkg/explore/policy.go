@@ -43,11 +43,27 @@ const (
 	DefaultHostShare  = 0.1
 	DefaultHostWindow = 200
 	DefaultPortMin    = 2
-	// DefaultProbeFound and DefaultHostKinds go together: host seeds by
-	// kind teach ports of few hosts, which found-host probes confirm before
-	// they are swept over the space (docs/small-seed.md, levers).
+	// DefaultProbeFound: host seeds teach ports of few hosts, which
+	// found-host probes confirm before they are swept over the space
+	// (docs/small-seed.md, levers).
 	DefaultProbeFound = 512
-	DefaultHostKinds  = true
+	DefaultHostOrder  = HostMixed
+)
+
+// The orders found hosts are seeded in (Config.HostOrder).
+const (
+	// HostRandom seeds the real-looking found hosts in a fixed
+	// pseudo-random order (hosts.go): each seed a uniform sample of them.
+	HostRandom = "random"
+	// HostKinds seeds them by kind (kinds.go).
+	HostKinds = "kinds"
+	// HostFound seeds every found host, pseudo-hosts too, in the order
+	// found (also the zero Config's "").
+	HostFound = "found"
+	// HostMixed takes host seeds from HostRandom's order and HostKinds' in
+	// turn, pseudo-hosts left out: half of them teach the ports of many
+	// hosts, half those of rare port sets (docs/small-seed.md, third round).
+	HostMixed = "mixed"
 )
 
 // Config are the policy's knobs.
@@ -75,9 +91,10 @@ type Config struct {
 	// of it is found, on a host and not by the random seed: the hosts that
 	// share the most found ports with that host; 0: none.
 	ProbeFound int
-	// HostKinds seeds found hosts by kind (kinds.go) instead of in the
-	// order found; pseudo-hosts are not seeded then.
-	HostKinds bool
+	// HostOrder is the order found hosts are seeded in: HostMixed,
+	// HostRandom, HostKinds or HostFound ("": HostFound). Pseudo-hosts are
+	// seeded only with HostFound.
+	HostOrder string
 }
 
 // Default is the policy with the default knobs, seeding ownSeed of the
@@ -85,7 +102,7 @@ type Config struct {
 func Default(ownSeed float64) Config {
 	return Config{OwnSeed: ownSeed, Key: DefaultKey, RandShare: DefaultRandShare, SeedMax: DefaultSeedMax,
 		HostShare: DefaultHostShare, HostWindow: DefaultHostWindow, PortMin: DefaultPortMin, ProbeFound: DefaultProbeFound,
-		HostKinds: DefaultHostKinds}
+		HostOrder: DefaultHostOrder}
 }
 
 // Validate checks c; the error names the flag.
@@ -101,6 +118,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--seed-max %g: want 0..1", c.SeedMax)
 	case c.HostWindow < 0 || c.PortMin < 0 || c.ProbeFound < 0:
 		return fmt.Errorf("--host-window %d, --port-min %d and --probe-found %d: want >= 0", c.HostWindow, c.PortMin, c.ProbeFound)
+	case c.HostOrder != "" && c.HostOrder != HostRandom && c.HostOrder != HostKinds && c.HostOrder != HostFound && c.HostOrder != HostMixed:
+		return fmt.Errorf("--host-order %q: want %s, %s, %s or %s", c.HostOrder, HostMixed, HostRandom, HostKinds, HostFound)
 	}
 	return nil
 }
@@ -136,12 +155,14 @@ type Policy struct {
 	swept     map[uint16]bool     // ports whose sweeps are queued
 	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found (kept for ProbeFound)
 
-	randSeeds, randHosts int      // random seed addresses, and how many answered
-	randDups             int      // random seed addresses seeded already (not probed again)
-	randLastHost         int      // randSeeds when a random seed last answered
-	randPending          int      // random seeds pushed and not released
-	hostQueue            []uint32 // found hosts not seeded yet
-	kinds                *kinds   // with HostKinds, instead of hostQueue
+	randSeeds, randHosts int          // random seed addresses, and how many answered
+	randDups             int          // random seed addresses seeded already (not probed again)
+	randLastHost         int          // randSeeds when a random seed last answered
+	randPending          int          // random seeds pushed and not released
+	hostQueue            []uint32     // found hosts not seeded yet
+	kinds                *kinds       // with HostKinds, instead of hostQueue
+	random               *randomHosts // with HostRandom, instead of hostQueue
+	hostPushed           int          // host seeds pushed (HostMixed's turns; restored ones too)
 	hostSeeds            int
 	hostSeedProbes       uint64
 	newPortSeeds         []bool // per host seed: did it teach a port not known before
@@ -164,7 +185,7 @@ func New(c Config, sp *Space, sched *schedule.Scheduler, seeded *Seeded, tok Tok
 	}
 	return &Policy{c: c, sp: sp, sched: sched, seeded: seeded, tok: tok, order: NewCyclic(sp.Size(), c.Key),
 		hostPorts: map[uint32][]uint16{}, portHits: map[uint16]int{}, port16: map[gps.Target]int{}, swept: map[uint16]bool{},
-		portHosts: map[uint16][]uint32{}, kinds: newKinds()}
+		portHosts: map[uint16][]uint32{}, kinds: newKinds(), random: newRandomHosts(c.Key)}
 }
 
 // Start pushes the first seeds: OwnSeed of the space, at least one.
@@ -211,16 +232,25 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 	for _, t := range hits {
 		first := len(p.hostPorts[t.Addr]) == 0
 		p.hostPorts[t.Addr] = append(p.hostPorts[t.Addr], t.Port)
-		if first && p.c.HostShare > 0 && !p.sched.Seeded(t.Addr) && !p.c.HostKinds {
+		if first && p.c.HostShare > 0 && !p.sched.Seeded(t.Addr) && p.hostFound() {
 			p.hostQueue = append(p.hostQueue, t.Addr)
 		}
 	}
-	if p.c.HostKinds && p.c.HostShare > 0 {
+	if !p.hostFound() && p.c.HostShare > 0 {
 		for _, t := range hits {
-			if !p.sched.Seeded(t.Addr) && len(p.hostPorts[t.Addr]) <= PseudoPorts {
-				p.kinds.queue(t.Addr, p.hostPorts[t.Addr])
-			} else if len(p.hostPorts[t.Addr]) > PseudoPorts {
+			pseudo := len(p.hostPorts[t.Addr]) > PseudoPorts
+			rnd, knd := p.c.HostOrder != HostKinds, p.c.HostOrder != HostRandom
+			switch {
+			case pseudo:
+				p.random.drop(t.Addr)
 				p.kinds.drop(t.Addr)
+			case !p.sched.Seeded(t.Addr):
+				if rnd {
+					p.random.queue(t.Addr)
+				}
+				if knd {
+					p.kinds.queue(t.Addr, p.hostPorts[t.Addr])
+				}
 			}
 		}
 	}
@@ -412,7 +442,7 @@ func (p *Policy) MaybeSeed(spent uint64) {
 		float64(p.randSeeds) < p.c.SeedMax*float64(p.sp.Size()) && p.randSeeds-p.randLastHost < max(p.c.HostWindow, 1) {
 		p.pushRandom()
 	}
-	if p.c.HostShare <= 0 || len(p.hostQueue) == 0 && !p.kinds.waiting() {
+	if p.c.HostShare <= 0 || len(p.hostQueue) == 0 && !p.kinds.waiting() && !p.random.waiting() {
 		return
 	}
 	if float64(p.hostSeedProbes+schedule.SeedPorts) > p.c.HostShare*float64(spent) || !p.hostSeedsPay() {
@@ -425,8 +455,28 @@ func (p *Policy) MaybeSeed(spent uint64) {
 // seeded since they were found (by the random seed); p.mu is held. It
 // reports whether it queued one.
 func (p *Policy) pushHost() bool {
-	if p.c.HostKinds {
-		return p.kinds.pop(func(a uint32) bool { return p.sched.PushSeed(a, SeedYield, p.tok.Host) })
+	push := func(a uint32) bool { return p.sched.PushSeed(a, SeedYield, p.tok.Host) }
+	switch p.c.HostOrder {
+	case HostMixed:
+		// Even turns are the random order's, odd ones the kinds'; a host
+		// the random order takes does not count for its kind (RestoreSeed
+		// tells the two apart by the turn).
+		random := func(a uint32) bool { p.kinds.drop(a); return push(a) }
+		kind := func(a uint32) bool { p.random.drop(a); return push(a) }
+		var ok bool
+		if p.hostPushed%2 == 0 {
+			ok = p.random.pop(random) || p.kinds.pop(kind)
+		} else {
+			ok = p.kinds.pop(kind) || p.random.pop(random)
+		}
+		if ok {
+			p.hostPushed++
+		}
+		return ok
+	case HostRandom:
+		return p.random.pop(push)
+	case HostKinds:
+		return p.kinds.pop(push)
 	}
 	for len(p.hostQueue) > 0 {
 		a := p.hostQueue[0]
@@ -436,6 +486,11 @@ func (p *Policy) pushHost() bool {
 		}
 	}
 	return false
+}
+
+// hostFound reports whether found hosts are seeded in the order found.
+func (p *Policy) hostFound() bool {
+	return p.c.HostOrder == "" || p.c.HostOrder == HostFound
 }
 
 // hostSeedsPay reports whether the last HostWindow host seeds taught at

@@ -34,7 +34,13 @@ func (p *Policy) RestoreSeed(addr uint32, hits []gps.Target) {
 	} else if j := slices.Index(p.hostQueue, addr); j >= 0 {
 		p.hostQueue = slices.Delete(p.hostQueue, j, j+1)
 	} else {
-		p.kinds.restore(addr) // its kind counts what it found, as when it was popped
+		p.random.drop(addr)
+		if p.c.HostOrder == HostMixed && p.hostPushed%2 == 0 {
+			p.kinds.drop(addr) // the random order's turn: it counts for no kind
+		} else {
+			p.kinds.restore(addr) // its kind counts what it found, as when it was popped
+		}
+		p.hostPushed++
 	}
 	p.mu.Unlock()
 	p.Learn(x, hits)

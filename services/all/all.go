@@ -209,7 +209,7 @@ func writeCurves(ctx context.Context, d Deps, c Config, probes uint64) error {
 func ownParams(p eval.Params, o explore.Config) eval.Params {
 	p.OwnSeed, p.OwnSeedKey, p.RandShare, p.SeedMax = o.OwnSeed, o.Key, o.RandShare, o.SeedMax
 	p.HostShare, p.HostWindow, p.PortMin, p.ProbeFound, p.MultiPredict = o.HostShare, o.HostWindow, o.PortMin, o.ProbeFound, true
-	p.HostKinds = o.HostKinds
+	p.HostOrder = o.HostOrder
 	return p
 }
 

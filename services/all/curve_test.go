@@ -206,7 +206,7 @@ func ownGap(pipe, replay *eval.Curve, w *eval.World) (worst float64, at uint64) 
 func checkOwnCurve(t *testing.T, pipe *eval.Curve, w *eval.World, s *eval.Summary, o explore.Config) {
 	t.Helper()
 	p := eval.Params{Hitrate: 1e-5, Step: 16, OwnSeed: o.OwnSeed, OwnSeedKey: o.Key, RandShare: o.RandShare, SeedMax: o.SeedMax,
-		HostShare: o.HostShare, HostWindow: o.HostWindow, PortMin: o.PortMin, ProbeFound: o.ProbeFound, HostKinds: o.HostKinds, MultiPredict: true}
+		HostShare: o.HostShare, HostWindow: o.HostWindow, PortMin: o.PortMin, ProbeFound: o.ProbeFound, HostOrder: o.HostOrder, MultiPredict: true}
 	replay, st := eval.Explore(w, p)
 	worst, at := ownGap(pipe, replay, w)
 	if g, a := gap(pipe, replay, w); g > worst {

@@ -26,7 +26,7 @@ func (c *Config) registerOwnFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Own.HostWindow, "host-window", explore.DefaultHostWindow, "own seed: stop seeding found hosts once this many in a row taught no new port, and random addresses once this many in a row found no host")
 	fs.IntVar(&c.Own.PortMin, "port-min", explore.DefaultPortMin, "own seed: found services a port needs before it is swept over the space")
 	fs.IntVar(&c.Own.ProbeFound, "probe-found", explore.DefaultProbeFound, "own seed: found hosts a port found on one host is probed on (those most like it) before a second find sweeps it; 0: none")
-	fs.BoolVar(&c.Own.HostKinds, "host-kinds", explore.DefaultHostKinds, "own seed: seed found hosts by kind (their found ports), the kind whose seeds found the most per seed first (false: in the order found)")
+	fs.StringVar(&c.Own.HostOrder, "host-order", explore.DefaultHostOrder, "own seed: order found hosts are seeded in: mixed (random and kinds in turn), random (a fixed pseudo-random order of the real-looking ones, each seed a uniform sample of them), kinds (by their found ports, the kind whose seeds found the most per seed first) or found (in the order found, pseudo-hosts too)")
 	fs.Var((*listFlag)(&c.OwnSpace), "own-space", "own seed: the space it seeds and sweeps, prefixes of /16 or shorter (repeatable, comma-separated; gps all --world: the world's /16s); inside the allow list")
 }
 
