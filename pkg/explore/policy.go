@@ -14,7 +14,6 @@
 package explore
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"sync"
@@ -153,7 +152,10 @@ type Policy struct {
 	portHits  map[uint16]int      // found services of a port on real-looking hosts
 	port16    map[gps.Target]int  // the same per (/16, port)
 	swept     map[uint16]bool     // ports whose sweeps are queued
-	portHosts map[uint16][]uint32 // real-looking hosts found on a port, in the order found (kept for ProbeFound)
+	portHosts map[uint16][]int32  // real-looking hosts found on a port (index in found), in the order found (kept for ProbeFound)
+	foundIdx  map[uint32]int32    // with ProbeFound: a found host's index in found
+	found     []foundHost         // with ProbeFound: the found hosts, in the order found
+	near      nearScratch         // probeFound's reused counts
 
 	randSeeds, randHosts int          // random seed addresses, and how many answered
 	randDups             int          // random seed addresses seeded already (not probed again)
@@ -185,7 +187,7 @@ func New(c Config, sp *Space, sched *schedule.Scheduler, seeded *Seeded, tok Tok
 	}
 	return &Policy{c: c, sp: sp, sched: sched, seeded: seeded, tok: tok, order: NewCyclic(sp.Size(), c.Key),
 		hostPorts: map[uint32][]uint16{}, portHits: map[uint16]int{}, port16: map[gps.Target]int{}, swept: map[uint16]bool{},
-		portHosts: map[uint16][]uint32{}, kinds: newKinds(), random: newRandomHosts(c.Key)}
+		portHosts: map[uint16][]int32{}, foundIdx: map[uint32]int32{}, kinds: newKinds(), random: newRandomHosts(c.Key)}
 }
 
 // Start pushes the first seeds: OwnSeed of the space, at least one.
@@ -232,6 +234,9 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 	for _, t := range hits {
 		first := len(p.hostPorts[t.Addr]) == 0
 		p.hostPorts[t.Addr] = append(p.hostPorts[t.Addr], t.Port)
+		if p.c.ProbeFound > 0 {
+			p.countFound(t.Addr)
+		}
 		if first && p.c.HostShare > 0 && !p.sched.Seeded(t.Addr) && p.hostFound() {
 			p.hostQueue = append(p.hostQueue, t.Addr)
 		}
@@ -266,7 +271,7 @@ func (p *Policy) Learn(x schedule.Work, hits []gps.Target) {
 		p.portHits[t.Port]++
 		p.port16[gps.Target{Addr: t.Addr &^ 0xffff, Port: t.Port}]++
 		if p.c.ProbeFound > 0 {
-			p.portHosts[t.Port] = append(p.portHosts[t.Port], t.Addr)
+			p.portHosts[t.Port] = append(p.portHosts[t.Port], p.foundIdx[t.Addr])
 		}
 	}
 	// A port is swept once PortMin services of it are found, or at once
@@ -328,44 +333,53 @@ func (p *Policy) probeFound(port uint16, origin uint32) {
 	if p.c.ProbeFound <= 0 {
 		return
 	}
-	shared := map[uint32]int{}
+	// Count, for every real-looking found host, the ports it shares with
+	// origin, in arrays indexed by found host (the lists of a popular port
+	// hold most of the found hosts, and a map per call cost minutes on a
+	// 130,000-host world).
+	nr := &p.near
+	nr.next(len(p.found))
+	oi := p.foundIdx[origin]
+	top := 0
 	for _, q := range p.hostPorts[origin] {
 		if q == port {
 			continue
 		}
-		for _, h := range p.portHosts[q] {
-			if h != origin && len(p.hostPorts[h]) <= PseudoPorts {
-				shared[h]++
+		for _, i := range p.portHosts[q] {
+			if i != oi && p.found[i].ports <= PseudoPorts {
+				top = max(top, nr.add(i))
 			}
 		}
 	}
-	type cand struct {
-		addr   uint32
-		shared int
-		order  uint64
-	}
-	cands := make([]cand, 0, len(shared))
-	for h, n := range shared {
-		cands = append(cands, cand{h, n, mix64(uint64(h)<<16 | uint64(port))})
-	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		if a.shared != b.shared {
-			return cmp.Compare(b.shared, a.shared)
-		}
-		return cmp.Compare(a.order, b.order)
-	})
+	// Most shared ports first, ties in a fixed pseudo-random order: each
+	// count's hosts in a min-heap by that order, popped until ProbeFound
+	// are queued (only the popped ones are looked up).
 	yield := 1 / float64(p.c.ProbeFound)
 	n := 0
-	for _, c := range cands {
-		if n == p.c.ProbeFound {
-			break
+	for k := top; k > 0 && n < p.c.ProbeFound; k-- {
+		h := nr.bucket(k, func(i int32) uint64 { return mix64(uint64(p.found[i].addr)<<16 | uint64(port)) })
+		for n < p.c.ProbeFound && len(h) > 0 {
+			var c nearHost
+			c, h = popNear(h)
+			a := p.found[c.idx].addr
+			if p.sched.Seeded(a) || slices.Contains(p.hostPorts[a], port) {
+				continue
+			}
+			p.sched.Push(schedule.Target{Addr: a, Port: port}, yield, p.tok.Sweep)
+			n++
 		}
-		if p.sched.Seeded(c.addr) || slices.Contains(p.hostPorts[c.addr], port) {
-			continue
-		}
-		p.sched.Push(schedule.Target{Addr: c.addr, Port: port}, yield, p.tok.Sweep)
-		n++
 	}
+}
+
+// countFound keeps addr's found port count by index (probeFound's).
+func (p *Policy) countFound(addr uint32) {
+	i, ok := p.foundIdx[addr]
+	if !ok {
+		i = int32(len(p.found))
+		p.foundIdx[addr] = i
+		p.found = append(p.found, foundHost{addr: addr})
+	}
+	p.found[i].ports = len(p.hostPorts[addr])
 }
 
 // foundShare estimates the share of the space's hosts found so far: hosts
