@@ -47,17 +47,15 @@ func (c Config) Validate() error {
 	if c.PriorWeight < 0 {
 		return fmt.Errorf("--prior-weight %g: want >= 0", c.PriorWeight)
 	}
-	if !(c.OwnSeed >= 0 && c.OwnSeed <= 1) || !(c.HostShare >= 0 && c.HostShare <= 1) {
-		return fmt.Errorf("--own-seed %g and --host-share %g: want 0..1", c.OwnSeed, c.HostShare)
+	// gps-stream-own's knobs, checked where the prober's are.
+	if err := c.Policy().Validate(); err != nil {
+		return err
 	}
 	if c.OwnSeed > 0 && c.Chunk > 1<<16 {
 		return fmt.Errorf("--chunk %d: gps-stream-own sweeps /16s, want at most 65536", c.Chunk)
 	}
-	if c.HostWindow < 0 || c.PortMin < 0 || c.ProbeFound < 0 || !(c.Floor >= 0) {
-		return fmt.Errorf("--host-window %d, --port-min %d, --probe-found %d and --floor %g: want >= 0", c.HostWindow, c.PortMin, c.ProbeFound, c.Floor)
-	}
-	if err := c.Policy().Validate(); err != nil {
-		return err
+	if !(c.Floor >= 0) {
+		return fmt.Errorf("--floor %g: want >= 0", c.Floor)
 	}
 	return c.Cycle.Validate()
 }
