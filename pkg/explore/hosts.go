@@ -1,10 +1,8 @@
 package explore
 
-import "container/heap"
-
-// Host seeds in a random order (HostOrder "random", the default): found
-// hosts wait in a fixed pseudo-random order (a keyed hash of the address),
-// pseudo-hosts left out. The next host seed is then a uniform sample of
+// Host seeds in a random order (HostOrder "random", and half of the
+// default "mixed"): found hosts wait in a fixed pseudo-random order (a
+// keyed hash of the address), pseudo-hosts left out. The next host seed is then a uniform sample of
 // the real-looking hosts found so far, so a port that m of N found hosts
 // answer on is taught with a chance of m/N a seed: the ports of many hosts
 // (the ones worth a sweep) are taught first, where seeding every kind of
@@ -13,7 +11,7 @@ import "container/heap"
 // kind of thousands of hosts (docs/small-seed.md, third round).
 type randomHosts struct {
 	key  uint64
-	h    orderHeap
+	h    []ordered
 	wait map[uint32]bool // queued and not seeded, not a pseudo-host
 }
 
@@ -27,7 +25,7 @@ func (r *randomHosts) queue(addr uint32) {
 		return
 	}
 	r.wait[addr] = true
-	heap.Push(&r.h, ordered{mix64(uint64(addr) ^ r.key), addr})
+	r.h = pushOrdered(r.h, ordered{mix64(uint64(addr) ^ r.key), addr})
 }
 
 // drop takes a host out of the queue (it became a pseudo-host, or was
@@ -40,8 +38,10 @@ func (r *randomHosts) waiting() bool { return len(r.wait) > 0 }
 // pop takes the next waiting host for which push reports true (false: it
 // was seeded since it was queued).
 func (r *randomHosts) pop(push func(uint32) bool) bool {
-	for r.h.Len() > 0 {
-		a := heap.Pop(&r.h).(ordered).addr
+	for len(r.h) > 0 {
+		var o ordered
+		o, r.h = popOrdered(r.h)
+		a := o.key
 		if !r.wait[a] {
 			continue
 		}
@@ -51,22 +51,4 @@ func (r *randomHosts) pop(push func(uint32) bool) bool {
 		}
 	}
 	return false
-}
-
-type ordered struct {
-	order uint64
-	addr  uint32
-}
-
-type orderHeap []ordered
-
-func (h orderHeap) Len() int           { return len(h) }
-func (h orderHeap) Less(i, j int) bool { return h[i].order < h[j].order }
-func (h orderHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *orderHeap) Push(x any)        { *h = append(*h, x.(ordered)) }
-func (h *orderHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }

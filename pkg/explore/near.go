@@ -15,13 +15,7 @@ type nearScratch struct {
 	mark    []uint32
 	shared  []int32
 	touched []int32
-	heap    []nearHost
-}
-
-// nearHost is a candidate in the order of its ties.
-type nearHost struct {
-	order uint64
-	idx   int32
+	heap    []ordered
 }
 
 // next starts a call over n found hosts.
@@ -48,45 +42,16 @@ func (s *nearScratch) add(i int32) int {
 	return int(s.shared[i])
 }
 
-// bucket is a min-heap by order of the hosts that share k ports.
-func (s *nearScratch) bucket(k int, order func(int32) uint64) []nearHost {
+// bucket is a min-heap by order of the hosts that share k ports (their
+// indexes as keys).
+func (s *nearScratch) bucket(k int, order func(int32) uint64) []ordered {
 	h := s.heap[:0]
 	for _, i := range s.touched {
 		if int(s.shared[i]) == k {
-			h = append(h, nearHost{order(i), i})
+			h = append(h, ordered{order(i), uint32(i)})
 		}
 	}
-	for j := len(h)/2 - 1; j >= 0; j-- {
-		siftNear(h, j)
-	}
+	heapify(h)
 	s.heap = h
 	return h
-}
-
-// popNear takes the least order off the heap h.
-func popNear(h []nearHost) (nearHost, []nearHost) {
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h = h[:last]
-	siftNear(h, 0)
-	return top, h
-}
-
-func siftNear(h []nearHost, j int) {
-	for {
-		l := 2*j + 1
-		if l >= len(h) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r].order < h[l].order {
-			m = r
-		}
-		if h[j].order <= h[m].order {
-			return
-		}
-		h[j], h[m] = h[m], h[j]
-		j = m
-	}
 }

@@ -34,12 +34,32 @@ func TestNearScratch(t *testing.T) {
 		h := s.bucket(2, func(i int32) uint64 { return orders[i] })
 		var got []uint64
 		for len(h) > 0 {
-			var c nearHost
-			c, h = popNear(h)
+			var c ordered
+			c, h = popOrdered(h)
 			got = append(got, c.order)
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("call %d: popped %d hosts, not in increasing order or not those sharing 2 ports", call, len(got))
+		}
+	}
+}
+
+// TestOrderedHeap: keys pushed one at a time come off in increasing order.
+func TestOrderedHeap(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var h []ordered
+	var want []uint64
+	for i := range uint32(500) {
+		o := r.Uint64()
+		h = pushOrdered(h, ordered{o, i})
+		want = append(want, o)
+	}
+	slices.Sort(want)
+	for i, w := range want {
+		var o ordered
+		o, h = popOrdered(h)
+		if o.order != w {
+			t.Fatalf("pop %d: order %d, want %d", i, o.order, w)
 		}
 	}
 }

@@ -359,9 +359,9 @@ func (p *Policy) probeFound(port uint16, origin uint32) {
 	for k := top; k > 0 && n < p.c.ProbeFound; k-- {
 		h := nr.bucket(k, func(i int32) uint64 { return mix64(uint64(p.found[i].addr)<<16 | uint64(port)) })
 		for n < p.c.ProbeFound && len(h) > 0 {
-			var c nearHost
-			c, h = popNear(h)
-			a := p.found[c.idx].addr
+			var c ordered
+			c, h = popOrdered(h)
+			a := p.found[c.key].addr
 			if p.sched.Seeded(a) || slices.Contains(p.hostPorts[a], port) {
 				continue
 			}
